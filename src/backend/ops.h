@@ -1,0 +1,86 @@
+// The op seam: every op the GPT model uses, declared once. The model's forward and backward
+// (model/gpt.cpp) are written against these declarations only. Bodies: backend/cpu/*.cpp (fp32,
+// OpenMP, GEMMs through OpenBLAS). A CUDA body with the same signature comes with issue 5.
+//
+// Conventions (llm.c's): the output comes first; shapes are in the comment, with
+// B batch, T time, C channels, OC output channels, NH heads, HS = C/NH head size,
+// V vocabulary, Vp padded vocabulary, N = B*T rows. Weights are stored (out, in) row-major.
+// "+=" in a comment means the op accumulates into that output; "=" means it overwrites it.
+// Every op is deterministic for a fixed thread count.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace finegpt {
+
+// Dropout of probability p, its mask a pure function of (key, element index) so backward
+// regenerates it (core/rng.h dropout_keep). p == 0 means no dropout and no work.
+struct Dropout {
+  float p = 0.0f;
+  uint64_t key = 0;
+};
+
+namespace cpu {
+
+// out (B,T,C) = dropout(wte[inp[b,t]] + wpe[t]);  inp (B,T)
+void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B,
+                     int T, int C, Dropout drop);
+// dwte (Vp,C) +=, dwpe (T,C) +=  from dout (B,T,C); dout is the gradient after dropout
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B,
+                      int T, int C, Dropout drop);
+
+// out (N,C) = (inp - mean) * rstd * weight + bias;  mean, rstd (N) =;  bias may be null.
+// eps = 1e-5, biased variance (as torch.nn.functional.layer_norm).
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *weight, const float *bias, int N, int C);
+// dinp (N,C) +=, dweight (C) +=, dbias (C) += (may be null)
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int C);
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC);  bias may be null
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                    int C, int OC);
+// dinp (N,C) = dout @ weight;  dweight (OC,C) += dout^T @ inp;  dbias (OC) += sum_rows dout
+// (dbias may be null; dinp may be null when the input needs no gradient)
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, int N, int C, int OC);
+
+// Causal self-attention, scale 1/sqrt(HS).  qkv (B,T,3C) holds q | k | v, head h at
+// columns h*HS..; out (B,T,C) = dropout(att) @ v with heads re-interleaved;
+// att (B,NH,T,T) = softmax probabilities before dropout (entries above the diagonal are 0).
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
+                       Dropout drop);
+// dqkv (B,T,3C) =;  scratch (B,NH,T,T) is working memory
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int C, int NH, Dropout drop);
+
+// GELU, tanh approximation: out (N) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+void gelu_forward(float *out, const float *inp, size_t N);
+// dinp (N) = gelu'(inp) * dout;  dinp may alias dout
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N);
+
+// out (N) = a + dropout(b);  out may alias a
+void residual_forward(float *out, const float *a, const float *b, size_t N, Dropout drop);
+// dinp (N) = dropout mask * dout / (1-p)   (the backward of dropout alone; may alias)
+void dropout_backward(float *dinp, const float *dout, size_t N, Dropout drop);
+
+// Fused softmax cross-entropy over the first V of Vp columns.  logits (N,Vp) in;
+// losses (N) = -log softmax(logits[n, :V])[targets[n]];  when dloss != 0 the logits are
+// overwritten in place by their gradient: (softmax - onehot) * dloss for columns < V, 0 for
+// the padding columns.  targets must be in [0, V).
+void crossentropy_forward_backward(float *losses, float *logits, const int32_t *targets, int N,
+                                   int V, int Vp, float dloss);
+
+// sum of squares of g (n), accumulated in double
+double sum_squares(const float *g, size_t n);
+
+// PyTorch's AdamW (decoupled decay, bias-corrected) on one tensor, with the gradient scaled by
+// grad_scale first (global-norm clipping).  step t counts from 1.  When zero_grad, grads is
+// set to 0 in the same pass.
+void adamw_update(float *params, float *grads, float *m, float *v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int t,
+                  float grad_scale, bool zero_grad);
+
+} // namespace cpu
+} // namespace finegpt

@@ -1,0 +1,71 @@
+// TrainConfig: every key of nanoGPT's train.py with its default and meaning, plus finegpt's own
+// keys; and loading it from nanoGPT config files and --key=value overrides (config.cpp).
+// The config language itself (a Python subset) lives in pyconfig.h.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace finegpt {
+
+struct TrainConfig {
+  // --- nanoGPT train.py keys, same defaults (REFERENCE.md 2) ---
+  std::string out_dir = "out";
+  long eval_interval = 2000;
+  long log_interval = 1;
+  long eval_iters = 200;
+  bool eval_only = false;
+  bool always_save_checkpoint = true;
+  std::string init_from = "scratch"; // 'scratch' | 'resume' | path to an llm.c gpt2_*.bin
+  bool wandb_log = false;            // accepted; finegpt writes out_dir/metrics.jsonl instead
+  std::string wandb_project = "owt";
+  std::string wandb_run_name = "gpt2";
+  std::string dataset = "openwebtext";
+  long gradient_accumulation_steps = 5 * 8;
+  long batch_size = 12;
+  long block_size = 1024;
+  long n_layer = 12;
+  long n_head = 12;
+  long n_embd = 768;
+  double dropout = 0.0;
+  bool bias = false;
+  double learning_rate = 6e-4;
+  long max_iters = 600000;
+  double weight_decay = 1e-1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double grad_clip = 1.0;
+  bool decay_lr = true;
+  long warmup_iters = 2000;
+  long lr_decay_iters = 600000;
+  double min_lr = 6e-5;
+  std::string backend = "nccl"; // accepted; single process here (MPI/NCCL: issue 6)
+  std::string device = "cuda";  // 'cpu' | 'cuda' (falls back to cpu, with a note, without CUDA)
+  std::string dtype = "bfloat16";
+  bool compile = true; // accepted; finegpt's kernels are compiled ahead of time
+
+  // --- finegpt's own keys ---
+  long seed = 1337;
+  std::string data_dir = "";           // default: data/<dataset>
+  std::string data_order = "random";   // 'random' (nanoGPT) | 'sequential' (llm.c)
+  long threads = 0;                    // 0: all cores
+  long vocab_size = 0;                 // 0: from the dataset's meta.json, else GPT-2's 50257
+};
+
+// Loads a TrainConfig from train's arguments, processed left to right as nanoGPT's
+// configurator does: an argument without "--" is a config file, "--key=value" overrides one key.
+// Errors (Error) name file:line or the flag, and suggest the closest key for unknown ones.
+// `notes` receives one line per key that is accepted but means nothing here.
+TrainConfig load_train_config(const std::vector<std::string> &args,
+                              std::vector<std::string> *notes);
+
+// Checks the values against each other (n_embd % n_head, positive sizes, known enums, ...).
+void validate(const TrainConfig &cfg);
+
+// "key = value" lines in nanoGPT syntax (strings quoted, True/False), in declaration order;
+// a config file that load_train_config reads back to the same TrainConfig.
+std::string to_python(const TrainConfig &cfg);
+
+// Every key name, in declaration order.
+const std::vector<std::string> &train_config_keys();
+
+} // namespace finegpt

@@ -1,0 +1,26 @@
+// Character-level tokenizer as nanoGPT's shakespeare_char prepare.py builds it: the vocabulary
+// is the sorted set of Unicode code points of the corpus; ids are their positions. Saved as
+// meta.json beside the shards ({"tokenizer": "char", "vocab_size": N, "itos": [...]}).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace finegpt {
+
+class CharTokenizer {
+public:
+  static CharTokenizer from_text(const std::string &utf8); // Error on invalid UTF-8
+  static CharTokenizer load(const std::string &meta_json_path);
+  void save(const std::string &meta_json_path) const; // atomic
+  int vocab_size() const { return int(itos_.size()); }
+  // Error naming the character and its offset if it is not in the vocabulary.
+  std::vector<uint16_t> encode(const std::string &utf8) const;
+  std::string decode(const int32_t *ids, size_t n) const; // Error on an id out of range
+  const std::vector<char32_t> &itos() const { return itos_; }
+
+private:
+  std::vector<char32_t> itos_;
+};
+
+} // namespace finegpt
