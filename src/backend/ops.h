@@ -84,3 +84,11 @@ void adamw_update(float *params, float *grads, float *m, float *v, size_t n, flo
 
 } // namespace cpu
 } // namespace finegpt
+
+namespace finegpt::cpu {
+// One decoding step of causal attention against a KV cache.  q (B,C) is the new position's
+// query; kcache, vcache (B,Tmax,C) hold keys and values of positions 0..t (t included, already
+// written); out (B,C) =;  scores (B,NH,t+1) is working memory.
+void attention_decode(float *out, float *scores, const float *q, const float *kcache,
+                      const float *vcache, int B, int t, int Tmax, int C, int NH);
+} // namespace finegpt::cpu

@@ -45,20 +45,28 @@ struct TrainConfig {
 
   // --- finegpt's own keys ---
   long seed = 1337;
-  std::string data_dir = "";           // default: data/<dataset>
-  std::string data_order = "random";   // 'random' (nanoGPT) | 'sequential' (llm.c)
-  long threads = 0;                    // 0: all cores
-  long vocab_size = 0;                 // 0: from the dataset's meta.json, else GPT-2's 50257
+  std::string data_dir = "";         // default (also None): data/<dataset>
+  std::string data_order = "random"; // 'random' (nanoGPT) | 'sequential' (llm.c)
+  long threads = 0;                  // 0: all cores
+  long vocab_size = 0;               // 0 (also None): from the dataset's meta.json, else 50257
+
+  friend bool operator==(const TrainConfig &, const TrainConfig &) = default;
 };
 
 // Loads a TrainConfig from train's arguments, processed left to right as nanoGPT's
 // configurator does: an argument without "--" is a config file, "--key=value" overrides one key.
 // Errors (Error) name file:line or the flag, and suggest the closest key for unknown ones.
-// `notes` receives one line per key that is accepted but means nothing here.
+// Types: a value must have its key's type, except that an int is accepted for a float, None for
+// data_dir and vocab_size (their automatic defaults), and any text for a str key given as a flag
+// (--out_dir=123 is the string '123'). Config files may refer to keys (their current values) and
+// to names they assigned earlier. It does not call validate().
+// `notes` (may be null) receives one line per key that was set to a value that matters in
+// nanoGPT but means nothing here (compile=True, wandb_log=True, dtype on the CPU, backend).
 TrainConfig load_train_config(const std::vector<std::string> &args,
                               std::vector<std::string> *notes);
 
-// Checks the values against each other (n_embd % n_head, positive sizes, known enums, ...).
+// Checks the values against each other (n_embd % n_head, positive sizes, known enums, ...);
+// throws Error with one line naming the key and the fix.
 void validate(const TrainConfig &cfg);
 
 // "key = value" lines in nanoGPT syntax (strings quoted, True/False), in declaration order;
@@ -67,5 +75,9 @@ std::string to_python(const TrainConfig &cfg);
 
 // Every key name, in declaration order.
 const std::vector<std::string> &train_config_keys();
+
+// " (did you mean 'learning_rate'?)" for the candidate closest to `name` by edit distance, or ""
+// when none is close; for messages about unknown keys and flags.
+std::string did_you_mean(const std::string &name, const std::vector<std::string> &candidates);
 
 } // namespace finegpt

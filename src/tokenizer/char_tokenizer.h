@@ -8,9 +8,17 @@
 
 namespace finegpt {
 
+// Strict UTF-8 (RFC 3629): Error "invalid UTF-8 at byte N: ..." on a stray or missing
+// continuation byte, an overlong form, a surrogate or a code point above U+10FFFF.
+std::u32string utf8_decode(const std::string &utf8);
+std::string utf8_encode(const std::u32string &text); // Error on a surrogate or > U+10FFFF
+std::string utf8_encode(char32_t c);
+
 class CharTokenizer {
 public:
-  static CharTokenizer from_text(const std::string &utf8); // Error on invalid UTF-8
+  // Error on invalid UTF-8, or more than kMaxVocab distinct characters (ids are uint16).
+  static CharTokenizer from_text(const std::string &utf8);
+  static constexpr int kMaxVocab = 65535;
   static CharTokenizer load(const std::string &meta_json_path);
   void save(const std::string &meta_json_path) const; // atomic
   int vocab_size() const { return int(itos_.size()); }

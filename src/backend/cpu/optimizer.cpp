@@ -1,0 +1,80 @@
+// CPU bodies of the optimizer ops: the gradient's sum of squares (for global-norm clipping) and
+// PyTorch 1.13's single-tensor AdamW in float32, one fused memory-bound pass.
+#include <algorithm>
+#include <cmath>
+#include <omp.h>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+
+namespace finegpt::cpu {
+
+using namespace detail;
+
+// Thread i sums the i-th contiguous chunk into a double; the partials are added in thread order,
+// so the result depends only on the thread count.
+double sum_squares(const float *g, size_t n) {
+  std::vector<double> partial(omp_get_max_threads(), 0.0);
+  int used = 1;
+#pragma omp parallel
+  {
+    const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    const size_t chunk = (n + nth - 1) / nth;
+    const size_t lo = std::min(n, chunk * tid), hi = std::min(n, lo + chunk);
+    const float *x = g + lo;
+    partial[tid] = lane_sum<double, 8>(long(hi - lo), [&](long i) {
+      const double d = x[i];
+      return d * d;
+    });
+#pragma omp single
+    used = nth;
+  }
+  double total = 0.0;
+  for (int i = 0; i < used; i++)
+    total += partial[i];
+  return total;
+}
+
+namespace {
+template <bool ZERO_GRAD>
+void adamw_pass(float *params, float *grads, float *m, float *v, size_t n, float beta1, float beta2,
+                float eps, float grad_scale, float neg_step, float bc2_sqrt, float decay, float a1,
+                float a2) {
+#pragma omp parallel for simd schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float g = grads[i] * grad_scale;
+    const float mi = m[i] * beta1 + a1 * g;
+    const float vi = v[i] * beta2 + a2 * g * g;
+    const float denom = std::sqrt(vi) / bc2_sqrt + eps;
+    params[i] = params[i] * decay + neg_step * mi / denom;
+    m[i] = mi;
+    v[i] = vi;
+    if constexpr (ZERO_GRAD) grads[i] = 0.0f;
+  }
+}
+} // namespace
+
+// torch.optim.AdamW (1.13, foreach=False), in float32 with g = grad * grad_scale:
+//   p *= 1 - lr wd;  m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g g;
+//   p += -(lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 - beta_i^t.
+// Python computes the scalars in double; the tensor kernels then use them as float.
+void adamw_update(float *params, float *grads, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int t, float grad_scale,
+                  bool zero_grad) {
+  FINEGPT_CHECK(t >= 1, "adamw_update: step t = ", t, " must count from 1");
+  const double bc1 = 1.0 - std::pow(double(beta1), t);
+  const double bc2 = 1.0 - std::pow(double(beta2), t);
+  const float neg_step = float(-(double(lr) / bc1));
+  const float bc2_sqrt = float(std::sqrt(bc2));
+  const float decay = float(1.0 - double(lr) * double(weight_decay));
+  const float a1 = float(1.0 - double(beta1));
+  const float a2 = float(1.0 - double(beta2));
+  if (zero_grad)
+    adamw_pass<true>(params, grads, m, v, n, beta1, beta2, eps, grad_scale, neg_step, bc2_sqrt,
+                     decay, a1, a2);
+  else
+    adamw_pass<false>(params, grads, m, v, n, beta1, beta2, eps, grad_scale, neg_step, bc2_sqrt,
+                      decay, a1, a2);
+}
+
+} // namespace finegpt::cpu

@@ -1,0 +1,26 @@
+// finegpt info: what this build can do and where it runs.
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/threads.h"
+
+#include <cstdio>
+#include <thread>
+
+namespace finegpt {
+
+int cmd_info(const Args &args) {
+  Options o;
+  if (!o.parse(args, {}, "usage: finegpt info\n\nPrints build features, threads and devices."))
+    return 0;
+  std::printf("finegpt (C++20)\n");
+  std::printf("backends:  cpu (float32, OpenMP); cuda: not in this build\n");
+  std::printf("blas:      %s\n", blas_description().c_str());
+  std::printf("distributed: single process (MPI/NCCL not in this build)\n");
+  std::printf("cpu:       %s\n", cpu_description().c_str());
+  std::printf("threads:   %d (of %u hardware threads; set with threads= or OMP_NUM_THREADS)\n",
+              num_threads(), std::thread::hardware_concurrency());
+  std::printf("devices:   cpu\n");
+  return 0;
+}
+
+} // namespace finegpt

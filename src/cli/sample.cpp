@@ -1,0 +1,62 @@
+// finegpt sample: nanoGPT's sample.py options, with a KV cache.
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "core/file.h"
+#include "core/threads.h"
+#include "io/model_load.h"
+#include "model/generate.h"
+#include "tokenizer/char_tokenizer.h"
+
+#include <cstdio>
+
+namespace finegpt {
+
+int cmd_sample(const Args &args) {
+  Options o;
+  if (!o.parse(args,
+               {{"out_dir", "out", "folder with ckpt.bin (as nanoGPT's sample.py)"},
+                {"init_from", "resume", "'resume' (out_dir/ckpt.bin) or a model file path"},
+                {"start", "\n", "start text, or FILE:path to read it from a file"},
+                {"num_samples", "10", "number of samples"},
+                {"max_new_tokens", "500", "tokens generated per sample"},
+                {"temperature", "0.8", "1.0 = no change, < 1.0 = less random"},
+                {"top_k", "200", "keep only the top_k most likely tokens (0 = all)"},
+                {"seed", "1337", "random seed"},
+                {"threads", "0", "CPU threads (0 = all cores)"},
+                {"device", "cpu", "accepted for nanoGPT compatibility"},
+                {"dtype", "float32", "accepted for nanoGPT compatibility"},
+                {"compile", "false", "accepted for nanoGPT compatibility"}},
+               "usage: finegpt sample [--out_dir=DIR | --init_from=MODEL] [--start=TEXT|FILE:path] "
+               "[options]\n\nGenerates text from a trained model, like nanoGPT's sample.py."))
+    return 0;
+  if (!o.positional().empty()) fail("unexpected argument '", o.positional()[0], "'");
+  set_threads(int(o.integer("threads")));
+  const std::string init = o.str("init_from");
+  LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init, 1, 1);
+  const std::string meta = lm.data_dir + "/meta.json";
+  if (lm.data_dir.empty() || !file_exists(meta))
+    fail("no tokenizer for this model (no meta.json beside its training data); the GPT-2 "
+         "tokenizer comes with its own issue");
+  CharTokenizer tok = CharTokenizer::load(meta);
+  std::string start = o.str("start");
+  if (start.rfind("FILE:", 0) == 0) start = read_file(start.substr(5));
+  std::vector<uint16_t> ids16 = tok.encode(start);
+  std::vector<int32_t> prompt(ids16.begin(), ids16.end());
+  const long S = o.integer("num_samples"), n = o.integer("max_new_tokens");
+  FINEGPT_CHECK(S > 0, "--num_samples must be positive");
+  FINEGPT_CHECK(n >= 0, "--max_new_tokens must be >= 0");
+  SampleOptions opt{int(n), float(o.real("temperature")), int(o.integer("top_k"))};
+  FINEGPT_CHECK(opt.temperature > 0, "--temperature must be positive");
+  FINEGPT_CHECK(opt.top_k >= 0, "--top_k must be >= 0");
+  Generator gen(*lm.model, int(S));
+  Rng rng(uint64_t(o.integer("seed")));
+  auto outs = gen.generate(prompt, opt, rng);
+  for (const auto &seq : outs) {
+    std::string text = start + tok.decode(seq.data(), seq.size());
+    std::printf("%s\n---------------\n", text.c_str());
+  }
+  return 0;
+}
+
+} // namespace finegpt

@@ -1,0 +1,322 @@
+// TrainConfig loading (see train_config.h): one table maps each key to its TrainConfig member;
+// config files run through the config language (pyconfig.h), --key=value flags are parsed as
+// Python literals, and every value is checked against its key's type. Also validate() and
+// to_python().
+#include "config/train_config.h"
+
+#include "config/pyconfig.h"
+#include "core/error.h"
+#include "core/file.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <type_traits>
+#include <variant>
+
+namespace finegpt {
+namespace {
+
+using Field = std::variant<std::string TrainConfig::*, long TrainConfig::*, double TrainConfig::*,
+                           bool TrainConfig::*>;
+
+struct KeyDef {
+  const char *name;
+  Field field;
+  bool none_is_default; // `key = None` means the automatic default ("" or 0)
+};
+
+#define FINEGPT_KEY(k)                                                                             \
+  KeyDef { #k, &TrainConfig::k, false }
+#define FINEGPT_KEY_OR_NONE(k)                                                                     \
+  KeyDef { #k, &TrainConfig::k, true }
+
+// Every key, in TrainConfig's declaration order.
+const std::vector<KeyDef> &key_table() {
+  static const std::vector<KeyDef> keys = {
+      FINEGPT_KEY(out_dir),
+      FINEGPT_KEY(eval_interval),
+      FINEGPT_KEY(log_interval),
+      FINEGPT_KEY(eval_iters),
+      FINEGPT_KEY(eval_only),
+      FINEGPT_KEY(always_save_checkpoint),
+      FINEGPT_KEY(init_from),
+      FINEGPT_KEY(wandb_log),
+      FINEGPT_KEY(wandb_project),
+      FINEGPT_KEY(wandb_run_name),
+      FINEGPT_KEY(dataset),
+      FINEGPT_KEY(gradient_accumulation_steps),
+      FINEGPT_KEY(batch_size),
+      FINEGPT_KEY(block_size),
+      FINEGPT_KEY(n_layer),
+      FINEGPT_KEY(n_head),
+      FINEGPT_KEY(n_embd),
+      FINEGPT_KEY(dropout),
+      FINEGPT_KEY(bias),
+      FINEGPT_KEY(learning_rate),
+      FINEGPT_KEY(max_iters),
+      FINEGPT_KEY(weight_decay),
+      FINEGPT_KEY(beta1),
+      FINEGPT_KEY(beta2),
+      FINEGPT_KEY(grad_clip),
+      FINEGPT_KEY(decay_lr),
+      FINEGPT_KEY(warmup_iters),
+      FINEGPT_KEY(lr_decay_iters),
+      FINEGPT_KEY(min_lr),
+      FINEGPT_KEY(backend),
+      FINEGPT_KEY(device),
+      FINEGPT_KEY(dtype),
+      FINEGPT_KEY(compile),
+      FINEGPT_KEY(seed),
+      FINEGPT_KEY_OR_NONE(data_dir),
+      FINEGPT_KEY(data_order),
+      FINEGPT_KEY(threads),
+      FINEGPT_KEY_OR_NONE(vocab_size),
+  };
+  return keys;
+}
+
+#undef FINEGPT_KEY
+#undef FINEGPT_KEY_OR_NONE
+
+const KeyDef *find_key(const std::string &name) {
+  for (const KeyDef &k : key_table())
+    if (name == k.name) return &k;
+  return nullptr;
+}
+
+py::Value get(const TrainConfig &cfg, const KeyDef &k) {
+  return std::visit([&](auto m) -> py::Value { return cfg.*m; }, k.field);
+}
+
+py::Env env_of(const TrainConfig &cfg) {
+  py::Env env;
+  for (const KeyDef &k : key_table())
+    env[k.name] = get(cfg, k);
+  return env;
+}
+
+size_t edit_distance(const std::string &a, const std::string &b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      bool same = std::tolower((unsigned char)a[i - 1]) == std::tolower((unsigned char)b[j - 1]);
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (same ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+[[noreturn]] void unknown_key(const std::string &place, const std::string &name) {
+  fail(place, ": unknown key '", name, "'", did_you_mean(name, train_config_keys()));
+}
+
+// Stores `v` in key `k`, or throws naming `place`, the key, the expected and the given type.
+// `raw` is the text after '=' for a flag (nullptr for files): a str key takes it verbatim when it
+// is not itself a string expression (--out_dir=123 means the string '123').
+void set_key(TrainConfig *cfg, const KeyDef &k, const py::Value &v, const std::string &place,
+             const std::string *raw) {
+  std::visit(
+      [&](auto m) {
+        using T = std::remove_reference_t<decltype(cfg->*m)>;
+        if (k.none_is_default && std::holds_alternative<std::monostate>(v)) {
+          cfg->*m = T{};
+          return;
+        }
+        const char *expected = "a str";
+        std::string hint;
+        if constexpr (std::is_same_v<T, bool>) {
+          if (auto *b = std::get_if<bool>(&v)) return void(cfg->*m = *b);
+          expected = "True or False";
+        } else if constexpr (std::is_same_v<T, long>) {
+          if (auto *i = std::get_if<long>(&v)) return void(cfg->*m = *i);
+          expected = "an int";
+          auto *d = std::get_if<double>(&v);
+          if (d && std::isfinite(*d) && *d == std::trunc(*d) && std::fabs(*d) < 1e18)
+            hint = cat(" (write ", long(*d), ")");
+        } else if constexpr (std::is_same_v<T, double>) {
+          if (auto *d = std::get_if<double>(&v)) return void(cfg->*m = *d);
+          if (auto *i = std::get_if<long>(&v)) return void(cfg->*m = double(*i));
+          expected = "a float";
+        } else {
+          if (auto *s = std::get_if<std::string>(&v)) return void(cfg->*m = *s);
+          if (raw) return void(cfg->*m = *raw);
+          hint = " (put it in quotes)";
+        }
+        fail(place, ": ", k.name, " expects ", expected, k.none_is_default ? " or None" : "",
+             ", got ", py::type_name(v), " ", py::repr(v), hint);
+      },
+      k.field);
+}
+
+bool in(const std::string &s, std::initializer_list<const char *> options) {
+  for (const char *o : options)
+    if (s == o) return true;
+  return false;
+}
+
+} // namespace
+
+std::string did_you_mean(const std::string &name, const std::vector<std::string> &candidates) {
+  const std::string *best = nullptr;
+  size_t best_d = SIZE_MAX;
+  for (const std::string &c : candidates) {
+    size_t d = edit_distance(name, c);
+    if (d < best_d) best_d = d, best = &c;
+  }
+  if (!best || best_d > std::max<size_t>(2, name.size() / 3)) return "";
+  return cat(" (did you mean '", *best, "'?)");
+}
+
+const std::vector<std::string> &train_config_keys() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const KeyDef &k : key_table())
+      out.push_back(k.name);
+    return out;
+  }();
+  return names;
+}
+
+TrainConfig load_train_config(const std::vector<std::string> &args,
+                              std::vector<std::string> *notes) {
+  TrainConfig cfg;
+  std::set<std::string> given; // keys set by a file or a flag
+  for (const std::string &arg : args) {
+    if (arg.rfind("--", 0) != 0) {
+      if (!file_exists(arg))
+        fail("config file '", arg, "' not found",
+             arg.find('=') != std::string::npos ? " (overrides are written --key=value)" : "");
+      if (std::filesystem::is_directory(arg))
+        fail("config file '", arg, "' is a directory (expected a nanoGPT .py config)");
+      for (const py::Assignment &a : py::run(read_file(arg), arg, env_of(cfg))) {
+        std::string place = cat(arg, ":", a.line);
+        const KeyDef *k = find_key(a.name);
+        if (!k) unknown_key(place, a.name);
+        set_key(&cfg, *k, a.value, place, nullptr);
+        given.insert(k->name);
+      }
+      continue;
+    }
+    size_t eq = arg.find('=');
+    std::string key = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    if (key.empty()) fail("'", arg, "': expected --key=value");
+    std::string place = "--" + key;
+    if (eq == std::string::npos)
+      fail(place, ": expected --", key, "=value (a value is required, e.g. --", key,
+           find_key(key) && std::holds_alternative<bool TrainConfig::*>(find_key(key)->field)
+               ? "=True)"
+               : "=...)");
+    const KeyDef *k = find_key(key);
+    if (!k) unknown_key(place, key);
+    std::string raw = arg.substr(eq + 1);
+    py::Value v;
+    try {
+      v = py::eval(raw, place);
+    } catch (const Error &) {
+      v = raw; // not a Python literal: a plain string, as nanoGPT's configurator does
+    }
+    set_key(&cfg, *k, v, place, &raw);
+    given.insert(k->name);
+  }
+
+  if (notes) {
+    if (given.count("compile") && cfg.compile)
+      notes->push_back("compile: finegpt's kernels are compiled ahead of time; ignored");
+    if (cfg.wandb_log) {
+      std::string unused;
+      for (const char *k : {"wandb_project", "wandb_run_name"})
+        if (given.count(k)) unused += cat(unused.empty() ? "" : " and ", k);
+      notes->push_back(cat("wandb_log: finegpt logs to ", cfg.out_dir, "/metrics.jsonl instead",
+                           unused.empty() ? "" : cat("; ", unused, " unused")));
+    }
+    if (given.count("dtype") && cfg.device == "cpu" && cfg.dtype != "float32")
+      notes->push_back("dtype: the CPU backend trains in float32");
+    if (given.count("backend") && !in(cfg.backend, {"nccl", "gloo"}))
+      notes->push_back(cat("backend: '", cfg.backend, "' ignored; finegpt runs one process"));
+  }
+  return cfg;
+}
+
+void validate(const TrainConfig &c) {
+  auto positive = [](const char *name, long v) {
+    if (v < 1) fail(name, " must be at least 1 (got ", v, ")");
+  };
+  positive("n_layer", c.n_layer);
+  positive("n_head", c.n_head);
+  positive("n_embd", c.n_embd);
+  positive("block_size", c.block_size);
+  positive("batch_size", c.batch_size);
+  positive("gradient_accumulation_steps", c.gradient_accumulation_steps);
+  positive("eval_iters", c.eval_iters);
+  positive("eval_interval", c.eval_interval);
+  positive("log_interval", c.log_interval);
+  if (c.n_embd % c.n_head != 0) {
+    long lo = c.n_embd - c.n_embd % c.n_head, hi = lo + c.n_head;
+    fail("n_embd (", c.n_embd, ") must be divisible by n_head (", c.n_head,
+         "): try n_embd = ", lo > 0 ? cat(lo, " or ", hi) : cat(hi));
+  }
+  auto at_least_0 = [](const char *name, auto v, const char *what) {
+    if (!(v >= 0)) fail(name, " must be >= 0", what, " (got ", v, ")");
+  };
+  at_least_0("max_iters", c.max_iters, "");
+  at_least_0("warmup_iters", c.warmup_iters, "");
+  at_least_0("learning_rate", c.learning_rate, "");
+  at_least_0("min_lr", c.min_lr, "");
+  at_least_0("weight_decay", c.weight_decay, "");
+  at_least_0("grad_clip", c.grad_clip, " (0 disables clipping)");
+  at_least_0("threads", c.threads, " (0 uses all cores)");
+  at_least_0("vocab_size", c.vocab_size, " (0 takes it from the dataset)");
+  auto unit = [](const char *name, double v) {
+    if (!(v >= 0 && v < 1)) fail(name, " must be in [0, 1) (got ", py::float_repr(v), ")");
+  };
+  unit("dropout", c.dropout);
+  unit("beta1", c.beta1);
+  unit("beta2", c.beta2);
+  if (c.decay_lr && c.lr_decay_iters < c.warmup_iters)
+    fail("lr_decay_iters (", c.lr_decay_iters, ") must be >= warmup_iters (", c.warmup_iters,
+         ") when decay_lr is True (raise lr_decay_iters or set decay_lr = False)");
+  if (c.out_dir.empty()) fail("out_dir must not be empty");
+  if (c.dataset.empty() && c.data_dir.empty())
+    fail("dataset must not be empty (name a folder under data/, or set data_dir)");
+  if (!in(c.data_order, {"random", "sequential"}))
+    fail("data_order must be 'random' or 'sequential' (got '", c.data_order, "')");
+
+  bool cuda_n = c.device.rfind("cuda:", 0) == 0 && c.device.size() > 5 &&
+                c.device.find_first_not_of("0123456789", 5) == std::string::npos;
+  if (c.device == "mps")
+    fail("device='mps': Apple GPUs are not supported; use device='cpu' or 'cuda'");
+  if (!in(c.device, {"cpu", "cuda"}) && !cuda_n)
+    fail("device='", c.device, "' is not supported; use 'cpu', 'cuda' or 'cuda:N'");
+  if (!in(c.dtype, {"float32", "bfloat16", "float16"}))
+    fail("dtype must be 'float32', 'bfloat16' or 'float16' (got '", c.dtype, "')");
+
+  if (in(c.init_from, {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}))
+    fail("init_from='", c.init_from,
+         "': loading OpenAI weights needs the Hugging Face export (not in this build); use an "
+         "llm.c gpt2_124M.bin path");
+  if (c.init_from.empty())
+    fail("init_from must be 'scratch', 'resume' or the path of an llm.c model file (got '')");
+}
+
+std::string to_python(const TrainConfig &cfg) {
+  std::string out;
+  for (const KeyDef &k : key_table()) {
+    py::Value v = get(cfg, k);
+    auto *i = std::get_if<long>(&v);
+    // -9223372036854775808 is not a literal: its digits overflow before the minus applies.
+    std::string text = i && *i == LONG_MIN ? "-9223372036854775807 - 1" : py::repr(v);
+    out += cat(k.name, " = ", text, "\n");
+  }
+  return out;
+}
+
+} // namespace finegpt

@@ -1,0 +1,13 @@
+// One thread pool for our OpenMP kernels and OpenBLAS (its OpenMP build): set both together.
+#pragma once
+#include <string>
+
+namespace finegpt {
+
+// n <= 0: all cores. Returns the number of threads in use.
+int set_threads(int n);
+int num_threads();
+std::string blas_description(); // OpenBLAS's build configuration string
+std::string cpu_description();  // model name from /proc/cpuinfo, or "unknown"
+
+} // namespace finegpt

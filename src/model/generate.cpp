@@ -1,0 +1,158 @@
+// KV-cache generation (see generate.h).
+#include "model/generate.h"
+
+#include "backend/ops.h"
+#include "core/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace finegpt {
+
+MemoryPlan plan_generation(const GPTConfig &c, int S) {
+  check_gpt_config(c);
+  FINEGPT_CHECK(S > 0, "num_samples must be positive");
+  MemoryPlan plan;
+  const int64_t L = c.n_layer, C = c.n_embd, T = c.block_size, NH = c.n_head;
+  auto add = [&](std::string name, std::vector<int64_t> shape) {
+    size_t n = std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
+    plan.buffers.push_back({std::move(name), MemGroup::Activations, std::move(shape), 4, n, n * 4});
+  };
+  add("kcache", {L, S, T, C});
+  add("vcache", {L, S, T, C});
+  add("x", {S, C});
+  add("ln", {S, C});
+  add("qkv", {S, 3 * C});
+  add("atty", {S, C});
+  add("branch", {S, C});
+  add("fch", {S, 4 * C});
+  add("fch_gelu", {S, 4 * C});
+  add("scores", {S, NH, T});
+  add("logits", {S, c.padded_vocab_size});
+  add("ln_mean", {S});
+  add("ln_rstd", {S});
+  return plan;
+}
+
+Generator::Generator(const GPT &model, int S)
+    : model_(model), S_(S), plan_(plan_generation(model.config(), S)) {
+  arena_ = Arena(plan_.elems(MemGroup::Activations));
+  float *p = arena_.data();
+  for (const auto &b : plan_.buffers) {
+    ptrs_.emplace_back(b.name, p);
+    p += b.elems;
+  }
+}
+
+float *Generator::buf(const char *name) {
+  for (auto &[n, p] : ptrs_)
+    if (n == name) return p;
+  fail("internal: generation buffer '", name, "' is not planned");
+}
+
+const float *Generator::step(const int32_t *tokens, int t) {
+  const GPTConfig &c = model_.config();
+  const int C = c.n_embd, NH = c.n_head, Tm = c.block_size, S = S_;
+  FINEGPT_CHECK(t >= 0 && t < Tm, "internal: position ", t, " outside the block");
+  const bool bias = c.bias;
+  auto P = [&](ParamId id) { return model_.param(id); };
+  float *x = buf("x"), *ln = buf("ln"), *qkv = buf("qkv"), *atty = buf("atty");
+  float *branch = buf("branch"), *fch = buf("fch"), *fch_gelu = buf("fch_gelu");
+  float *mean = buf("ln_mean"), *rstd = buf("ln_rstd");
+  cpu::encoder_forward(x, tokens, P(WTE), P(WPE) + size_t(t) * C, S, 1, C, Dropout{});
+  for (int l = 0; l < c.n_layer; ++l) {
+    float *kc = buf("kcache") + size_t(l) * S * Tm * C;
+    float *vc = buf("vcache") + size_t(l) * S * Tm * C;
+    cpu::layernorm_forward(ln, mean, rstd, x, P(LN1W) + l * C, bias ? P(LN1B) + l * C : nullptr,
+                           S, C);
+    cpu::matmul_forward(qkv, ln, P(QKVW) + size_t(l) * 3 * C * C,
+                        bias ? P(QKVB) + l * 3 * C : nullptr, S, C, 3 * C);
+    for (int s = 0; s < S; ++s) {
+      std::copy_n(qkv + size_t(s) * 3 * C + C, C, kc + (size_t(s) * Tm + t) * C);
+      std::copy_n(qkv + size_t(s) * 3 * C + 2 * C, C, vc + (size_t(s) * Tm + t) * C);
+      std::copy_n(qkv + size_t(s) * 3 * C, C, ln + size_t(s) * C); // q, packed (S,C)
+    }
+    cpu::attention_decode(atty, buf("scores"), ln, kc, vc, S, t, Tm, C, NH);
+    cpu::matmul_forward(branch, atty, P(ATTPROJW) + size_t(l) * C * C,
+                        bias ? P(ATTPROJB) + l * C : nullptr, S, C, C);
+    cpu::residual_forward(x, x, branch, size_t(S) * C, Dropout{});
+    cpu::layernorm_forward(ln, mean, rstd, x, P(LN2W) + l * C, bias ? P(LN2B) + l * C : nullptr,
+                           S, C);
+    cpu::matmul_forward(fch, ln, P(FCW) + size_t(l) * 4 * C * C,
+                        bias ? P(FCB) + l * 4 * C : nullptr, S, C, 4 * C);
+    cpu::gelu_forward(fch_gelu, fch, size_t(S) * 4 * C);
+    cpu::matmul_forward(branch, fch_gelu, P(FCPROJW) + size_t(l) * C * 4 * C,
+                        bias ? P(FCPROJB) + l * C : nullptr, S, 4 * C, C);
+    cpu::residual_forward(x, x, branch, size_t(S) * C, Dropout{});
+  }
+  cpu::layernorm_forward(ln, mean, rstd, x, P(LNFW), bias ? P(LNFB) : nullptr, S, C);
+  cpu::matmul_forward(buf("logits"), ln, P(WTE), nullptr, S, C, c.padded_vocab_size);
+  ++steps_;
+  return buf("logits");
+}
+
+namespace {
+
+// nanoGPT's sampling: logits / temperature, keep the top k, softmax, draw one.
+int32_t sample_token(const float *logits, int V, const SampleOptions &opt, Rng &rng,
+                     std::vector<float> &work) {
+  work.assign(logits, logits + V);
+  const float temp = opt.temperature > 0 ? opt.temperature : 1e-6f;
+  for (float &v : work) v /= temp;
+  if (opt.top_k > 0 && opt.top_k < V) {
+    std::vector<float> sorted(work);
+    std::nth_element(sorted.begin(), sorted.begin() + (opt.top_k - 1), sorted.end(),
+                     std::greater<float>());
+    const float kth = sorted[opt.top_k - 1];
+    for (float &v : work)
+      if (v < kth) v = -INFINITY;
+  }
+  const float maxv = *std::max_element(work.begin(), work.end());
+  double sum = 0.0;
+  for (float &v : work) sum += (v = std::exp(v - maxv));
+  double r = double(rng.uniform()) * sum, acc = 0.0;
+  for (int i = 0; i < V; ++i) {
+    acc += work[i];
+    if (r < acc && work[i] > 0) return i;
+  }
+  for (int i = V - 1; i >= 0; --i) // rounding left r at the very end
+    if (work[i] > 0) return i;
+  return 0;
+}
+
+} // namespace
+
+std::vector<std::vector<int32_t>> Generator::generate(const std::vector<int32_t> &prompt,
+                                                      const SampleOptions &opt, Rng &rng) {
+  FINEGPT_CHECK(!prompt.empty(), "the start text encodes to no tokens");
+  const GPTConfig &c = model_.config();
+  const int S = S_, Tm = c.block_size, V = c.vocab_size, Vp = c.padded_vocab_size;
+  std::vector<std::vector<int32_t>> seqs(S, prompt), out(S);
+  std::vector<int32_t> toks(S);
+  std::vector<float> work;
+  // Feeds the last min(len, block_size) tokens of each sequence from position 0.
+  auto prefill = [&]() -> const float * {
+    const size_t len = seqs[0].size(), start = len > size_t(Tm) ? len - Tm : 0;
+    const float *logits = nullptr;
+    for (size_t i = start; i < len; ++i) {
+      for (int s = 0; s < S; ++s) toks[s] = seqs[s][i];
+      logits = step(toks.data(), int(i - start));
+    }
+    return logits;
+  };
+  const float *logits = prefill();
+  for (int n = 0; n < opt.max_new_tokens; ++n) {
+    for (int s = 0; s < S; ++s) {
+      toks[s] = sample_token(logits + size_t(s) * Vp, V, opt, rng, work);
+      seqs[s].push_back(toks[s]);
+      out[s].push_back(toks[s]);
+    }
+    if (n + 1 == opt.max_new_tokens) break;
+    const size_t len = seqs[0].size();
+    logits = len <= size_t(Tm) ? step(toks.data(), int(len - 1)) : prefill();
+  }
+  return out;
+}
+
+} // namespace finegpt

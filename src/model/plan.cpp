@@ -1,0 +1,184 @@
+// The memory plan (see plan.h). Activation names match the model's forward (model/gpt.cpp).
+#include "model/plan.h"
+
+#include "core/error.h"
+
+#include <cstdio>
+#include <numeric>
+
+namespace finegpt {
+
+int pad_vocab(int vocab_size) { return (vocab_size + 63) / 64 * 64; }
+
+void check_gpt_config(const GPTConfig &c) {
+  FINEGPT_CHECK(c.n_layer > 0, "n_layer must be positive (got ", c.n_layer, ")");
+  FINEGPT_CHECK(c.n_head > 0, "n_head must be positive (got ", c.n_head, ")");
+  FINEGPT_CHECK(c.n_embd > 0, "n_embd must be positive (got ", c.n_embd, ")");
+  FINEGPT_CHECK(c.n_embd % c.n_head == 0, "n_embd (", c.n_embd, ") must be divisible by n_head (",
+                c.n_head, ")");
+  FINEGPT_CHECK(c.block_size > 0, "block_size must be positive (got ", c.block_size, ")");
+  FINEGPT_CHECK(c.vocab_size > 0 && c.vocab_size <= 65536,
+                "vocab_size must be in 1..65536 (token files hold uint16), got ", c.vocab_size);
+  FINEGPT_CHECK(c.padded_vocab_size >= c.vocab_size && c.padded_vocab_size % 64 == 0,
+                "padded vocabulary ", c.padded_vocab_size, " must be a multiple of 64 >= ",
+                c.vocab_size);
+}
+
+std::array<ParamTensor, kNumParamTensors> param_tensors(const GPTConfig &c) {
+  const int64_t L = c.n_layer, C = c.n_embd, Vp = c.padded_vocab_size, T = c.block_size;
+  auto t = [](const char *name, std::vector<int64_t> shape, bool decay) {
+    size_t n = std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
+    return ParamTensor{name, std::move(shape), n, decay};
+  };
+  auto b = [&](const char *name, std::vector<int64_t> shape) {
+    return c.bias ? t(name, std::move(shape), false) : ParamTensor{name, {}, 0, false};
+  };
+  return {t("wte", {Vp, C}, true),           t("wpe", {T, C}, true),
+          t("ln1w", {L, C}, false),          b("ln1b", {L, C}),
+          t("qkvw", {L, 3 * C, C}, true),    b("qkvb", {L, 3 * C}),
+          t("attprojw", {L, C, C}, true),    b("attprojb", {L, C}),
+          t("ln2w", {L, C}, false),          b("ln2b", {L, C}),
+          t("fcw", {L, 4 * C, C}, true),     b("fcb", {L, 4 * C}),
+          t("fcprojw", {L, C, 4 * C}, true), b("fcprojb", {L, C}),
+          t("lnfw", {C}, false),             b("lnfb", {C})};
+}
+
+size_t num_parameters(const GPTConfig &c) {
+  size_t n = 0;
+  for (const auto &p : param_tensors(c)) n += p.count;
+  return n;
+}
+
+size_t num_parameters_unpadded(const GPTConfig &c) {
+  return num_parameters(c) - size_t(c.padded_vocab_size - c.vocab_size) * c.n_embd;
+}
+
+const char *mem_group_name(MemGroup g) {
+  switch (g) {
+  case MemGroup::Parameters: return "parameters";
+  case MemGroup::Gradients: return "gradients";
+  case MemGroup::Optimizer: return "optimizer";
+  case MemGroup::Activations: return "activations";
+  case MemGroup::Scratch: return "scratch";
+  }
+  return "?";
+}
+
+size_t MemoryPlan::bytes(MemGroup g) const {
+  size_t n = 0;
+  for (const auto &b : buffers) n += b.group == g ? b.bytes : 0;
+  return n;
+}
+
+size_t MemoryPlan::elems(MemGroup g) const {
+  size_t n = 0;
+  for (const auto &b : buffers) n += b.group == g ? b.elems : 0;
+  return n;
+}
+
+size_t MemoryPlan::total_bytes() const {
+  size_t n = 0;
+  for (const auto &b : buffers) n += b.bytes;
+  return n;
+}
+
+const Buffer *MemoryPlan::find(const std::string &name) const {
+  for (const auto &b : buffers)
+    if (b.name == name) return &b;
+  return nullptr;
+}
+
+MemoryPlan plan_memory(const GPTConfig &c, int B, int T, bool optimizer) {
+  check_gpt_config(c);
+  FINEGPT_CHECK(B > 0, "batch_size must be positive (got ", B, ")");
+  FINEGPT_CHECK(T > 0 && T <= c.block_size, "sequence length ", T, " must be in 1..block_size (",
+                c.block_size, ")");
+  MemoryPlan plan;
+  auto add = [&](std::string name, MemGroup g, std::vector<int64_t> shape, int dtype_bytes = 4) {
+    size_t n = std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
+    plan.buffers.push_back({std::move(name), g, std::move(shape), dtype_bytes, n, n * dtype_bytes});
+  };
+  for (const auto &p : param_tensors(c))
+    if (p.count) add(p.name, MemGroup::Parameters, p.shape);
+  for (const auto &p : param_tensors(c))
+    if (p.count) add(std::string("grad.") + p.name, MemGroup::Gradients, p.shape);
+  const int64_t P = int64_t(num_parameters(c));
+  if (optimizer) {
+    add("adamw.m", MemGroup::Optimizer, {P});
+    add("adamw.v", MemGroup::Optimizer, {P});
+  }
+  // Activations kept for backward, one slice per layer (L, B, T, ...).
+  const int64_t L = c.n_layer, C = c.n_embd, NH = c.n_head, Vp = c.padded_vocab_size;
+  const auto A = MemGroup::Activations;
+  add("inputs", A, {B, T});
+  add("targets", A, {B, T});
+  add("encoded", A, {B, T, C});
+  add("ln1", A, {L, B, T, C});
+  add("ln1_mean", A, {L, B, T});
+  add("ln1_rstd", A, {L, B, T});
+  add("qkv", A, {L, B, T, 3 * C});
+  add("atty", A, {L, B, T, C});
+  add("att", A, {L, B, NH, T, T});
+  add("residual2", A, {L, B, T, C});
+  add("ln2", A, {L, B, T, C});
+  add("ln2_mean", A, {L, B, T});
+  add("ln2_rstd", A, {L, B, T});
+  add("fch", A, {L, B, T, 4 * C});
+  add("fch_gelu", A, {L, B, T, 4 * C});
+  add("residual3", A, {L, B, T, C});
+  add("lnf", A, {B, T, C});
+  add("lnf_mean", A, {B, T});
+  add("lnf_rstd", A, {B, T});
+  add("logits", A, {B, T, Vp}); // overwritten in place by its gradient
+  add("losses", A, {B, T});
+  // Working memory: the branch output before its residual add, and backward's gradients of
+  // one layer at a time.
+  const auto S = MemGroup::Scratch;
+  add("branch_out", S, {B, T, C});
+  add("dresidual", S, {B, T, C});
+  add("dbranch", S, {B, T, C});
+  add("dbtc", S, {B, T, C});
+  add("dqkv", S, {B, T, 3 * C});
+  add("dfch", S, {B, T, 4 * C});
+  add("datt", S, {B, NH, T, T});
+  return plan;
+}
+
+std::string format_bytes(double b) {
+  const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024.0 && u < 4) b /= 1024.0, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", b, units[u]);
+  return buf;
+}
+
+std::string format_plan(const MemoryPlan &plan) {
+  std::string out;
+  char line[160];
+  for (MemGroup g : {MemGroup::Parameters, MemGroup::Gradients, MemGroup::Optimizer,
+                     MemGroup::Activations, MemGroup::Scratch}) {
+    size_t bytes = plan.bytes(g);
+    if (!bytes) continue;
+    std::snprintf(line, sizeof line, "  %-12s %12s\n", mem_group_name(g),
+                  format_bytes(double(bytes)).c_str());
+    out += line;
+    if (g != MemGroup::Activations) continue;
+    for (const auto &b : plan.buffers) {
+      if (b.group != g) continue;
+      std::string shape;
+      for (size_t i = 0; i < b.shape.size(); ++i) {
+        if (i) shape += 'x';
+        shape += std::to_string(b.shape[i]);
+      }
+      std::snprintf(line, sizeof line, "    %-12s %-22s %12s\n", b.name.c_str(), shape.c_str(),
+                    format_bytes(double(b.bytes)).c_str());
+      out += line;
+    }
+  }
+  std::snprintf(line, sizeof line, "  %-12s %12s\n", "total",
+                format_bytes(double(plan.total_bytes())).c_str());
+  return out + line;
+}
+
+} // namespace finegpt

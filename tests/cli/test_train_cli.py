@@ -1,0 +1,201 @@
+"""finegpt train from the command line: dry runs, training, exact resume, bad input."""
+import json
+import os
+import unittest
+
+from common import CliTest, run, write_shard
+
+GUIDE_CONFIG = """out_dir = 'out-fineweb-160M'
+eval_interval = 1000
+eval_iters = 200
+log_interval = 100
+always_save_checkpoint = True
+wandb_log = True
+wandb_project = 'fineweb'
+wandb_run_name = '160M-fineweb'
+dataset = 'fineweb'
+gradient_accumulation_steps = 16   # 32 * 16 = 512 effective batch size
+batch_size = 32
+block_size = 1024                  # important
+n_layer = 10
+n_head = 10
+n_embd = 640
+dropout = 0.0
+learning_rate = 6e-4
+max_iters = 50000
+warmup_iters = 2000
+lr_decay_iters = 50000
+min_lr = 6e-5
+beta2 = 0.99
+compile = True
+bias = False
+weight_decay = 0.1
+"""
+
+TINY = """dataset = 'chars'
+n_layer = 2
+n_head = 2
+n_embd = 32
+block_size = 16
+batch_size = 4
+gradient_accumulation_steps = 2
+learning_rate = 1e-3
+warmup_iters = 2
+lr_decay_iters = 20
+min_lr = 1e-4
+eval_interval = 10
+eval_iters = 3
+log_interval = 1
+device = 'cpu'
+compile = False
+"""
+
+
+def metrics(out_dir):
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        return [json.loads(l) for l in f]
+
+
+class DryRun(CliTest):
+    def test_guide_config_dry_runs_verbatim(self):
+        cfg = self.write_config(GUIDE_CONFIG)
+        p = run("train", cfg, "--dry_run", cwd=self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = p.stdout
+        self.assertIn("n_layer = 10", out)
+        # True parameter count: about 82M, not 160M.
+        self.assertRegex(out, r"parameters: 81\d{6} \(81\.9\dM")
+        self.assertIn("tokens per optimizer step: 524288", out)
+        self.assertIn("memory plan", out)
+        self.assertIn("logits", out)
+        self.assertIn("compile", out)  # one note line saying what finegpt does instead
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "out-fineweb-160M")),
+                         "a dry run must not create out_dir")
+
+
+class Training(CliTest):
+    def train(self, out, *extra):
+        data = self.char_data()
+        cfg = self.write_config(TINY)
+        return run("train", cfg, f"--data_dir={data}", f"--out_dir={out}", *extra, cwd=self.tmp)
+
+    def test_resume_is_bitwise_exact(self):
+        straight = os.path.join(self.tmp, "straight")
+        p = self.train(straight, "--max_iters=20")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        half = os.path.join(self.tmp, "half")
+        p = self.train(half, "--max_iters=10")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = self.train(half, "--max_iters=20", "--init_from=resume")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        a = {m["iter"]: m["loss"] for m in metrics(straight) if "loss" in m}
+        b = {}
+        for m in metrics(half):  # the resumed run's records come last and win
+            if "loss" in m:
+                b[m["iter"]] = m["loss"]
+        self.assertEqual(sorted(a), list(range(21)))
+        for it in range(21):
+            self.assertEqual(a[it], b[it], f"iter {it}: {a[it]} != {b[it]}")
+        va = [m["val_loss"] for m in metrics(straight) if "val_loss" in m]
+        vb = [m["val_loss"] for m in metrics(half) if "val_loss" in m]
+        self.assertEqual(va[-1], vb[-1])
+        self.assertLess(a[20], a[0])  # it learns
+
+    def test_sequential_order_and_dropout_train(self):
+        out = os.path.join(self.tmp, "seq")
+        p = self.train(out, "--max_iters=5", "--data_order=sequential", "--dropout=0.1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len([m for m in metrics(out) if "loss" in m]), 6)
+
+
+class BadInput(CliTest):
+    def test_config_syntax_error(self):
+        cfg = self.write_config("n_layer = 4\nbatch_size = = 3\n")
+        self.assertCleanError(run("train", cfg, "--dry_run"), "config.py:2")
+
+    def test_unknown_key_suggests(self):
+        cfg = self.write_config("lerning_rate = 1e-3\n")
+        self.assertCleanError(run("train", cfg, "--dry_run"), "config.py:1", "learning_rate")
+
+    def test_unknown_flag_suggests(self):
+        self.assertCleanError(run("train", "--n_layers=3", "--dry_run"), "n_layer")
+
+    def test_wrong_type(self):
+        cfg = self.write_config("n_layer = 'four'\n")
+        self.assertCleanError(run("train", cfg, "--dry_run"), "n_layer")
+
+    def test_embd_not_divisible(self):
+        self.assertCleanError(run("train", "--n_embd=100", "--n_head=3", "--dry_run"), "n_embd")
+
+    def test_missing_data(self):
+        out = os.path.join(self.tmp, "out")
+        p = run("train", f"--data_dir={self.tmp}/nowhere", f"--out_dir={out}", "--device=cpu")
+        self.assertCleanError(p, "nowhere")
+
+    def test_block_size_larger_than_data(self):
+        data = os.path.join(self.tmp, "small")
+        os.makedirs(data)
+        write_shard(os.path.join(data, "small_val_000000.bin"), list(range(10)))
+        write_shard(os.path.join(data, "small_train_000001.bin"), list(range(10)))
+        p = run("train", f"--data_dir={data}", f"--out_dir={self.tmp}/o", "--block_size=64",
+                "--n_layer=1", "--n_head=1", "--n_embd=8", "--vocab_size=16")
+        self.assertCleanError(p, "block_size")
+
+    def test_bad_shard_magic(self):
+        data = os.path.join(self.tmp, "bad")
+        os.makedirs(data)
+        write_shard(os.path.join(data, "bad_val_000000.bin"), list(range(100)))
+        path = os.path.join(data, "bad_train_000001.bin")
+        write_shard(path, list(range(100)))
+        with open(path, "r+b") as f:
+            f.write(b"\x00\x00\x00\x00")
+        p = run("train", f"--data_dir={data}", f"--out_dir={self.tmp}/o", "--block_size=8",
+                "--n_layer=1", "--n_head=1", "--n_embd=8", "--vocab_size=128")
+        self.assertCleanError(p, "bad_train_000001.bin", "magic")
+
+    def test_shard_count_disagrees_with_size(self):
+        data = os.path.join(self.tmp, "bad")
+        os.makedirs(data)
+        write_shard(os.path.join(data, "bad_val_000000.bin"), list(range(100)))
+        path = os.path.join(data, "bad_train_000001.bin")
+        write_shard(path, list(range(100)))
+        with open(path, "r+b") as f:
+            f.truncate(1024 + 150)
+        p = run("train", f"--data_dir={data}", f"--out_dir={self.tmp}/o", "--block_size=8",
+                "--n_layer=1", "--n_head=1", "--n_embd=8", "--vocab_size=128")
+        self.assertCleanError(p, "bad_train_000001.bin")
+
+    def test_unwritable_out_dir(self):
+        data = self.char_data()
+        blocker = os.path.join(self.tmp, "file")
+        open(blocker, "w").close()
+        cfg = self.write_config(TINY)
+        p = run("train", cfg, f"--data_dir={data}", f"--out_dir={blocker}/out", "--max_iters=1")
+        self.assertCleanError(p, f"{blocker}/out")
+
+    def test_truncated_checkpoint_on_resume(self):
+        data = self.char_data()
+        cfg = self.write_config(TINY)
+        out = os.path.join(self.tmp, "out")
+        run("train", cfg, f"--data_dir={data}", f"--out_dir={out}", "--max_iters=10", check=True)
+        ckpt = os.path.join(out, "ckpt.bin")
+        size = os.path.getsize(ckpt)
+        with open(ckpt, "r+b") as f:
+            f.truncate(size - 100)
+        p = run("train", cfg, f"--data_dir={data}", f"--out_dir={out}", "--init_from=resume")
+        self.assertCleanError(p, "ckpt.bin", "truncated")
+        self.assertNoPartialFiles(out)
+
+    def test_foreign_checkpoint(self):
+        out = os.path.join(self.tmp, "out")
+        os.makedirs(out)
+        with open(os.path.join(out, "ckpt.bin"), "wb") as f:
+            f.write(b"PK\x03\x04 this is a zip file, not a checkpoint" * 10)
+        p = run("train", f"--out_dir={out}", "--init_from=resume", "--dry_run")
+        self.assertCleanError(p, "ckpt.bin", "not a finegpt checkpoint")
+        p = run("sample", f"--out_dir={out}")
+        self.assertCleanError(p, "ckpt.bin")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,465 @@
+"""PyTorch reference for finegpt's end-to-end parity test (script and module).
+
+It builds GPT-2 the way nanoGPT does (pre-LN blocks, tied head, GELU with the tanh
+approximation as llm.c and finegpt use), pads the vocabulary to a multiple of 64
+and takes the loss over the first V logits only (llm.c style), then writes
+fixtures the C++ trainer must reproduce: initial parameters, tokens, logits,
+loss and every gradient for the first micro-batch, and `steps` nanoGPT training
+steps (LR schedule, gradient accumulation, clipping, AdamW with decay groups).
+
+It is our own code, not nanoGPT's; it is not a trainer (see bench/ for those).
+
+Files written to --out (all raw, little-endian, no header; config.json says
+the shapes and results.json holds the scalars):
+  config.json        arguments, Vp, dtype, parameter (name, shape) list in file order
+  params.bin         float32, initial parameters flat in llm.c order
+  tokens.bin         int32 (steps*accum + 1, B, T+1); batch k: x = [k,:,:T], y = [k,:,1:]
+  logits.bin         float32 (B, T, Vp), batch 0, initial parameters
+  grads.bin          float32, d loss / d params (loss of batch 0, not divided by accum)
+  final_params.bin   float32, parameters after `steps` optimizer steps
+  results.json       loss0, step_losses_mean, step_losses_last, grad_norms, lrs
+With --fp64 everything is computed in float64 from the same float32 initial
+parameters; the .bin files are the float64 values rounded to float32 and
+results.json keeps full precision.
+
+Usage:
+  /usr/bin/python3 tests/e2e/torch_reference.py --out DIR --L 2 --NH 4 --C 64 --V 101 \
+      --T 16 --B 3 --bias 1 --steps 10 --lr 1e-3 --wd 0.1 --beta1 0.9 --beta2 0.95 \
+      --grad_clip 1.0 --warmup 2 --decay_iters 10 --min_lr 1e-4 --accum 2 --seed 0 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FORMAT_NAME = "finegpt-torchref"
+FORMAT_VERSION = 1
+LN_EPS = 1e-5
+ADAM_EPS = 1e-8
+
+
+@dataclasses.dataclass
+class RefConfig:
+    L: int = 2
+    NH: int = 4
+    C: int = 64
+    V: int = 101
+    T: int = 16  # block_size: wpe has T rows and every sequence is T long
+    B: int = 3
+    bias: bool = True
+    steps: int = 10
+    lr: float = 1e-3
+    wd: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    warmup: int = 2
+    decay_iters: int = 10
+    min_lr: float = 1e-4
+    decay_lr: bool = True
+    accum: int = 2
+    seed: int = 0
+    threads: int = 1
+
+    @property
+    def Vp(self) -> int:
+        return padded_vocab(self.V)
+
+
+def padded_vocab(V: int) -> int:
+    return (V + 63) // 64 * 64
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm whose bias can be absent (nn.LayerNorm in torch 1.13 cannot)."""
+
+    def __init__(self, C: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(C))
+        self.bias = nn.Parameter(torch.zeros(C)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, LN_EPS)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, C: int, NH: int, T: int, bias: bool):
+        super().__init__()
+        assert C % NH == 0
+        self.NH = NH
+        self.c_attn = nn.Linear(C, 3 * C, bias=bias)
+        self.c_proj = nn.Linear(C, C, bias=bias)
+        self.register_buffer("mask", torch.tril(torch.ones(T, T, dtype=torch.bool)), persistent=False)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        HS = C // self.NH
+        q, k, v = self.c_attn(x).split(C, dim=2)  # q, k, v in that order
+        q = q.view(B, T, self.NH, HS).transpose(1, 2)  # (B, NH, T, HS)
+        k = k.view(B, T, self.NH, HS).transpose(1, 2)
+        v = v.view(B, T, self.NH, HS).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(HS))  # (B, NH, T, T)
+        att = att.masked_fill(~self.mask[:T, :T], float("-inf"))
+        att = F.softmax(att, dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, C: int, bias: bool):
+        super().__init__()
+        self.c_fc = nn.Linear(C, 4 * C, bias=bias)
+        self.c_proj = nn.Linear(4 * C, C, bias=bias)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, C: int, NH: int, T: int, bias: bool):
+        super().__init__()
+        self.ln_1 = LayerNorm(C, bias)
+        self.attn = CausalSelfAttention(C, NH, T, bias)
+        self.ln_2 = LayerNorm(C, bias)
+        self.mlp = MLP(C, bias)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """GPT-2 with a padded, tied vocabulary; loss over the first V logits."""
+
+    def __init__(self, L: int, NH: int, C: int, V: int, T: int, bias: bool):
+        super().__init__()
+        self.L, self.NH, self.C, self.V, self.T, self.bias = L, NH, C, V, T, bias
+        self.Vp = padded_vocab(V)
+        self.wte = nn.Parameter(torch.empty(self.Vp, C))
+        self.wpe = nn.Parameter(torch.empty(T, C))
+        self.h = nn.ModuleList([Block(C, NH, T, bias) for _ in range(L)])
+        self.ln_f = LayerNorm(C, bias)
+
+    @classmethod
+    def from_config(cls, cfg: RefConfig) -> "GPT":
+        return cls(cfg.L, cfg.NH, cfg.C, cfg.V, cfg.T, cfg.bias)
+
+    def init_weights(self, seed: int) -> None:
+        """nanoGPT's init: N(0, 0.02) weights and embeddings, residual projections
+        N(0, 0.02/sqrt(2L)), biases 0, LayerNorm 1/0; padded wte rows like the rest.
+        The draw order (llm.c order) is ours; the C++ side reads params.bin instead."""
+        g = torch.Generator().manual_seed(seed)
+        std_res = 0.02 / math.sqrt(2 * self.L)
+        with torch.no_grad():
+            self.wte.normal_(0.0, 0.02, generator=g)
+            self.wpe.normal_(0.0, 0.02, generator=g)
+            for b in self.h:
+                b.attn.c_attn.weight.normal_(0.0, 0.02, generator=g)
+                b.attn.c_proj.weight.normal_(0.0, std_res, generator=g)
+                b.mlp.c_fc.weight.normal_(0.0, 0.02, generator=g)
+                b.mlp.c_proj.weight.normal_(0.0, std_res, generator=g)
+            for m in self.modules():
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    m.bias.zero_()
+                if isinstance(m, LayerNorm):
+                    m.weight.fill_(1.0)
+                    if m.bias is not None:
+                        m.bias.zero_()
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        assert T <= self.T
+        pos = torch.arange(T, device=idx.device)
+        x = F.embedding(idx, self.wte) + self.wpe[pos]
+        for b in self.h:
+            x = b(x)
+        x = self.ln_f(x)
+        logits = F.linear(x, self.wte)  # (B, T, Vp), head tied to wte
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits[..., : self.V].reshape(-1, self.V), targets.reshape(-1))
+        return logits, loss
+
+
+# ----------------------------------------------------------------------------- llm.c layout
+
+
+def param_layout(L: int, C: int, V: int, T: int, bias: bool):
+    """[(name, shape)] of the parameter tensors in llm.c file order."""
+    Vp = padded_vocab(V)
+    full = [
+        ("wte", (Vp, C)), ("wpe", (T, C)),
+        ("ln1w", (L, C)), ("ln1b", (L, C)),
+        ("qkvw", (L, 3 * C, C)), ("qkvb", (L, 3 * C)),
+        ("attprojw", (L, C, C)), ("attprojb", (L, C)),
+        ("ln2w", (L, C)), ("ln2b", (L, C)),
+        ("fcw", (L, 4 * C, C)), ("fcb", (L, 4 * C)),
+        ("fcprojw", (L, C, 4 * C)), ("fcprojb", (L, C)),
+        ("lnfw", (C,)), ("lnfb", (C,)),
+    ]
+    bias_names = {"ln1b", "qkvb", "attprojb", "ln2b", "fcb", "fcprojb", "lnfb"}
+    return [(n, s) for n, s in full if bias or n not in bias_names]
+
+
+def param_count(L: int, C: int, V: int, T: int, bias: bool) -> int:
+    """Analytic count, padded vocabulary included."""
+    per_layer = 2 * C + 12 * C * C  # ln_1, ln_2 weights; qkv 3CC + proj CC + fc 4CC + fcproj 4CC
+    if bias:
+        per_layer += 2 * C + 3 * C + C + 4 * C + C  # ln biases, qkv, proj, fc, fcproj
+    final = 2 * C if bias else C
+    return padded_vocab(V) * C + T * C + L * per_layer + final
+
+
+def _llmc_sources(model: GPT):
+    """[(name, [parameters])] in llm.c order; a per-layer tensor lists one parameter per layer."""
+    per_layer = {
+        "ln1w": lambda b: b.ln_1.weight, "ln1b": lambda b: b.ln_1.bias,
+        "qkvw": lambda b: b.attn.c_attn.weight, "qkvb": lambda b: b.attn.c_attn.bias,
+        "attprojw": lambda b: b.attn.c_proj.weight, "attprojb": lambda b: b.attn.c_proj.bias,
+        "ln2w": lambda b: b.ln_2.weight, "ln2b": lambda b: b.ln_2.bias,
+        "fcw": lambda b: b.mlp.c_fc.weight, "fcb": lambda b: b.mlp.c_fc.bias,
+        "fcprojw": lambda b: b.mlp.c_proj.weight, "fcprojb": lambda b: b.mlp.c_proj.bias,
+    }
+    whole = {"wte": lambda: model.wte, "wpe": lambda: model.wpe,
+             "lnfw": lambda: model.ln_f.weight, "lnfb": lambda: model.ln_f.bias}
+    out = []
+    for name, _ in param_layout(model.L, model.C, model.V, model.T, model.bias):
+        if name in whole:
+            out.append((name, [whole[name]()]))
+        else:
+            out.append((name, [per_layer[name](b) for b in model.h]))
+    return out
+
+
+def llmc_tensors(model: GPT, grads: bool = False):
+    """The model's parameters (or their gradients) in llm.c order, per-layer ones stacked (copies)."""
+
+    def get(p):
+        if not grads:
+            return p.detach()
+        return p.grad.detach() if p.grad is not None else torch.zeros_like(p)
+
+    out = []
+    for name, ps in _llmc_sources(model):
+        out.append(get(ps[0]) if name in ("wte", "wpe", "lnfw", "lnfb") else torch.stack([get(p) for p in ps]))
+    return out
+
+
+def llmc_flat(model: GPT, grads: bool = False) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in llmc_tensors(model, grads)])
+
+
+def load_llmc_flat(model: GPT, flat) -> None:
+    """Set the model's parameters from a flat vector in llm.c order."""
+    flat = torch.as_tensor(np.asarray(flat))
+    layout = param_layout(model.L, model.C, model.V, model.T, model.bias)
+    assert flat.numel() == sum(math.prod(s) for _, s in layout), "flat size does not match the layout"
+    with torch.no_grad():
+        off = 0
+        for (name, shape), (_, ps) in zip(layout, _llmc_sources(model)):
+            for p in ps:
+                n = p.numel()
+                p.copy_(flat[off: off + n].view(p.shape).to(p.dtype))
+                off += n
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def get_lr(it: int, cfg: RefConfig) -> float:
+    """nanoGPT's get_lr (Dec 2024 form): linear warmup to lr, cosine to min_lr."""
+    if not cfg.decay_lr:
+        return cfg.lr
+    if it < cfg.warmup:
+        return cfg.lr * (it + 1) / (cfg.warmup + 1)
+    if it > cfg.decay_iters:
+        return cfg.min_lr
+    ratio = (it - cfg.warmup) / (cfg.decay_iters - cfg.warmup)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))
+    return cfg.min_lr + coeff * (cfg.lr - cfg.min_lr)
+
+
+def make_tokens(cfg: RefConfig) -> torch.Tensor:
+    """(steps*accum + 1, B, T+1) int64 tokens in [0, V) from a Generator seeded by seed."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    return torch.randint(0, cfg.V, (cfg.steps * cfg.accum + 1, cfg.B, cfg.T + 1), generator=g)
+
+
+def make_optimizer(model: nn.Module, cfg: RefConfig, **extra) -> torch.optim.AdamW:
+    """nanoGPT's configure_optimizers: decay every parameter with dim >= 2, none else."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.wd},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=ADAM_EPS, **extra)
+
+
+def grad_norm_and_clip(model: nn.Module, grad_clip: float) -> float:
+    """Global L2 norm before clipping; clips as torch.nn.utils.clip_grad_norm_ when grad_clip != 0
+    (scale = min(1, grad_clip / (norm + 1e-6)), applied always)."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if grad_clip != 0.0:
+        return float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+    return float(torch.norm(torch.stack([torch.norm(p.grad.detach(), 2) for p in params]), 2))
+
+
+def run_reference(cfg: RefConfig, dtype=torch.float32) -> dict:
+    """Everything the files hold, as numpy arrays and floats (arrays in the compute dtype)."""
+    torch.set_num_threads(cfg.threads)
+    model = GPT.from_config(cfg)
+    model.init_weights(cfg.seed)  # always in float32, so fp32 and fp64 runs start identical
+    params0 = llmc_flat(model).numpy().copy()
+    model = model.to(dtype)
+    tokens = make_tokens(cfg)
+
+    def batch(k):
+        return tokens[k, :, : cfg.T], tokens[k, :, 1:]
+
+    # batch 0 with the initial parameters
+    x, y = batch(0)
+    logits, loss = model(x, y)
+    loss.backward()
+    out = {
+        "params0": params0,
+        "tokens": tokens.numpy().astype(np.int32),
+        "logits": logits.detach().numpy().copy(),
+        "loss0": float(loss),
+        "grads": llmc_flat(model, grads=True).numpy().copy(),
+    }
+    model.zero_grad(set_to_none=True)
+
+    opt = make_optimizer(model, cfg, foreach=False)
+    losses_mean, losses_last, norms, lrs = [], [], [], []
+    k = 0
+    for it in range(cfg.steps):
+        lr = get_lr(it, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        micro = []
+        for _ in range(cfg.accum):
+            x, y = batch(k)
+            k += 1
+            _, loss = model(x, y)
+            micro.append(float(loss))
+            (loss / cfg.accum).backward()
+        norms.append(grad_norm_and_clip(model, cfg.grad_clip))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses_mean.append(sum(micro) / len(micro))
+        losses_last.append(micro[-1])
+        lrs.append(lr)
+    out.update(step_losses_mean=losses_mean, step_losses_last=losses_last, grad_norms=norms, lrs=lrs,
+               final_params=llmc_flat(model).numpy().copy())
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _write_f32(path, a):
+    np.ascontiguousarray(a, dtype="<f4").tofile(path)
+
+
+def write_reference(out_dir: str, cfg: RefConfig, res: dict, dtype_name: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    layout = param_layout(cfg.L, cfg.C, cfg.V, cfg.T, cfg.bias)
+    config = dict(dataclasses.asdict(cfg))
+    config.update(
+        format=FORMAT_NAME, version=FORMAT_VERSION, Vp=cfg.Vp, dtype=dtype_name,
+        num_params=param_count(cfg.L, cfg.C, cfg.V, cfg.T, cfg.bias),
+        tokens_shape=list(res["tokens"].shape), logits_shape=[cfg.B, cfg.T, cfg.Vp],
+        ln_eps=LN_EPS, adam_eps=ADAM_EPS, gelu="tanh",
+    )
+    text = json.dumps(config, indent=1)  # then "params": [[name, shape], ...], one tensor a line
+    rows = ",\n".join("  " + json.dumps([n, list(s)]) for n, s in layout)
+    text = text[: text.rindex("}")].rstrip() + ',\n "params": [\n' + rows + "\n ]\n}\n"
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        f.write(text)
+    _write_f32(os.path.join(out_dir, "params.bin"), res["params0"])
+    np.ascontiguousarray(res["tokens"], dtype="<i4").tofile(os.path.join(out_dir, "tokens.bin"))
+    _write_f32(os.path.join(out_dir, "logits.bin"), res["logits"])
+    _write_f32(os.path.join(out_dir, "grads.bin"), res["grads"])
+    _write_f32(os.path.join(out_dir, "final_params.bin"), res["final_params"])
+    results = {key: res[key] for key in ("loss0", "step_losses_mean", "step_losses_last", "grad_norms", "lrs")}
+    results["dtype"] = dtype_name
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
+def read_reference(out_dir: str) -> dict:
+    """Read a directory written by write_reference back (float32 arrays, shaped)."""
+    with open(os.path.join(out_dir, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(out_dir, "results.json")) as f:
+        results = json.load(f)
+
+    def f32(name, shape=None):
+        a = np.fromfile(os.path.join(out_dir, name), dtype="<f4")
+        return a.reshape(shape) if shape is not None else a
+
+    return {
+        "config": config,
+        "results": results,
+        "params": f32("params.bin"),
+        "tokens": np.fromfile(os.path.join(out_dir, "tokens.bin"), dtype="<i4").reshape(config["tokens_shape"]),
+        "logits": f32("logits.bin", config["logits_shape"]),
+        "grads": f32("grads.bin"),
+        "final_params": f32("final_params.bin"),
+    }
+
+
+def split_flat(flat, layout):
+    """{name: array of shape} views of a flat llm.c-order vector."""
+    out, off = {}, 0
+    for name, shape in layout:
+        n = math.prod(shape)
+        out[name] = flat[off: off + n].reshape(shape)
+        off += n
+    assert off == len(flat)
+    return out
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="output directory")
+    d = RefConfig()
+    for f in dataclasses.fields(RefConfig):
+        kind = {"int": int, "float": float, "bool": int}[f.type]
+        p.add_argument("--" + f.name, type=kind, default=getattr(d, f.name))
+    p.add_argument("--fp64", action="store_true", help="compute in float64 (files still float32)")
+    a = p.parse_args(argv)
+    cfg = RefConfig(**{f.name: (bool(getattr(a, f.name)) if f.type == "bool" else getattr(a, f.name))
+                       for f in dataclasses.fields(RefConfig)})
+    if cfg.C % cfg.NH != 0:
+        p.error(f"--C {cfg.C} is not a multiple of --NH {cfg.NH}")
+    if cfg.decay_lr and cfg.decay_iters <= cfg.warmup:
+        p.error(f"--decay_iters {cfg.decay_iters} must exceed --warmup {cfg.warmup}")
+    return a.out, cfg, a.fp64
+
+
+def main(argv=None) -> int:
+    out_dir, cfg, fp64 = parse_args(argv)
+    dtype = torch.float64 if fp64 else torch.float32
+    res = run_reference(cfg, dtype)
+    write_reference(out_dir, cfg, res, "float64" if fp64 else "float32")
+    print(json.dumps({"out": out_dir, "dtype": str(dtype), "loss0": res["loss0"],
+                      "final_loss": res["step_losses_mean"][-1] if res["step_losses_mean"] else None}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

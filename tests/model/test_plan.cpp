@@ -1,0 +1,76 @@
+// The memory plan and parameter layout against published GPT-2 sizes and against the model's
+// own buffers.
+#include "model/gpt.h"
+#include "model/plan.h"
+#include "core/error.h"
+
+#include <gtest/gtest.h>
+
+using namespace finegpt;
+
+namespace {
+GPTConfig gpt2(int L, int NH, int C, bool bias = true) {
+  GPTConfig c;
+  c.n_layer = L, c.n_head = NH, c.n_embd = C, c.bias = bias;
+  c.vocab_size = 50257, c.padded_vocab_size = pad_vocab(50257), c.block_size = 1024;
+  return c;
+}
+} // namespace
+
+TEST(Plan, PadVocab) {
+  EXPECT_EQ(pad_vocab(50257), 50304);
+  EXPECT_EQ(pad_vocab(65), 128);
+  EXPECT_EQ(pad_vocab(64), 64);
+  EXPECT_EQ(pad_vocab(1), 64);
+}
+
+TEST(Plan, Gpt2ParameterCountsMatchPublishedSizes) {
+  // OpenAI's GPT-2 sizes as Hugging Face reports them (unpadded vocabulary 50257).
+  EXPECT_EQ(num_parameters_unpadded(gpt2(12, 12, 768)), 124439808u);
+  EXPECT_EQ(num_parameters_unpadded(gpt2(24, 16, 1024)), 354823168u);
+  EXPECT_EQ(num_parameters_unpadded(gpt2(36, 20, 1280)), 774030080u);
+  EXPECT_EQ(num_parameters_unpadded(gpt2(48, 25, 1600)), 1557611200u);
+  // llm.c's padded count for gpt2_124M.bin.
+  EXPECT_EQ(num_parameters(gpt2(12, 12, 768)), 124475904u);
+}
+
+TEST(Plan, BiasFreeModelDropsExactlyTheBiases) {
+  const GPTConfig with = gpt2(10, 10, 640, true), without = gpt2(10, 10, 640, false);
+  // Per layer: LN biases 2C, qkv 3C, attn proj C, fc 4C, fc proj C; final LN bias C.
+  const size_t C = 640, L = 10;
+  EXPECT_EQ(num_parameters(with) - num_parameters(without), L * (2 + 3 + 1 + 4 + 1) * C + C);
+  // The guide's "160M" 24 GB config is about 82M parameters.
+  EXPECT_NEAR(double(num_parameters_unpadded(without)), 81.99e6, 0.01e6);
+}
+
+TEST(Plan, GroupsAgreeWithTheModelsBuffers) {
+  GPTConfig c = gpt2(2, 4, 64);
+  c.vocab_size = 101, c.padded_vocab_size = pad_vocab(101), c.block_size = 32;
+  MemoryPlan plan = plan_memory(c, 3, 16);
+  GPT model(c, 3, 16);
+  EXPECT_EQ(plan.elems(MemGroup::Parameters), model.num_params());
+  EXPECT_EQ(plan.elems(MemGroup::Gradients), model.num_params());
+  EXPECT_EQ(plan.elems(MemGroup::Optimizer), 2 * model.num_params());
+  size_t sum = 0;
+  for (int i = 0; i < kNumParamTensors; ++i) sum += model.param_count(ParamId(i));
+  EXPECT_EQ(sum, num_parameters(c));
+  // Per-tensor activations are listed with their shapes: attention probabilities (L,B,NH,T,T).
+  const Buffer *att = plan.find("att");
+  ASSERT_NE(att, nullptr);
+  EXPECT_EQ(att->elems, size_t(2 * 3 * 4 * 16 * 16));
+  const Buffer *logits = plan.find("logits");
+  ASSERT_NE(logits, nullptr);
+  EXPECT_EQ(logits->bytes, size_t(3 * 16 * 128 * 4));
+  EXPECT_EQ(plan.total_bytes(), plan.bytes(MemGroup::Parameters) + plan.bytes(MemGroup::Gradients) +
+                                    plan.bytes(MemGroup::Optimizer) +
+                                    plan.bytes(MemGroup::Activations) +
+                                    plan.bytes(MemGroup::Scratch));
+}
+
+TEST(Plan, RejectsBadShapes) {
+  GPTConfig c = gpt2(2, 5, 64); // 64 % 5 != 0
+  EXPECT_THROW(plan_memory(c, 1, 8), Error);
+  c = gpt2(2, 4, 64);
+  EXPECT_THROW(plan_memory(c, 1, 2048), Error); // T > block_size
+  EXPECT_THROW(plan_memory(c, 0, 8), Error);
+}
