@@ -1,9 +1,11 @@
 """finegpt train from the command line: dry runs, training, exact resume, bad input."""
 import json
 import os
+import sys
 import unittest
 
-from common import CliTest, run, write_shard
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from finegpt_testing import CliTest, run, write_shard  # noqa: E402
 
 GUIDE_CONFIG = """out_dir = 'out-fineweb-160M'
 eval_interval = 1000

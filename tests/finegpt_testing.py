@@ -1,4 +1,4 @@
-"""Shared helpers for the command-line tests: run finegpt, prepare tiny data, check errors."""
+"""Shared helpers for the Python tests: run finegpt, prepare tiny data, check clean errors."""
 import os
 import subprocess
 import tempfile
@@ -17,6 +17,11 @@ def run(*args, cwd=None, check=False, timeout=600):
     if check and p.returncode != 0:
         raise AssertionError(f"finegpt {' '.join(map(str, args))} failed:\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def write_shard(path, tokens):
