@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-ctest --test-dir build --output-on-failure -j"$(nproc)"
+# Serially: each test already uses every core (OpenMP + OpenBLAS); parallel tests would
+# oversubscribe them.
+ctest --test-dir build --output-on-failure

@@ -6,8 +6,8 @@ import unittest
 
 import numpy as np
 
-FINEGPT = os.environ.get("FINEGPT_BIN", os.path.join(os.path.dirname(__file__), "../../build/finegpt"))
-SHARED = os.environ.get("FINEGPT_SHARED", os.path.join(os.path.dirname(__file__), "../../../shared"))
+FINEGPT = os.environ.get("FINEGPT_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "finegpt"))
+SHARED = os.environ.get("FINEGPT_SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
 SHAKESPEARE = os.path.join(SHARED, "data", "tinyshakespeare.txt")
 
 

@@ -26,25 +26,25 @@ namespace cpu {
 void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B,
                      int T, int C, Dropout drop);
 // dwte (Vp,C) +=, dwpe (T,C) +=  from dout (B,T,C); dout is the gradient after dropout
-void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B,
-                      int T, int C, Dropout drop);
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T,
+                      int C, Dropout drop);
 
 // out (N,C) = (inp - mean) * rstd * weight + bias;  mean, rstd (N) =;  bias may be null.
 // eps = 1e-5, biased variance (as torch.nn.functional.layer_norm).
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                       const float *weight, const float *bias, int N, int C);
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C);
 // dinp (N,C) +=, dweight (C) +=, dbias (C) += (may be null)
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean,
-                        const float *rstd, int N, int C);
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        int N, int C);
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC);  bias may be null
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int C, int OC);
 // dinp (N,C) = dout @ weight;  dweight (OC,C) += dout^T @ inp;  dbias (OC) += sum_rows dout
 // (dbias may be null; dinp may be null when the input needs no gradient)
-void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                     const float *inp, const float *weight, int N, int C, int OC);
+void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int N, int C, int OC);
 
 // Causal self-attention, scale 1/sqrt(HS).  qkv (B,T,3C) holds q | k | v, head h at
 // columns h*HS..; out (B,T,C) = dropout(att) @ v with heads re-interleaved;
@@ -78,9 +78,9 @@ double sum_squares(const float *g, size_t n);
 // PyTorch's AdamW (decoupled decay, bias-corrected) on one tensor, with the gradient scaled by
 // grad_scale first (global-norm clipping).  step t counts from 1.  When zero_grad, grads is
 // set to 0 in the same pass.
-void adamw_update(float *params, float *grads, float *m, float *v, size_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, int t,
-                  float grad_scale, bool zero_grad);
+void adamw_update(float *params, float *grads, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int t, float grad_scale,
+                  bool zero_grad);
 
 } // namespace cpu
 } // namespace finegpt

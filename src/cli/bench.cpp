@@ -50,8 +50,10 @@ int cmd_bench(const Args &args) {
   std::vector<int32_t> x(size_t(B) * T), y(x.size());
   std::vector<double> ms;
   for (int s = 0; s < warmup + steps; ++s) {
-    for (auto &t : x) t = int32_t(rng.below(c.vocab_size));
-    for (auto &t : y) t = int32_t(rng.below(c.vocab_size));
+    for (auto &t : x)
+      t = int32_t(rng.below(c.vocab_size));
+    for (auto &t : y)
+      t = int32_t(rng.below(c.vocab_size));
     auto t0 = std::chrono::steady_clock::now();
     model.forward_backward(x.data(), y.data(), B, T, 1.0f);
     opt.step(model, 1e-4f, 1.0f);
@@ -64,7 +66,8 @@ int cmd_bench(const Args &args) {
   std::printf("finegpt bench: %zu parameters, B=%d T=%d, %d threads: median step %.1f ms\n",
               num_parameters(c), B, T, threads, median);
   std::string list;
-  for (double v : ms) list += (list.empty() ? "" : ", ") + std::to_string(v);
+  for (double v : ms)
+    list += (list.empty() ? "" : ", ") + std::to_string(v);
   std::printf("{\"impl\": \"finegpt\", \"threads\": %d, \"step_ms_median\": %.3f, \"step_ms\": "
               "[%s]}\n",
               threads, median, list.c_str());

@@ -66,8 +66,8 @@ int cmd_eval(const Args &args) {
     std::copy(buf.begin() + 1, buf.end(), y.begin());
     sum += lm.model->forward(x.data(), y.data(), B, T);
   }
-  std::printf("eval %s: %llu tokens, loss %.6f\n", lm.source.c_str(),
-              (unsigned long long)n, sum / double(steps));
+  std::printf("eval %s: %llu tokens, loss %.6f\n", lm.source.c_str(), (unsigned long long)n,
+              sum / double(steps));
   return 0;
 }
 

@@ -28,8 +28,7 @@ int cmd_export(const Args &args) {
                 dt, "'");
   const std::string init = o.str("init_from");
   LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init, 1, 1);
-  save_llmc_model(o.str("output"), lm.model->config(), lm.model->params(),
-                  dt == "float32" ? 3 : 5);
+  save_llmc_model(o.str("output"), lm.model->config(), lm.model->params(), dt == "float32" ? 3 : 5);
   std::printf("wrote %s (llm.c version %d)\n", o.str("output").c_str(), dt == "float32" ? 3 : 5);
   return 0;
 }

@@ -29,7 +29,8 @@ const std::map<std::string, Command> &commands() {
 
 void usage(FILE *out) {
   std::fprintf(out, "usage: finegpt <command> [options]   (finegpt <command> --help)\n\n");
-  for (const auto &[name, c] : commands()) std::fprintf(out, "  %-9s %s\n", name.c_str(), c.summary);
+  for (const auto &[name, c] : commands())
+    std::fprintf(out, "  %-9s %s\n", name.c_str(), c.summary);
 }
 
 } // namespace

@@ -14,7 +14,7 @@ struct OptionSpec {
   std::string name;          // without dashes, with underscores
   std::string default_value; // "" for none; "false" for a boolean switch
   std::string help;
-  bool is_switch = false;    // takes no value (--flag sets "true")
+  bool is_switch = false; // takes no value (--flag sets "true")
 };
 
 class Options {

@@ -42,7 +42,8 @@ int cmd_train(const Args &args) {
   TrainConfig cfg = load_train_config(rest, &notes);
   validate(cfg);
   RunSetup setup = resolve_run(cfg);
-  for (const auto &n : notes) setup.notes.insert(setup.notes.begin(), n);
+  for (const auto &n : notes)
+    setup.notes.insert(setup.notes.begin(), n);
   if (cfg.device.rfind("cuda", 0) == 0)
     setup.notes.push_back("device='" + cfg.device +
                           "': this build has no CUDA backend; training on the cpu");

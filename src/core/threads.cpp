@@ -2,6 +2,7 @@
 #include "core/threads.h"
 
 #include <cblas.h>
+#include <cstdlib>
 #include <fstream>
 #include <omp.h>
 #include <thread>
@@ -9,6 +10,10 @@
 namespace finegpt {
 
 int set_threads(int n) {
+  if (n <= 0) { // OMP_NUM_THREADS when the user set it, else every core
+    const char *env = std::getenv("OMP_NUM_THREADS");
+    n = env ? std::atoi(env) : 0;
+  }
   if (n <= 0) n = int(std::thread::hardware_concurrency());
   if (n <= 0) n = 1;
   omp_set_num_threads(n);

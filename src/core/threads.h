@@ -4,7 +4,7 @@
 
 namespace finegpt {
 
-// n <= 0: all cores. Returns the number of threads in use.
+// n <= 0: OMP_NUM_THREADS if set, else all cores. Returns the number of threads in use.
 int set_threads(int n);
 int num_threads();
 std::string blas_description(); // OpenBLAS's build configuration string

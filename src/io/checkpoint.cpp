@@ -26,9 +26,14 @@ File open_read(const std::string &path) {
 }
 
 json model_json(const GPTConfig &c) {
-  return {{"block_size", c.block_size}, {"vocab_size", c.vocab_size},
-          {"padded_vocab_size", c.padded_vocab_size}, {"n_layer", c.n_layer},
-          {"n_head", c.n_head}, {"n_embd", c.n_embd}, {"bias", c.bias}, {"dropout", c.dropout}};
+  return {{"block_size", c.block_size},
+          {"vocab_size", c.vocab_size},
+          {"padded_vocab_size", c.padded_vocab_size},
+          {"n_layer", c.n_layer},
+          {"n_head", c.n_head},
+          {"n_embd", c.n_embd},
+          {"bias", c.bias},
+          {"dropout", c.dropout}};
 }
 
 GPTConfig model_from_json(const json &j) {

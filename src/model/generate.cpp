@@ -64,8 +64,8 @@ const float *Generator::step(const int32_t *tokens, int t) {
   for (int l = 0; l < c.n_layer; ++l) {
     float *kc = buf("kcache") + size_t(l) * S * Tm * C;
     float *vc = buf("vcache") + size_t(l) * S * Tm * C;
-    cpu::layernorm_forward(ln, mean, rstd, x, P(LN1W) + l * C, bias ? P(LN1B) + l * C : nullptr,
-                           S, C);
+    cpu::layernorm_forward(ln, mean, rstd, x, P(LN1W) + l * C, bias ? P(LN1B) + l * C : nullptr, S,
+                           C);
     cpu::matmul_forward(qkv, ln, P(QKVW) + size_t(l) * 3 * C * C,
                         bias ? P(QKVB) + l * 3 * C : nullptr, S, C, 3 * C);
     for (int s = 0; s < S; ++s) {
@@ -77,8 +77,8 @@ const float *Generator::step(const int32_t *tokens, int t) {
     cpu::matmul_forward(branch, atty, P(ATTPROJW) + size_t(l) * C * C,
                         bias ? P(ATTPROJB) + l * C : nullptr, S, C, C);
     cpu::residual_forward(x, x, branch, size_t(S) * C, Dropout{});
-    cpu::layernorm_forward(ln, mean, rstd, x, P(LN2W) + l * C, bias ? P(LN2B) + l * C : nullptr,
-                           S, C);
+    cpu::layernorm_forward(ln, mean, rstd, x, P(LN2W) + l * C, bias ? P(LN2B) + l * C : nullptr, S,
+                           C);
     cpu::matmul_forward(fch, ln, P(FCW) + size_t(l) * 4 * C * C,
                         bias ? P(FCB) + l * 4 * C : nullptr, S, C, 4 * C);
     cpu::gelu_forward(fch_gelu, fch, size_t(S) * 4 * C);
@@ -99,7 +99,8 @@ int32_t sample_token(const float *logits, int V, const SampleOptions &opt, Rng &
                      std::vector<float> &work) {
   work.assign(logits, logits + V);
   const float temp = opt.temperature > 0 ? opt.temperature : 1e-6f;
-  for (float &v : work) v /= temp;
+  for (float &v : work)
+    v /= temp;
   if (opt.top_k > 0 && opt.top_k < V) {
     std::vector<float> sorted(work);
     std::nth_element(sorted.begin(), sorted.begin() + (opt.top_k - 1), sorted.end(),
@@ -110,7 +111,8 @@ int32_t sample_token(const float *logits, int V, const SampleOptions &opt, Rng &
   }
   const float maxv = *std::max_element(work.begin(), work.end());
   double sum = 0.0;
-  for (float &v : work) sum += (v = std::exp(v - maxv));
+  for (float &v : work)
+    sum += (v = std::exp(v - maxv));
   double r = double(rng.uniform()) * sum, acc = 0.0;
   for (int i = 0; i < V; ++i) {
     acc += work[i];
@@ -136,7 +138,8 @@ std::vector<std::vector<int32_t>> Generator::generate(const std::vector<int32_t>
     const size_t len = seqs[0].size(), start = len > size_t(Tm) ? len - Tm : 0;
     const float *logits = nullptr;
     for (size_t i = start; i < len; ++i) {
-      for (int s = 0; s < S; ++s) toks[s] = seqs[s][i];
+      for (int s = 0; s < S; ++s)
+        toks[s] = seqs[s][i];
       logits = step(toks.data(), int(i - start));
     }
     return logits;

@@ -73,7 +73,8 @@ void GPT::init_weights(uint64_t seed) {
   std::memset(params_.data(), 0, params_.size() * sizeof(float));
   auto normal = [&](ParamId id, float std, size_t count) {
     float *p = param(id);
-    for (size_t i = 0; i < count; ++i) p[i] = rng.normal() * std;
+    for (size_t i = 0; i < count; ++i)
+      p[i] = rng.normal() * std;
   };
   // The padding rows of wte stay zero (as llm.c): they are never predicted.
   normal(WTE, 0.02f, size_t(cfg_.vocab_size) * cfg_.n_embd);
@@ -83,7 +84,8 @@ void GPT::init_weights(uint64_t seed) {
   normal(FCW, 0.02f, counts_[FCW]);
   normal(FCPROJW, std_res, counts_[FCPROJW]);
   for (ParamId id : {LN1W, LN2W, LNFW})
-    for (size_t i = 0; i < counts_[id]; ++i) param(id)[i] = 1.0f;
+    for (size_t i = 0; i < counts_[id]; ++i)
+      param(id)[i] = 1.0f;
 }
 
 float GPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T,
@@ -102,8 +104,8 @@ float GPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T,
   auto *inp = reinterpret_cast<int32_t *>(act("inputs"));
   std::memcpy(inp, inputs, sizeof(int32_t) * N);
   for (int i = 0; i < N; ++i)
-    FINEGPT_CHECK(inp[i] >= 0 && inp[i] < V, "token id ", inp[i], " is outside the vocabulary (",
-                  V, ")");
+    FINEGPT_CHECK(inp[i] >= 0 && inp[i] < V, "token id ", inp[i], " is outside the vocabulary (", V,
+                  ")");
 
   float *residual = act("encoded");
   cpu::encoder_forward(residual, inp, param(WTE), param(WPE), B, T, C, drop(-1, kDropEmbedding));
@@ -143,12 +145,13 @@ float GPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T,
   auto *tgt = reinterpret_cast<int32_t *>(act("targets"));
   std::memcpy(tgt, targets, sizeof(int32_t) * N);
   for (int i = 0; i < N; ++i)
-    FINEGPT_CHECK(tgt[i] >= 0 && tgt[i] < V, "target id ", tgt[i],
-                  " is outside the vocabulary (", V, ")");
+    FINEGPT_CHECK(tgt[i] >= 0 && tgt[i] < V, "target id ", tgt[i], " is outside the vocabulary (",
+                  V, ")");
   float *losses = act("losses");
   cpu::crossentropy_forward_backward(losses, act("logits"), tgt, N, V, Vp, 0.0f);
   double sum = 0.0;
-  for (int i = 0; i < N; ++i) sum += losses[i];
+  for (int i = 0; i < N; ++i)
+    sum += losses[i];
   return float(sum / N);
 }
 
@@ -166,7 +169,8 @@ float GPT::forward_backward(const int32_t *inputs, const int32_t *targets, int B
   cpu::crossentropy_forward_backward(losses, act("logits"), tgt, N, cfg_.vocab_size,
                                      cfg_.padded_vocab_size, loss_scale / float(N));
   double sum = 0.0;
-  for (int i = 0; i < N; ++i) sum += losses[i];
+  for (int i = 0; i < N; ++i)
+    sum += losses[i];
   backward(reinterpret_cast<int32_t *>(act("inputs")), B, T, dropout_key);
   return float(sum / N);
 }
@@ -225,8 +229,7 @@ void GPT::backward(const int32_t *inputs, int B, int T, uint64_t dropout_key) {
     cpu::layernorm_backward(dresidual, grad(LN1W) + l * C, bias ? grad(LN1B) + l * C : nullptr,
                             dbtc, res_in, param(LN1W) + l * C, ln1_mean, ln1_rstd, N, C);
   }
-  cpu::encoder_backward(grad(WTE), grad(WPE), dresidual, inputs, B, T, C,
-                        drop(-1, kDropEmbedding));
+  cpu::encoder_backward(grad(WTE), grad(WPE), dresidual, inputs, B, T, C, drop(-1, kDropEmbedding));
 }
 
 } // namespace finegpt

@@ -20,8 +20,8 @@ void check_gpt_config(const GPTConfig &c) {
   FINEGPT_CHECK(c.vocab_size > 0 && c.vocab_size <= 65536,
                 "vocab_size must be in 1..65536 (token files hold uint16), got ", c.vocab_size);
   FINEGPT_CHECK(c.padded_vocab_size >= c.vocab_size && c.padded_vocab_size % 64 == 0,
-                "padded vocabulary ", c.padded_vocab_size, " must be a multiple of 64 >= ",
-                c.vocab_size);
+                "padded vocabulary ", c.padded_vocab_size,
+                " must be a multiple of 64 >= ", c.vocab_size);
 }
 
 std::array<ParamTensor, kNumParamTensors> param_tensors(const GPTConfig &c) {
@@ -33,19 +33,28 @@ std::array<ParamTensor, kNumParamTensors> param_tensors(const GPTConfig &c) {
   auto b = [&](const char *name, std::vector<int64_t> shape) {
     return c.bias ? t(name, std::move(shape), false) : ParamTensor{name, {}, 0, false};
   };
-  return {t("wte", {Vp, C}, true),           t("wpe", {T, C}, true),
-          t("ln1w", {L, C}, false),          b("ln1b", {L, C}),
-          t("qkvw", {L, 3 * C, C}, true),    b("qkvb", {L, 3 * C}),
-          t("attprojw", {L, C, C}, true),    b("attprojb", {L, C}),
-          t("ln2w", {L, C}, false),          b("ln2b", {L, C}),
-          t("fcw", {L, 4 * C, C}, true),     b("fcb", {L, 4 * C}),
-          t("fcprojw", {L, C, 4 * C}, true), b("fcprojb", {L, C}),
-          t("lnfw", {C}, false),             b("lnfb", {C})};
+  return {t("wte", {Vp, C}, true),
+          t("wpe", {T, C}, true),
+          t("ln1w", {L, C}, false),
+          b("ln1b", {L, C}),
+          t("qkvw", {L, 3 * C, C}, true),
+          b("qkvb", {L, 3 * C}),
+          t("attprojw", {L, C, C}, true),
+          b("attprojb", {L, C}),
+          t("ln2w", {L, C}, false),
+          b("ln2b", {L, C}),
+          t("fcw", {L, 4 * C, C}, true),
+          b("fcb", {L, 4 * C}),
+          t("fcprojw", {L, C, 4 * C}, true),
+          b("fcprojb", {L, C}),
+          t("lnfw", {C}, false),
+          b("lnfb", {C})};
 }
 
 size_t num_parameters(const GPTConfig &c) {
   size_t n = 0;
-  for (const auto &p : param_tensors(c)) n += p.count;
+  for (const auto &p : param_tensors(c))
+    n += p.count;
   return n;
 }
 
@@ -55,30 +64,38 @@ size_t num_parameters_unpadded(const GPTConfig &c) {
 
 const char *mem_group_name(MemGroup g) {
   switch (g) {
-  case MemGroup::Parameters: return "parameters";
-  case MemGroup::Gradients: return "gradients";
-  case MemGroup::Optimizer: return "optimizer";
-  case MemGroup::Activations: return "activations";
-  case MemGroup::Scratch: return "scratch";
+  case MemGroup::Parameters:
+    return "parameters";
+  case MemGroup::Gradients:
+    return "gradients";
+  case MemGroup::Optimizer:
+    return "optimizer";
+  case MemGroup::Activations:
+    return "activations";
+  case MemGroup::Scratch:
+    return "scratch";
   }
   return "?";
 }
 
 size_t MemoryPlan::bytes(MemGroup g) const {
   size_t n = 0;
-  for (const auto &b : buffers) n += b.group == g ? b.bytes : 0;
+  for (const auto &b : buffers)
+    n += b.group == g ? b.bytes : 0;
   return n;
 }
 
 size_t MemoryPlan::elems(MemGroup g) const {
   size_t n = 0;
-  for (const auto &b : buffers) n += b.group == g ? b.elems : 0;
+  for (const auto &b : buffers)
+    n += b.group == g ? b.elems : 0;
   return n;
 }
 
 size_t MemoryPlan::total_bytes() const {
   size_t n = 0;
-  for (const auto &b : buffers) n += b.bytes;
+  for (const auto &b : buffers)
+    n += b.bytes;
   return n;
 }
 
@@ -147,7 +164,8 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, bool optimizer) {
 std::string format_bytes(double b) {
   const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
-  while (b >= 1024.0 && u < 4) b /= 1024.0, ++u;
+  while (b >= 1024.0 && u < 4)
+    b /= 1024.0, ++u;
   char buf[32];
   std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", b, units[u]);
   return buf;

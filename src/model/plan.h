@@ -28,8 +28,23 @@ void check_gpt_config(const GPTConfig &cfg);
 
 // Parameter tensors in llm.c's file order; with bias off the bias tensors have 0 elements.
 enum ParamId {
-  WTE, WPE, LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B,
-  FCW, FCB, FCPROJW, FCPROJB, LNFW, LNFB, kNumParamTensors
+  WTE,
+  WPE,
+  LN1W,
+  LN1B,
+  QKVW,
+  QKVB,
+  ATTPROJW,
+  ATTPROJB,
+  LN2W,
+  LN2B,
+  FCW,
+  FCB,
+  FCPROJW,
+  FCPROJB,
+  LNFW,
+  LNFB,
+  kNumParamTensors
 };
 struct ParamTensor {
   const char *name;

@@ -106,7 +106,8 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
   MemoryPlan plan = plan_memory(m, int(cfg.batch_size), int(cfg.block_size), true);
   std::printf("# memory plan (cpu, float32, micro-batch %ld x %ld):\n%s", cfg.batch_size,
               cfg.block_size, format_plan(plan).c_str());
-  for (const auto &n : s.notes) std::printf("note: %s\n", n.c_str());
+  for (const auto &n : s.notes)
+    std::printf("note: %s\n", n.c_str());
   std::fflush(stdout);
 }
 
@@ -123,16 +124,14 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s) {
   TokenDataset val_data(find_split_files(s.data_dir, "val"));
   for (const TokenDataset *d : {&train_data, &val_data})
     FINEGPT_CHECK(d->max_token() < s.model.vocab_size, d->file_path(0), ": token id ",
-                  d->max_token(), " is outside the model's vocabulary (", s.model.vocab_size,
-                  ")");
+                  d->max_token(), " is outside the model's vocabulary (", s.model.vocab_size, ")");
   const DataOrder order = parse_data_order(cfg.data_order);
   BatchLoader loader(train_data, B, T, order, uint64_t(cfg.seed));
   BatchLoader eval_train(train_data, B, T, order, uint64_t(cfg.seed) + 1);
   BatchLoader eval_val(val_data, B, T, order, uint64_t(cfg.seed) + 2);
 
   GPT model(s.model, B, T);
-  AdamW opt(model, AdamWConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f,
-                               float(cfg.weight_decay)});
+  AdamW opt(model, AdamWConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)});
   long iter_num = 0;
   double best_val_loss = 1e9;
   uint64_t eval_rng = Rng(uint64_t(cfg.seed) + 3).state;
@@ -226,8 +225,9 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s) {
     float loss = 0.0f;
     for (long micro = 0; micro < accum; ++micro) {
       const uint64_t key =
-          cfg.dropout > 0 ? mix64(uint64_t(cfg.seed) ^ mix64(uint64_t(iter_num * accum + micro) + 1))
-                          : 0;
+          cfg.dropout > 0
+              ? mix64(uint64_t(cfg.seed) ^ mix64(uint64_t(iter_num * accum + micro) + 1))
+              : 0;
       loss = model.forward_backward(x.data(), y.data(), B, T, 1.0f / float(accum), key);
       FINEGPT_CHECK(std::isfinite(loss), "loss became ", loss, " at iter ", iter_num,
                     " (try a lower learning_rate)");
@@ -245,8 +245,12 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s) {
       std::printf("iter %ld: loss %.4f, time %.2fms, tok/s %.0f, lr %.3e, norm %.4f\n", iter_num,
                   loss, dt * 1e3, tok_s, lr, norm);
       std::fflush(stdout);
-      log_json({{"iter", iter_num}, {"loss", loss}, {"ms", dt * 1e3}, {"tok_per_s", tok_s},
-                {"lr", lr}, {"grad_norm", norm}});
+      log_json({{"iter", iter_num},
+                {"loss", loss},
+                {"ms", dt * 1e3},
+                {"tok_per_s", tok_s},
+                {"lr", lr},
+                {"grad_norm", norm}});
     }
     ++iter_num;
     if (iter_num > cfg.max_iters) break;

@@ -28,8 +28,8 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &setup);
 
 // Per-step losses, returned for tests.
 struct TrainResult {
-  std::vector<float> losses;  // logged loss of each optimizer step (iter order)
-  std::vector<long> iters;    // the iteration of each entry in losses
+  std::vector<float> losses; // logged loss of each optimizer step (iter order)
+  std::vector<long> iters;   // the iteration of each entry in losses
   std::vector<float> val_losses;
 };
 

@@ -47,8 +47,8 @@ Reference run_reference(const std::string &args) {
               std::to_string(std::hash<std::string>{}(args)));
   std::filesystem::create_directories(dir);
   std::string cmd = std::string("/usr/bin/python3 ") + FINEGPT_SOURCE_DIR +
-                    "/tests/e2e/torch_reference.py --out " + dir.string() + " " + args +
-                    " > " + dir.string() + "/log.txt 2>&1";
+                    "/tests/e2e/torch_reference.py --out " + dir.string() + " " + args + " > " +
+                    dir.string() + "/log.txt 2>&1";
   int rc = std::system(cmd.c_str());
   if (rc != 0) throw Error("torch_reference.py failed: " + read_file(dir.string() + "/log.txt"));
   Reference r;
@@ -140,9 +140,7 @@ const char *kCommon = "--L 2 --NH 4 --C 48 --V 101 --T 16 --B 3 --steps 10 --lr 
 
 } // namespace
 
-TEST(TorchParity, WithBias) {
-  check_parity(std::string(kCommon) + " --bias 1 --grad_clip 1.0");
-}
+TEST(TorchParity, WithBias) { check_parity(std::string(kCommon) + " --bias 1 --grad_clip 1.0"); }
 
 TEST(TorchParity, WithoutBiasClippingActive) {
   // A small clip threshold so that clipping is active on every step.

@@ -21,7 +21,8 @@ GPTConfig small(bool bias) {
 // Randomises every parameter (biases and LayerNorm too) so that nothing is trivially zero.
 void randomise(GPT &m, uint64_t seed) {
   Rng rng(seed);
-  for (size_t i = 0; i < m.num_params(); ++i) m.params()[i] = 0.3f * rng.normal();
+  for (size_t i = 0; i < m.num_params(); ++i)
+    m.params()[i] = 0.3f * rng.normal();
 }
 
 // Logits of the last position from the full forward over `ctx`.
@@ -39,7 +40,8 @@ void check(bool bias) {
   Generator gen(model, 1);
   Rng rng(3);
   std::vector<int32_t> seq;
-  for (int i = 0; i < 20; ++i) seq.push_back(int32_t(rng.below(c.vocab_size)));
+  for (int i = 0; i < 20; ++i)
+    seq.push_back(int32_t(rng.below(c.vocab_size)));
   // Inside the block: feed positions one by one, compare with the full forward.
   for (int t = 0; t < c.block_size; ++t) {
     const float *logits = gen.step(&seq[t], t);

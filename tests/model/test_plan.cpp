@@ -1,8 +1,8 @@
 // The memory plan and parameter layout against published GPT-2 sizes and against the model's
 // own buffers.
+#include "core/error.h"
 #include "model/gpt.h"
 #include "model/plan.h"
-#include "core/error.h"
 
 #include <gtest/gtest.h>
 
@@ -52,7 +52,8 @@ TEST(Plan, GroupsAgreeWithTheModelsBuffers) {
   EXPECT_EQ(plan.elems(MemGroup::Gradients), model.num_params());
   EXPECT_EQ(plan.elems(MemGroup::Optimizer), 2 * model.num_params());
   size_t sum = 0;
-  for (int i = 0; i < kNumParamTensors; ++i) sum += model.param_count(ParamId(i));
+  for (int i = 0; i < kNumParamTensors; ++i)
+    sum += model.param_count(ParamId(i));
   EXPECT_EQ(sum, num_parameters(c));
   // Per-tensor activations are listed with their shapes: attention probabilities (L,B,NH,T,T).
   const Buffer *att = plan.find("att");

@@ -8,12 +8,12 @@ using namespace finegpt;
 
 TEST(LrSchedule, MatchesNanoGptGetLr) {
   LrSchedule s{6e-4, 6e-5, 2000, 600000, true};
-  EXPECT_DOUBLE_EQ(s.at(0), 6e-4 * 1.0 / 2001.0);      // (it+1)/(warmup+1)
+  EXPECT_DOUBLE_EQ(s.at(0), 6e-4 * 1.0 / 2001.0); // (it+1)/(warmup+1)
   EXPECT_DOUBLE_EQ(s.at(1999), 6e-4 * 2000.0 / 2001.0);
-  EXPECT_DOUBLE_EQ(s.at(2000), 6e-4);                   // ratio 0: coeff 1
+  EXPECT_DOUBLE_EQ(s.at(2000), 6e-4);                           // ratio 0: coeff 1
   EXPECT_NEAR(s.at(301000), 6e-5 + 0.5 * (6e-4 - 6e-5), 1e-15); // half way: coeff 0.5
-  EXPECT_DOUBLE_EQ(s.at(600000), 6e-5);                 // ratio 1: coeff 0
-  EXPECT_DOUBLE_EQ(s.at(600001), 6e-5);                 // past the decay: min_lr
+  EXPECT_DOUBLE_EQ(s.at(600000), 6e-5);                         // ratio 1: coeff 0
+  EXPECT_DOUBLE_EQ(s.at(600001), 6e-5);                         // past the decay: min_lr
   LrSchedule flat{1e-3, 1e-4, 100, 2000, false};
   EXPECT_DOUBLE_EQ(flat.at(0), 1e-3);
   EXPECT_DOUBLE_EQ(flat.at(5000), 1e-3);
@@ -25,7 +25,8 @@ TEST(AdamW, ClipsToTheGlobalNorm) {
   c.block_size = 4;
   GPT model(c, 1, 4);
   model.init_weights(1);
-  for (size_t i = 0; i < model.num_params(); ++i) model.grads()[i] = 0.0f;
+  for (size_t i = 0; i < model.num_params(); ++i)
+    model.grads()[i] = 0.0f;
   model.grad(WPE)[0] = 3.0f, model.grad(LNFW)[1] = 4.0f; // norm 5
   EXPECT_FLOAT_EQ(grad_norm(model), 5.0f);
   std::vector<float> before(model.params(), model.params() + model.num_params());

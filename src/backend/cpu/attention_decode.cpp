@@ -18,7 +18,8 @@ void attention_decode(float *out, float *scores, const float *q, const float *kc
       for (int j = 0; j <= t; ++j) {
         const float *k = kcache + (size_t(b) * Tmax + j) * C + h * HS;
         float dot = 0.0f;
-        for (int i = 0; i < HS; ++i) dot += qh[i] * k[i];
+        for (int i = 0; i < HS; ++i)
+          dot += qh[i] * k[i];
         s[j] = dot * scale;
         maxv = std::max(maxv, s[j]);
       }
@@ -28,11 +29,13 @@ void attention_decode(float *out, float *scores, const float *q, const float *kc
         sum += s[j];
       }
       float *o = out + size_t(b) * C + h * HS;
-      for (int i = 0; i < HS; ++i) o[i] = 0.0f;
+      for (int i = 0; i < HS; ++i)
+        o[i] = 0.0f;
       for (int j = 0; j <= t; ++j) {
         const float p = s[j] / sum;
         const float *v = vcache + (size_t(b) * Tmax + j) * C + h * HS;
-        for (int i = 0; i < HS; ++i) o[i] += p * v[i];
+        for (int i = 0; i < HS; ++i)
+          o[i] += p * v[i];
       }
     }
 }

@@ -1,0 +1,84 @@
+"""Every subcommand: --help, info, sample and eval from a trained model, and their bad flags."""
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from finegpt_testing import CliTest, run  # noqa: E402
+
+COMMANDS = ["train", "sample", "eval", "prepare", "export", "bench", "info"]
+
+
+class Help(CliTest):
+    def test_every_subcommand_has_help(self):
+        for cmd in COMMANDS:
+            p = run(cmd, "--help")
+            self.assertEqual(p.returncode, 0, f"{cmd} --help: {p.stderr}")
+            self.assertIn("usage: finegpt " + cmd, p.stdout)
+
+    def test_top_level(self):
+        p = run("--help")
+        self.assertEqual(p.returncode, 0)
+        for cmd in COMMANDS:
+            self.assertIn(cmd, p.stdout)
+        self.assertCleanError(run("trian"), "trian")
+
+    def test_info(self):
+        p = run("info", check=True)
+        for word in ("backends:", "blas:", "threads:", "devices:"):
+            self.assertIn(word, p.stdout)
+        self.assertCleanError(run("info", "--verbose"), "--verbose")
+
+
+class TrainedModel(CliTest):
+    def setUp(self):
+        super().setUp()
+        self.data = self.char_data()
+        self.out = os.path.join(self.tmp, "out")
+        run("train", f"--data_dir={self.data}", f"--out_dir={self.out}", "--n_layer=2",
+            "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
+            "--gradient_accumulation_steps=1", "--max_iters=60", "--eval_interval=60",
+            "--eval_iters=2", "--learning_rate=3e-3", "--warmup_iters=5",
+            "--lr_decay_iters=60", check=True)
+
+    def test_sample(self):
+        p = run("sample", f"--out_dir={self.out}", "--start=ROMEO:", "--num_samples=3",
+                "--max_new_tokens=50", "--seed=7", check=True)
+        samples = [s for s in p.stdout.split("---------------\n") if s.strip()]
+        self.assertEqual(len(samples), 3)
+        for s in samples:
+            self.assertTrue(s.startswith("ROMEO:"))
+            self.assertEqual(len(s), len("ROMEO:") + 50 + 1)  # start, 50 characters, newline
+        again = run("sample", f"--out_dir={self.out}", "--start=ROMEO:", "--num_samples=3",
+                    "--max_new_tokens=50", "--seed=7", check=True)
+        self.assertEqual(p.stdout, again.stdout)  # seeded: reproducible
+        prompt = os.path.join(self.tmp, "prompt.txt")
+        with open(prompt, "w") as f:
+            f.write("JULIET:\n")
+        p = run("sample", f"--out_dir={self.out}", f"--start=FILE:{prompt}", "--num_samples=1",
+                "--max_new_tokens=40", check=True)  # past block_size 32: the context is cropped
+        self.assertTrue(p.stdout.startswith("JULIET:\n"))
+
+    def test_eval_is_deterministic_and_checks_its_range(self):
+        a = run("eval", f"--out_dir={self.out}", "--tokens=8192", "--batch_size=8", check=True)
+        b = run("eval", f"--out_dir={self.out}", "--tokens=8192", "--batch_size=8", check=True)
+        self.assertEqual(a.stdout, b.stdout)
+        loss = float(a.stdout.split("loss ")[-1])
+        self.assertLess(loss, 4.0)  # better than uniform over 65 characters (4.17)
+        self.assertCleanError(run("eval", f"--out_dir={self.out}", "--tokens=100000000"),
+                              "--tokens")
+        self.assertCleanError(run("eval", f"--out_dir={self.out}", "--tokens=1000"), "multiple")
+
+    def test_bad_sample_flags(self):
+        self.assertCleanError(run("sample", f"--out_dir={self.out}", "--top_k=-1"), "--top_k")
+        self.assertCleanError(run("sample", f"--out_dir={self.out}", "--num_samples=two"),
+                              "--num_samples")
+        self.assertCleanError(run("sample", f"--out_dir={self.out}", "--temprature=0.5"),
+                              "temperature")
+        self.assertCleanError(run("sample", f"--out_dir={self.out}", "--start=\u00e9t\u00e9"),
+                              "vocabulary")
+        self.assertCleanError(run("sample", f"--out_dir={self.tmp}/nothing"), "nothing")
+
+
+if __name__ == "__main__":
+    unittest.main()
