@@ -10,6 +10,8 @@ packages=(
   nlohmann-json3-dev                             # JSON for meta.json, checkpoints, metrics
   libgtest-dev                                   # C++ tests
   python3 python3-numpy python3-torch            # PyTorch reference tests and benchmarks
+  python3-venv python3-pip                       # .venv for the PyPI packages below
+  zlib1g-dev libzstd-dev                         # .gz and .zst JSONL inputs
   fortunes fortunes-min                          # the quickstart's corpus (real text, offline)
 )
 missing=()
@@ -23,6 +25,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# PyPI packages in .venv (its own numpy 2; Debian's torch needs numpy 1 and stays with
+# /usr/bin/python3): pyarrow ships Arrow C++ (headers and
+# libraries) for the Parquet/Arrow readers; tiktoken, regex and datasets are test oracles and
+# fixture writers; openai-whisper (without its dependencies) ships tiktoken's gpt2.tiktoken.
+if [ ! -x .venv/bin/python ]; then
+  /usr/bin/python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check \
+  "pyarrow==26.0.1" "tiktoken==0.14.0" "regex==2026.11.19" "datasets==5.2.0"
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "openai-whisper==20250625"
+# The GPT-2 rank file, verified against tiktoken's published hash.
+gpt2_ranks=$(.venv/bin/python -c "import importlib.util as u, os; print(os.path.join(u.find_spec('whisper').submodule_search_locations[0], 'assets', 'gpt2.tiktoken'))")
+echo "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930  $gpt2_ranks" | sha256sum -c --quiet -
+mkdir -p build/assets && cp "$gpt2_ranks" build/assets/gpt2.tiktoken
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
