@@ -1,0 +1,29 @@
+// The GPU catalog: the cards our users have, with usable memory, dense bf16 and fp32
+// throughput, memory bandwidth and bf16 support, each figure with its source; and forgiving
+// name matching ("4090", "rtx4090", "RTX 4090", "h100 sxm").
+#pragma once
+#include <string>
+#include <vector>
+
+namespace finegpt {
+
+struct GpuSpec {
+  std::string name;     // canonical, e.g. "RTX 4090", "H100 SXM", "A100 80GB SXM"
+  double sm;            // compute capability, e.g. 8.9
+  double vram_gib;      // nominal memory in GiB as marketed (24 for a 4090)
+  double usable_gib;    // what cudaMemGetInfo reports as total (measured where known)
+  double bf16_tflops;   // dense, fp32 accumulate (fp16 where bf16 is absent)
+  double fp32_tflops;   // dense fp32 (non-tensor)
+  double bandwidth_gbs; // memory bandwidth GB/s
+  bool bf16;            // native bf16 tensor cores (sm >= 8.0)
+  std::string source;   // where the figures come from
+};
+
+const std::vector<GpuSpec> &gpu_catalog();
+// Finds a GPU by a forgiving name; Error naming the input and the closest catalog names when
+// nothing matches or the name is ambiguous.
+const GpuSpec &find_gpu(const std::string &name);
+// Parses "24GB", "24 GiB", "24", "23.5G", "16384MiB" into GiB; Error on nonsense.
+double parse_vram_gib(const std::string &text);
+
+} // namespace finegpt
