@@ -6,20 +6,31 @@
 #include "core/error.h"
 #include "core/rng.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 
 namespace finegpt {
 
-Arena::Arena(size_t floats) : n_(floats) {
+namespace {
+std::atomic<size_t> g_arena_bytes{0};
+}
+
+Arena::Arena(size_t floats) : ptr_(nullptr, ArenaFree{floats * sizeof(float)}), n_(floats) {
   size_t bytes = ((floats * sizeof(float) + 63) / 64) * 64;
   float *p = static_cast<float *>(std::aligned_alloc(64, bytes ? bytes : 64));
   if (!p) throw std::bad_alloc();
   ptr_.reset(p);
+  g_arena_bytes += floats * sizeof(float);
 }
 
-void Arena::Free::operator()(float *p) const { std::free(p); }
+void ArenaFree::operator()(float *p) const {
+  std::free(p);
+  g_arena_bytes -= bytes;
+}
+
+size_t Arena::live_bytes() { return g_arena_bytes.load(); }
 
 uint64_t dropout_site_key(uint64_t key, int layer, int site) {
   return key ? mix64(key ^ mix64(uint64_t(layer + 1) * 16 + uint64_t(site))) : 0;
@@ -30,7 +41,7 @@ enum DropSite { kDropEmbedding = 0, kDropAttention = 1, kDropResidAttn = 2, kDro
 }
 
 GPT::GPT(const GPTConfig &cfg, int B, int T)
-    : cfg_(cfg), B_(B), T_(T), plan_(plan_memory(cfg, B, T, /*optimizer=*/false)) {
+    : cfg_(cfg), B_(B), T_(T), plan_(plan_memory(cfg, B, T, PlanOptions{.optimizer = false})) {
   params_ = Arena(plan_.elems(MemGroup::Parameters));
   grads_ = Arena(plan_.elems(MemGroup::Gradients));
   acts_ = Arena(plan_.elems(MemGroup::Activations) + plan_.elems(MemGroup::Scratch));

@@ -15,6 +15,12 @@
 
 namespace finegpt {
 
+// Frees an arena's block and keeps Arena::live_bytes() current.
+struct ArenaFree {
+  size_t bytes = 0;
+  void operator()(float *p) const;
+};
+
 // A contiguous float arena; memory is 64-byte aligned and owned.
 class Arena {
 public:
@@ -23,12 +29,12 @@ public:
   float *data() { return ptr_.get(); }
   const float *data() const { return ptr_.get(); }
   size_t size() const { return n_; }
+  // Bytes requested by all arenas alive now (each arena's block is rounded up to 64 bytes on
+  // top): what tests compare with the memory plan.
+  static size_t live_bytes();
 
 private:
-  struct Free {
-    void operator()(float *p) const;
-  };
-  std::unique_ptr<float, Free> ptr_;
+  std::unique_ptr<float, ArenaFree> ptr_;
   size_t n_ = 0;
 };
 

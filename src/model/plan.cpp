@@ -74,6 +74,8 @@ const char *mem_group_name(MemGroup g) {
     return "activations";
   case MemGroup::Scratch:
     return "scratch";
+  case MemGroup::Workspace:
+    return "workspace";
   }
   return "?";
 }
@@ -105,59 +107,89 @@ const Buffer *MemoryPlan::find(const std::string &name) const {
   return nullptr;
 }
 
-MemoryPlan plan_memory(const GPTConfig &c, int B, int T, bool optimizer) {
+const char *backend_name(Backend b) { return b == Backend::CPU ? "cpu" : "cuda"; }
+const char *precision_name(Precision p) { return p == Precision::FP32 ? "float32" : "bfloat16"; }
+
+MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt) {
   check_gpt_config(c);
   FINEGPT_CHECK(B > 0, "batch_size must be positive (got ", B, ")");
   FINEGPT_CHECK(T > 0 && T <= c.block_size, "sequence length ", T, " must be in 1..block_size (",
                 c.block_size, ")");
+  FINEGPT_CHECK(opt.recompute >= 0 && opt.recompute <= 3, "recompute must be 0..3 (got ",
+                opt.recompute, ")");
+  FINEGPT_CHECK(opt.zero_stage == 0 || opt.zero_stage == 1, "zero_stage must be 0 or 1 (got ",
+                opt.zero_stage, ")");
+  FINEGPT_CHECK(opt.world >= 1, "world size must be positive (got ", opt.world, ")");
+  const bool cpu = opt.backend == Backend::CPU;
+  if (cpu) {
+    FINEGPT_CHECK(opt.precision == Precision::FP32, "the CPU engine trains in float32 only");
+    FINEGPT_CHECK(opt.recompute == 0, "activation recompute is not implemented by the CPU engine");
+    FINEGPT_CHECK(opt.zero_stage == 0, "ZeRO is not implemented by the CPU engine");
+  }
   MemoryPlan plan;
-  auto add = [&](std::string name, MemGroup g, std::vector<int64_t> shape, int dtype_bytes = 4) {
+  auto add = [&](std::string name, MemGroup g, std::vector<int64_t> shape, int dtype_bytes) {
     size_t n = std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
     plan.buffers.push_back({std::move(name), g, std::move(shape), dtype_bytes, n, n * dtype_bytes});
   };
+  const int W = opt.precision == Precision::FP32 ? 4 : 2; // parameter/activation dtype bytes
   for (const auto &p : param_tensors(c))
-    if (p.count) add(p.name, MemGroup::Parameters, p.shape);
+    if (p.count) add(p.name, MemGroup::Parameters, p.shape, W);
   for (const auto &p : param_tensors(c))
-    if (p.count) add(std::string("grad.") + p.name, MemGroup::Gradients, p.shape);
+    if (p.count) add(std::string("grad.") + p.name, MemGroup::Gradients, p.shape, W);
   const int64_t P = int64_t(num_parameters(c));
-  if (optimizer) {
-    add("adamw.m", MemGroup::Optimizer, {P});
-    add("adamw.v", MemGroup::Optimizer, {P});
+  // ZeRO-1: each rank keeps ceil(P / world) of the fp32 optimizer state.
+  const int64_t shard = opt.zero_stage == 1 ? (P + opt.world - 1) / opt.world : P;
+  if (opt.optimizer) {
+    if (opt.precision == Precision::BF16) add("master", MemGroup::Optimizer, {shard}, 4);
+    add("adamw.m", MemGroup::Optimizer, {shard}, 4);
+    add("adamw.v", MemGroup::Optimizer, {shard}, 4);
   }
-  // Activations kept for backward, one slice per layer (L, B, T, ...).
+  // Activations kept for backward: (L, B, T, ...) per tensor, or one layer's worth (1, ...)
+  // when the tensor is recomputed layer by layer in backward.
   const int64_t L = c.n_layer, C = c.n_embd, NH = c.n_head, Vp = c.padded_vocab_size;
+  const int r = opt.recompute;
+  const int64_t Lgelu = r >= 1 ? 1 : L, Lln = r >= 2 ? 1 : L, Lblock = r >= 3 ? 1 : L;
   const auto A = MemGroup::Activations;
-  add("inputs", A, {B, T});
-  add("targets", A, {B, T});
-  add("encoded", A, {B, T, C});
-  add("ln1", A, {L, B, T, C});
-  add("ln1_mean", A, {L, B, T});
-  add("ln1_rstd", A, {L, B, T});
-  add("qkv", A, {L, B, T, 3 * C});
-  add("atty", A, {L, B, T, C});
-  add("att", A, {L, B, NH, T, T});
-  add("residual2", A, {L, B, T, C});
-  add("ln2", A, {L, B, T, C});
-  add("ln2_mean", A, {L, B, T});
-  add("ln2_rstd", A, {L, B, T});
-  add("fch", A, {L, B, T, 4 * C});
-  add("fch_gelu", A, {L, B, T, 4 * C});
-  add("residual3", A, {L, B, T, C});
-  add("lnf", A, {B, T, C});
-  add("lnf_mean", A, {B, T});
-  add("lnf_rstd", A, {B, T});
-  add("logits", A, {B, T, Vp}); // overwritten in place by its gradient
-  add("losses", A, {B, T});
+  add("inputs", A, {B, T}, 4);
+  add("targets", A, {B, T}, 4);
+  add("encoded", A, {B, T, C}, W);
+  add("ln1", A, {Lln, B, T, C}, W);
+  add("ln1_mean", A, {Lblock, B, T}, 4);
+  add("ln1_rstd", A, {Lblock, B, T}, 4);
+  add("qkv", A, {Lblock, B, T, 3 * C}, W);
+  add("atty", A, {Lblock, B, T, C}, W);
+  if (cpu)
+    add("att", A, {L, B, NH, T, T}, 4); // softmax probabilities
+  else
+    add("att_lse", A, {Lblock, B, NH, T}, 4); // flash attention keeps log-sum-exp only
+  add("residual2", A, {Lblock, B, T, C}, W);
+  add("ln2", A, {Lln, B, T, C}, W);
+  add("ln2_mean", A, {Lblock, B, T}, 4);
+  add("ln2_rstd", A, {Lblock, B, T}, 4);
+  add("fch", A, {Lblock, B, T, 4 * C}, W);
+  add("fch_gelu", A, {Lgelu, B, T, 4 * C}, W);
+  add("residual3", A, {L, B, T, C}, W); // each layer's output: kept at every level
+  add("lnf", A, {B, T, C}, W);
+  add("lnf_mean", A, {B, T}, 4);
+  add("lnf_rstd", A, {B, T}, 4);
+  add("logits", A, {B, T, Vp}, W); // overwritten in place by its gradient
+  add("losses", A, {B, T}, 4);
   // Working memory: the branch output before its residual add, and backward's gradients of
   // one layer at a time.
   const auto S = MemGroup::Scratch;
-  add("branch_out", S, {B, T, C});
-  add("dresidual", S, {B, T, C});
-  add("dbranch", S, {B, T, C});
-  add("dbtc", S, {B, T, C});
-  add("dqkv", S, {B, T, 3 * C});
-  add("dfch", S, {B, T, 4 * C});
-  add("datt", S, {B, NH, T, T});
+  add("branch_out", S, {B, T, C}, W);
+  add("dresidual", S, {B, T, C}, W);
+  add("dbranch", S, {B, T, C}, W);
+  add("dbtc", S, {B, T, C}, W);
+  add("dqkv", S, {B, T, 3 * C}, W);
+  add("dfch", S, {B, T, 4 * C}, W);
+  if (cpu) {
+    add("datt", S, {B, NH, T, T}, 4);
+  } else {
+    add("reduce_scratch", S, {1024}, 4); // partial sums for the gradient norm and loss
+    add("cublaslt_workspace", MemGroup::Workspace, {32 << 20}, 1); // as llm.c
+    add("cudnn_workspace", MemGroup::Workspace, {256 << 20}, 1);   // fused attention
+  }
   return plan;
 }
 
@@ -175,7 +207,7 @@ std::string format_plan(const MemoryPlan &plan) {
   std::string out;
   char line[160];
   for (MemGroup g : {MemGroup::Parameters, MemGroup::Gradients, MemGroup::Optimizer,
-                     MemGroup::Activations, MemGroup::Scratch}) {
+                     MemGroup::Activations, MemGroup::Scratch, MemGroup::Workspace}) {
     size_t bytes = plan.bytes(g);
     if (!bytes) continue;
     std::snprintf(line, sizeof line, "  %-12s %12s\n", mem_group_name(g),

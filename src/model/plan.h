@@ -1,7 +1,8 @@
 // The memory plan: one pure function that lists every buffer the engine allocates for a model
-// and micro-batch (name, group, shape, bytes). The model allocates from this list and from
-// nothing else, so `finegpt train --dry_run` (and later `finegpt plan`) cannot disagree with
-// what training allocates. Today: the CPU fp32 backend; issue 4 adds precision, recompute, ZeRO.
+// and micro-batch (name, group, shape, dtype, bytes), for a backend, precision, recompute
+// level, ZeRO stage and world size. The CPU engine allocates from this list and from nothing
+// else, so `finegpt train --dry_run` and `finegpt plan` cannot disagree with what training
+// allocates. The CUDA plan is the layout the CUDA engine (issue 5) allocates from.
 #pragma once
 #include <array>
 #include <cstddef>
@@ -58,7 +59,7 @@ size_t num_parameters(const GPTConfig &cfg);
 // The true count: wte with vocab_size rows, not the padding.
 size_t num_parameters_unpadded(const GPTConfig &cfg);
 
-enum class MemGroup { Parameters, Gradients, Optimizer, Activations, Scratch };
+enum class MemGroup { Parameters, Gradients, Optimizer, Activations, Scratch, Workspace };
 const char *mem_group_name(MemGroup g);
 
 struct Buffer {
@@ -78,10 +79,31 @@ struct MemoryPlan {
   const Buffer *find(const std::string &name) const;
 };
 
-// Every buffer a CPU fp32 training run of `cfg` at micro-batch (B, T) allocates: parameters,
-// gradients, AdamW moments (when `optimizer`), per-tensor activations kept for backward,
-// logits, and backward scratch.
-MemoryPlan plan_memory(const GPTConfig &cfg, int B, int T, bool optimizer = true);
+enum class Backend { CPU, CUDA };
+enum class Precision {
+  FP32, // everything fp32 (the CPU engine)
+  BF16  // mixed: bf16 parameters, gradients and activations; fp32 master weights, AdamW
+        // moments, LayerNorm statistics, losses
+};
+
+struct PlanOptions {
+  Backend backend = Backend::CPU;
+  Precision precision = Precision::FP32;
+  // Activation recompute: 0 none; 1 GELU output; 2 GELU + LayerNorm outputs; 3 the whole
+  // block (only each layer's input is kept). Recomputed tensors are kept for one layer only.
+  int recompute = 0;
+  int zero_stage = 0; // 1: master weights and AdamW moments sharded over `world` ranks
+  int world = 1;
+  bool optimizer = true; // AdamW state (and master weights) at all
+};
+const char *backend_name(Backend b);
+const char *precision_name(Precision p);
+
+// Every buffer a training run of `cfg` at micro-batch (B, T) allocates per rank: parameters,
+// gradients, master weights and AdamW moments, per-tensor activations kept for backward,
+// logits, backward scratch and library workspaces. The CPU engine implements FP32 with
+// recompute 0 and no ZeRO; other combinations on CPU are an Error.
+MemoryPlan plan_memory(const GPTConfig &cfg, int B, int T, const PlanOptions &opt = {});
 
 // A human-readable table: groups with totals, activations per tensor.
 std::string format_plan(const MemoryPlan &plan);

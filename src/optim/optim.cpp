@@ -21,7 +21,7 @@ double LrSchedule::at(long it) const {
 
 AdamW::AdamW(const GPT &model, AdamWConfig cfg) : cfg_(cfg) {
   const int B = model.max_batch(), T = model.max_time();
-  MemoryPlan plan = plan_memory(model.config(), B, T, /*optimizer=*/true);
+  MemoryPlan plan = plan_memory(model.config(), B, T);
   const Buffer *m = plan.find("adamw.m"), *v = plan.find("adamw.v");
   FINEGPT_CHECK(m && v && m->elems == model.num_params(), "internal: optimizer plan mismatch");
   m_ = Arena(m->elems);

@@ -18,7 +18,7 @@ struct AdamWConfig {
 
 class AdamW {
 public:
-  // Moments sized from the memory plan's optimizer group (plan_memory with optimizer=true).
+  // Moments sized from the memory plan's optimizer group (plan_memory).
   AdamW(const GPT &model, AdamWConfig cfg);
   // One update of every parameter with the gradients scaled by min(1, clip/(norm+1e-6))
   // (clip 0: no clipping), gradients zeroed in the same pass. Returns the gradient norm

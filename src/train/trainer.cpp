@@ -103,7 +103,7 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
               "total over %ld iterations: %.3g\n",
               tokens_per_step, cfg.gradient_accumulation_steps, cfg.batch_size, cfg.block_size,
               cfg.max_iters, tokens_per_step * double(cfg.max_iters + 1));
-  MemoryPlan plan = plan_memory(m, int(cfg.batch_size), int(cfg.block_size), true);
+  MemoryPlan plan = plan_memory(m, int(cfg.batch_size), int(cfg.block_size));
   std::printf("# memory plan (cpu, float32, micro-batch %ld x %ld):\n%s", cfg.batch_size,
               cfg.block_size, format_plan(plan).c_str());
   for (const auto &n : s.notes)

@@ -2,6 +2,7 @@
 // own buffers.
 #include "core/error.h"
 #include "model/gpt.h"
+#include "optim/optim.h"
 #include "model/plan.h"
 
 #include <gtest/gtest.h>
@@ -74,4 +75,63 @@ TEST(Plan, RejectsBadShapes) {
   c = gpt2(2, 4, 64);
   EXPECT_THROW(plan_memory(c, 1, 2048), Error); // T > block_size
   EXPECT_THROW(plan_memory(c, 0, 8), Error);
+}
+
+TEST(Plan, CpuEngineAllocatesExactlyThePlan) {
+  GPTConfig c = gpt2(3, 4, 64);
+  c.vocab_size = 101, c.padded_vocab_size = pad_vocab(101), c.block_size = 32;
+  const size_t before = Arena::live_bytes();
+  {
+    GPT model(c, 5, 24);
+    AdamW opt(model, AdamWConfig{});
+    EXPECT_EQ(Arena::live_bytes() - before, plan_memory(c, 5, 24).total_bytes());
+  }
+  EXPECT_EQ(Arena::live_bytes(), before);
+}
+
+namespace {
+size_t activation_bytes(const GPTConfig &c, int B, int T, int recompute) {
+  PlanOptions o;
+  o.backend = Backend::CUDA, o.precision = Precision::BF16, o.recompute = recompute;
+  return plan_memory(c, B, T, o).bytes(MemGroup::Activations);
+}
+} // namespace
+
+TEST(Plan, CudaActivationsPerLayerFollowKorthikanti) {
+  // Per layer in bf16 without recompute: 16 (B,T,C) tensors = 32 B T C bytes, plus fp32
+  // LayerNorm statistics (4 x B T) and attention log-sum-exp (B NH T).
+  const int B = 4, T = 256;
+  GPTConfig one = gpt2(1, 12, 768), two = gpt2(2, 12, 768);
+  const size_t BTC = size_t(B) * T * 768, BT = size_t(B) * T, stats = 4 * (4 * BT + 12 * BT);
+  EXPECT_EQ(activation_bytes(two, B, T, 0) - activation_bytes(one, B, T, 0), 32 * BTC + stats);
+  EXPECT_EQ(activation_bytes(two, B, T, 1) - activation_bytes(one, B, T, 1), 24 * BTC + stats);
+  EXPECT_EQ(activation_bytes(two, B, T, 2) - activation_bytes(one, B, T, 2), 20 * BTC + stats);
+  EXPECT_EQ(activation_bytes(two, B, T, 3) - activation_bytes(one, B, T, 3), 2 * BTC);
+  // The logits (B,T,Vp) in bf16: 3.07 GiB at B=32, T=1024 (REFERENCE.md section 5).
+  PlanOptions o;
+  o.backend = Backend::CUDA, o.precision = Precision::BF16;
+  EXPECT_EQ(plan_memory(gpt2(12, 12, 768), 32, 1024, o).find("logits")->bytes,
+            size_t(32) * 1024 * 50304 * 2);
+}
+
+TEST(Plan, ModelStatesAre16BytesPerParameterAndZeroShardsTwelve) {
+  const GPTConfig c = gpt2(12, 12, 768);
+  const size_t P = num_parameters(c);
+  PlanOptions o;
+  o.backend = Backend::CUDA, o.precision = Precision::BF16;
+  MemoryPlan p = plan_memory(c, 1, 64, o);
+  EXPECT_EQ(p.bytes(MemGroup::Parameters) + p.bytes(MemGroup::Gradients), 4 * P);
+  EXPECT_EQ(p.bytes(MemGroup::Optimizer), 12 * P);
+  o.zero_stage = 1, o.world = 8;
+  p = plan_memory(c, 1, 64, o);
+  EXPECT_EQ(p.bytes(MemGroup::Optimizer), 12 * ((P + 7) / 8));
+  EXPECT_EQ(p.bytes(MemGroup::Parameters) + p.bytes(MemGroup::Gradients), 4 * P);
+}
+
+TEST(Plan, CpuRejectsWhatTheCpuEngineDoesNotDo) {
+  PlanOptions o;
+  o.recompute = 1;
+  EXPECT_THROW(plan_memory(gpt2(2, 4, 64), 1, 8, o), Error);
+  o.recompute = 0, o.precision = Precision::BF16;
+  EXPECT_THROW(plan_memory(gpt2(2, 4, 64), 1, 8, o), Error);
 }
