@@ -25,13 +25,16 @@ using Field = std::variant<std::string TrainConfig::*, long TrainConfig::*, doub
 struct KeyDef {
   const char *name;
   Field field;
-  bool none_is_default; // `key = None` means the automatic default ("" or 0)
+  bool none_is_default;      // `key = None` means the automatic default ("" or 0)
+  bool auto_is_zero = false; // `key = 'auto'` is stored as 0 (batch_size)
 };
 
 #define FINEGPT_KEY(k)                                                                             \
   KeyDef { #k, &TrainConfig::k, false }
 #define FINEGPT_KEY_OR_NONE(k)                                                                     \
   KeyDef { #k, &TrainConfig::k, true }
+#define FINEGPT_KEY_OR_AUTO(k)                                                                     \
+  KeyDef { #k, &TrainConfig::k, false, true }
 
 // Every key, in TrainConfig's declaration order.
 const std::vector<KeyDef> &key_table() {
@@ -48,7 +51,7 @@ const std::vector<KeyDef> &key_table() {
       FINEGPT_KEY(wandb_run_name),
       FINEGPT_KEY(dataset),
       FINEGPT_KEY(gradient_accumulation_steps),
-      FINEGPT_KEY(batch_size),
+      FINEGPT_KEY_OR_AUTO(batch_size),
       FINEGPT_KEY(block_size),
       FINEGPT_KEY(n_layer),
       FINEGPT_KEY(n_head),
@@ -74,12 +77,16 @@ const std::vector<KeyDef> &key_table() {
       FINEGPT_KEY(data_order),
       FINEGPT_KEY(threads),
       FINEGPT_KEY_OR_NONE(vocab_size),
+      FINEGPT_KEY(recompute),
+      FINEGPT_KEY(zero_stage),
+      FINEGPT_KEY(tokens_per_step),
   };
   return keys;
 }
 
 #undef FINEGPT_KEY
 #undef FINEGPT_KEY_OR_NONE
+#undef FINEGPT_KEY_OR_AUTO
 
 const KeyDef *find_key(const std::string &name) {
   for (const KeyDef &k : key_table())
@@ -138,7 +145,9 @@ void set_key(TrainConfig *cfg, const KeyDef &k, const py::Value &v, const std::s
           expected = "True or False";
         } else if constexpr (std::is_same_v<T, long>) {
           if (auto *i = std::get_if<long>(&v)) return void(cfg->*m = *i);
-          expected = "an int";
+          auto *s = std::get_if<std::string>(&v);
+          if (k.auto_is_zero && s && *s == "auto") return void(cfg->*m = 0);
+          expected = k.auto_is_zero ? "an int or 'auto'" : "an int";
           auto *d = std::get_if<double>(&v);
           if (d && std::isfinite(*d) && *d == std::trunc(*d) && std::fabs(*d) < 1e18)
             hint = cat(" (write ", long(*d), ")");
@@ -247,6 +256,9 @@ TrainConfig load_train_config(const std::vector<std::string> &args,
 }
 
 void validate(const TrainConfig &c) {
+  auto at_least_0_l = [](const char *name, long v) {
+    if (v < 0) fail(name, " must be >= 0 (got ", v, ")");
+  };
   auto positive = [](const char *name, long v) {
     if (v < 1) fail(name, " must be at least 1 (got ", v, ")");
   };
@@ -254,7 +266,12 @@ void validate(const TrainConfig &c) {
   positive("n_head", c.n_head);
   positive("n_embd", c.n_embd);
   positive("block_size", c.block_size);
-  positive("batch_size", c.batch_size);
+  if (c.batch_size != 0) positive("batch_size", c.batch_size); // 0 is 'auto'
+  if (c.recompute < 0 || c.recompute > 3)
+    fail("recompute must be 0 (none), 1 (GELU), 2 (GELU + LayerNorm) or 3 (whole block), got ",
+         c.recompute);
+  if (c.zero_stage != 0 && c.zero_stage != 1) fail("zero_stage must be 0 or 1, got ", c.zero_stage);
+  at_least_0_l("tokens_per_step", c.tokens_per_step);
   positive("gradient_accumulation_steps", c.gradient_accumulation_steps);
   positive("eval_iters", c.eval_iters);
   positive("eval_interval", c.eval_interval);
@@ -314,6 +331,7 @@ std::string to_python(const TrainConfig &cfg) {
     auto *i = std::get_if<long>(&v);
     // -9223372036854775808 is not a literal: its digits overflow before the minus applies.
     std::string text = i && *i == LONG_MIN ? "-9223372036854775807 - 1" : py::repr(v);
+    if (k.auto_is_zero && i && *i == 0) text = "'auto'";
     out += cat(k.name, " = ", text, "\n");
   }
   return out;

@@ -21,7 +21,7 @@ struct TrainConfig {
   std::string wandb_run_name = "gpt2";
   std::string dataset = "openwebtext";
   long gradient_accumulation_steps = 5 * 8;
-  long batch_size = 12;
+  long batch_size = 12; // 'auto' (stored as 0): the largest micro-batch that fits in memory
   long block_size = 1024;
   long n_layer = 12;
   long n_head = 12;
@@ -49,6 +49,11 @@ struct TrainConfig {
   std::string data_order = "random"; // 'random' (nanoGPT) | 'sequential' (llm.c)
   long threads = 0;                  // 0: all cores
   long vocab_size = 0;               // 0 (also None): from the dataset's meta.json, else 50257
+  long recompute = 0;       // activation recompute: 0 none, 1 GELU, 2 + LayerNorm, 3 whole block
+  long zero_stage = 0;      // 1: optimizer state sharded over ranks (issue 6)
+  long tokens_per_step = 0; // batch_size='auto' keeps this many tokens per optimizer step
+                            // (0: batch_size x block_size x gradient_accumulation_steps, or
+                            // 524288 with 'auto')
 
   friend bool operator==(const TrainConfig &, const TrainConfig &) = default;
 };

@@ -21,9 +21,14 @@ struct GpuSpec {
 
 const std::vector<GpuSpec> &gpu_catalog();
 // Finds a GPU by a forgiving name; Error naming the input and the closest catalog names when
-// nothing matches or the name is ambiguous.
+// nothing matches or the name is ambiguous. Case, spaces and dashes do not matter, nor the
+// words nvidia, geforce, rtx, tesla, quadro: "4090", "rtx4090", "NVIDIA GeForce RTX 4090" all
+// find the RTX 4090. A name must say every word that tells entries apart: "3090" is the RTX
+// 3090 (the Ti needs "ti"), "a100" is ambiguous (40GB or 80GB), "h100" too (PCIe or SXM).
 const GpuSpec &find_gpu(const std::string &name);
-// Parses "24GB", "24 GiB", "24", "23.5G", "16384MiB" into GiB; Error on nonsense.
+// Parses "24GB", "24 GiB", "24", "23.5G", "16384MiB", "2TB" into GiB; Error on nonsense (empty,
+// not a number, an unknown unit, <= 0, more than 4096 GiB). GB means GiB as users say it (a
+// "24GB" card has 24 GiB); MB means MiB and TB TiB likewise.
 double parse_vram_gib(const std::string &text);
 
 } // namespace finegpt

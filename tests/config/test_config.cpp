@@ -106,7 +106,8 @@ TEST(ConfigDefaults, KeysInDeclarationOrder) {
       "lr_decay_iters", "min_lr",        "backend",
       "device",         "dtype",         "compile",
       "seed",           "data_dir",      "data_order",
-      "threads",        "vocab_size"};
+      "threads",        "vocab_size",      "recompute",   "zero_stage",
+      "tokens_per_step"};
   EXPECT_EQ(train_config_keys(), nanogpt);
 }
 
@@ -539,12 +540,30 @@ TEST_F(ConfigTest, ToPythonRoundTrip) {
   c.data_order = "sequential";
   c.threads = 2;
   c.vocab_size = 65;
+  c.recompute = 2;
+  c.zero_stage = 1;
+  c.tokens_per_step = 1 << 19;
   TrainConfig back = load({write("round.py", to_python(c))});
   EXPECT_EQ(back, c);
   EXPECT_TRUE(std::signbit(back.min_lr));
+  c.batch_size = 0; // 'auto'
+  EXPECT_NE(to_python(c).find("\nbatch_size = 'auto'\n"), std::string::npos);
+  EXPECT_EQ(load({write("auto.py", to_python(c))}).batch_size, 0);
   std::string lines = "\n" + to_python(c);
   for (const std::string &k : train_config_keys())
     EXPECT_NE(lines.find("\n" + k + " = "), std::string::npos) << k;
+}
+
+TEST_F(ConfigTest, BatchSizeAutoAndPlanKeys) {
+  EXPECT_EQ(load({"--batch_size='auto'"}).batch_size, 0);
+  EXPECT_EQ(load({write("a.py", "batch_size = 'auto'\n")}).batch_size, 0);
+  EXPECT_ERROR_HAS(load({write("b.py", "batch_size = 'big'\n")}), "b.py:1", "batch_size", "'auto'");
+  EXPECT_ERROR_HAS(load({"--n_layer='auto'"}), "n_layer", "an int");
+  TrainConfig c;
+  c.recompute = 4;
+  EXPECT_ERROR_HAS(validate(c), "recompute");
+  c.recompute = 0, c.zero_stage = 2;
+  EXPECT_ERROR_HAS(validate(c), "zero_stage");
 }
 
 } // namespace
