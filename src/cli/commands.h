@@ -15,5 +15,6 @@ int cmd_prepare(const Args &args);
 int cmd_export(const Args &args);
 int cmd_bench(const Args &args);
 int cmd_info(const Args &args);
+int cmd_plan(const Args &args);
 
 } // namespace finegpt

@@ -23,6 +23,7 @@ const std::map<std::string, Command> &commands() {
       {"export", {finegpt::cmd_export, "write a checkpoint as an llm.c gpt2_*.bin model file"}},
       {"bench", {finegpt::cmd_bench, "time training steps of a model shape"}},
       {"info", {finegpt::cmd_info, "build features, threads, devices"}},
+      {"plan", {finegpt::cmd_plan, "the best GPT for a GPU and budget; does a config fit?"}},
   };
   return table;
 }

@@ -42,6 +42,7 @@ int cmd_train(const Args &args) {
   TrainConfig cfg = load_train_config(rest, &notes);
   validate(cfg);
   RunSetup setup = resolve_run(cfg);
+  fit_to_memory(cfg, setup, dry_run);
   for (const auto &n : notes)
     setup.notes.insert(setup.notes.begin(), n);
   if (cfg.device.rfind("cuda", 0) == 0)

@@ -11,7 +11,11 @@
 #include "optim/optim.h"
 #include "tokenizer/char_tokenizer.h"
 
+#include "plan/gpus.h"
+
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -83,6 +87,61 @@ RunSetup resolve_run(const TrainConfig &cfg) {
   m.padded_vocab_size = pad_vocab(m.vocab_size);
   check_gpt_config(m);
   return s;
+}
+
+double host_memory_available() {
+  if (const char *env = std::getenv("FINEGPT_HOST_MEMORY"))
+    return parse_vram_gib(env) * 1024.0 * 1024.0 * 1024.0;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  while (in >> key >> kb) {
+    if (key == "MemAvailable:") return kb * 1024.0;
+    in.ignore(256, '\n');
+  }
+  return 0; // unknown: no check
+}
+
+void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run) {
+  const double avail = host_memory_available();
+  const int T = int(cfg.block_size);
+  auto need = [&](long B) { return double(plan_memory(setup.model, int(B), T).total_bytes()); };
+  if (cfg.batch_size == 0) {
+    const long target = cfg.tokens_per_step ? cfg.tokens_per_step : 524288;
+    FINEGPT_CHECK(target % T == 0, "batch_size='auto': tokens_per_step (", target,
+                  ") must be a multiple of block_size (", T, ")");
+    long B = 1;
+    while (B * 2 <= std::min(64L, target / T) && (target / T) % (B * 2) == 0 &&
+           (avail == 0 || need(B * 2) <= avail))
+      B *= 2;
+    FINEGPT_CHECK(avail == 0 || need(B) <= avail, "batch_size='auto': even micro-batch 1 needs ",
+                  format_bytes(need(1)), " but ", format_bytes(avail),
+                  " is available (choose a smaller model)");
+    cfg.batch_size = B;
+    cfg.gradient_accumulation_steps = target / (B * T);
+    setup.notes.push_back(cat("batch_size='auto': micro-batch ", B, " x ",
+                              cfg.gradient_accumulation_steps, " accumulation steps = ", target,
+                              " tokens per step"));
+  }
+  if (avail == 0) return;
+  const double n = need(cfg.batch_size);
+  if (n > avail) {
+    const long tokens = cfg.batch_size * cfg.gradient_accumulation_steps;
+    std::string advice = "choose a smaller model";
+    for (long B = cfg.batch_size / 2; B >= 1; B /= 2)
+      if (cfg.batch_size % B == 0 && need(B) <= avail) {
+        advice = cat("try batch_size = ", B, ", gradient_accumulation_steps = ", tokens / B,
+                     " (same tokens per step, needs ", format_bytes(need(B)), ")");
+        break;
+      }
+    std::string msg = cat("the run needs ", format_bytes(n), " of memory but ",
+                          format_bytes(avail), " is available: ", advice);
+    if (!dry_run) fail(msg);
+    setup.notes.push_back("does not fit: " + msg);
+    return;
+  }
+  setup.notes.push_back(cat("memory: the plan takes ", format_bytes(n), " of ",
+                            format_bytes(avail), " available"));
 }
 
 void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {

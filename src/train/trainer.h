@@ -22,6 +22,18 @@ struct RunSetup {
 
 RunSetup resolve_run(const TrainConfig &cfg);
 
+// Bytes of host memory a run may use: MemAvailable from /proc/meminfo, or FINEGPT_HOST_MEMORY
+// (bytes, or with a unit: "8GB") when set, to plan for a smaller machine.
+double host_memory_available();
+
+// Makes the run fit in host memory before anything is allocated: batch_size='auto' (0) becomes
+// the largest power-of-two micro-batch that fits, with the accumulation that keeps the tokens
+// per step (tokens_per_step, else 524288); a fixed batch_size that does not fit is an Error
+// naming the memory needed and available and the micro-batch / accumulation that would fit.
+// Adds a note saying how much memory the plan takes of what is available. A dry run reports
+// a run that does not fit in a note instead of failing.
+void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run);
+
 // Prints the resolved config, parameter counts, tokens per step and in total, and the memory
 // plan to stdout.
 void print_run_summary(const TrainConfig &cfg, const RunSetup &setup);

@@ -1,0 +1,112 @@
+// The planner: FLOPs, the loss law's compute-optimal point, learning rates, the search's
+// recommendations (they must fit) and the fixes for configurations that do not.
+#include "core/error.h"
+#include "plan/planner.h"
+
+#include <cmath>
+#include <gtest/gtest.h>
+
+using namespace finegpt;
+
+namespace {
+GPTConfig gpt2_small() {
+  GPTConfig m;
+  m.n_layer = 12, m.n_head = 12, m.n_embd = 768, m.block_size = 1024;
+  m.vocab_size = 50257, m.padded_vocab_size = 50304, m.bias = true;
+  return m;
+}
+} // namespace
+
+TEST(Planner, FlopsPerTokenIsNanoGptsEstimate) {
+  // nanoGPT: N = parameters without wpe; 6N + 12 L H Q T with H Q = C.
+  const double N = 124439808.0 - 1024.0 * 768.0;
+  EXPECT_DOUBLE_EQ(flops_per_token(gpt2_small(), 1024, 0), 6 * N + 12.0 * 12 * 768 * 1024);
+  EXPECT_DOUBLE_EQ(flops_per_token(gpt2_small(), 1024, 3),
+                   (6 * N + 12.0 * 12 * 768 * 1024) * 4.0 / 3.0);
+}
+
+TEST(Planner, LossLawIsComputeOptimalNearTwentyTokensPerParameter) {
+  for (double C : {1e18, 1e20, 1e22}) {
+    double best_n = 0, best = 1e9;
+    for (double logn = 6; logn < 12; logn += 0.001) {
+      const double n = std::pow(10.0, logn), l = chinchilla_loss(n, C / (6 * n));
+      if (l < best) best = l, best_n = n;
+    }
+    const double ratio = C / (6 * best_n) / best_n;
+    EXPECT_GT(ratio, 15.0) << C;
+    EXPECT_LT(ratio, 30.0) << C;
+  }
+  EXPECT_LT(chinchilla_loss(2e8, 4e9), chinchilla_loss(1e8, 4e9)); // more parameters help
+  EXPECT_LT(chinchilla_loss(1e8, 8e9), chinchilla_loss(1e8, 4e9)); // more tokens help
+}
+
+TEST(Planner, LearningRateFollowsGpt3Table) {
+  EXPECT_DOUBLE_EQ(learning_rate_for(124e6), 6e-4);
+  EXPECT_NEAR(learning_rate_for(350e6), 3e-4, 1e-12);
+  EXPECT_NEAR(learning_rate_for(1.3e9), 2e-4, 1e-12);
+  const double mid = learning_rate_for(500e6);
+  EXPECT_LT(mid, 3e-4);
+  EXPECT_GT(mid, 2.5e-4);
+}
+
+TEST(Planner, EveryCatalogGpuGetsRecommendationsThatFit) {
+  for (const GpuSpec &g : gpu_catalog()) {
+    Device dev = device_from_gpu(g);
+    PlanSettings s;
+    auto cs = search(dev, s, 3);
+    ASSERT_FALSE(cs.empty()) << g.name;
+    for (const Candidate &c : cs) {
+      bool fits = false;
+      Candidate again = evaluate(dev, s, c.model, c.micro_batch, c.accum, c.recompute,
+                                 c.zero_stage, &fits);
+      EXPECT_TRUE(fits) << g.name;
+      EXPECT_LE(again.need_gib, dev.usable_gib) << g.name;
+      EXPECT_EQ(long(c.micro_batch) * c.accum * s.block_size, s.tokens_per_step) << g.name;
+      EXPECT_EQ(c.model.n_embd % 64, 0);
+      EXPECT_EQ(c.model.n_embd / c.model.n_head, 64);
+    }
+    for (size_t i = 1; i < cs.size(); ++i)
+      EXPECT_LE(cs[i - 1].expected_loss, cs[i].expected_loss);
+  }
+}
+
+TEST(Planner, BiggerCardsAndLongerBudgetsGetBiggerModels) {
+  PlanSettings s;
+  const auto small = search(device_from_gpu(find_gpu("RTX 3060")), s, 1)[0];
+  const auto big = search(device_from_gpu(find_gpu("H100 SXM")), s, 1)[0];
+  EXPECT_LT(small.params, big.params);
+  s.hours = 1;
+  const auto hour = search(device_from_gpu(find_gpu("RTX 4090")), s, 1)[0];
+  s.hours = 100;
+  const auto week = search(device_from_gpu(find_gpu("RTX 4090")), s, 1)[0];
+  EXPECT_LT(hour.params, week.params);
+}
+
+TEST(Planner, FixesKeepTokensPerStepAndFit) {
+  // The guide's 24 GB configuration (10/10/640, batch 32 x 16) on a 12 GB card.
+  GPTConfig m = gpt2_small();
+  m.n_layer = 10, m.n_head = 10, m.n_embd = 640, m.bias = false;
+  Device dev = device_from_gpu(find_gpu("RTX 3060"));
+  PlanSettings s;
+  bool fits = true;
+  Candidate c = evaluate(dev, s, m, 32, 16, 0, 0, &fits);
+  EXPECT_FALSE(fits);
+  auto fx = fixes(dev, s, c);
+  ASSERT_FALSE(fx.empty());
+  for (const Fix &f : fx) {
+    EXPECT_LE(f.result.need_gib, dev.usable_gib) << f.what;
+    // Tokens per step over all GPUs are unchanged.
+    const int gpus = f.result.zero_stage ? int(std::lround(double(c.micro_batch) * c.accum /
+                                                          (f.result.micro_batch * f.result.accum)))
+                                         : 1;
+    EXPECT_EQ(long(f.result.micro_batch) * f.result.accum * gpus, 32L * 16) << f.what;
+  }
+}
+
+TEST(Planner, BadBudgetsAndTooSmallCards) {
+  PlanSettings s;
+  s.tokens = 1000; // less than one step of 524288
+  EXPECT_THROW(search(device_from_gpu(find_gpu("RTX 4090")), s), Error);
+  EXPECT_THROW(search(device_from_vram(1.0), PlanSettings{}), Error);
+  EXPECT_THROW(device_from_vram(0.0), Error);
+}
