@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <sys/resource.h>
 
 namespace finegpt {
 
@@ -314,6 +315,11 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s) {
     ++iter_num;
     if (iter_num > cfg.max_iters) break;
   }
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("memory: peak resident %s; the plan is %s\n",
+              format_bytes(double(ru.ru_maxrss) * 1024.0).c_str(),
+              format_bytes(double(plan_memory(s.model, B, T).total_bytes())).c_str());
   return result;
 }
 
