@@ -232,6 +232,14 @@ int cmd_plan(const Args &args) {
   auto cs = search(dev, s, int(top));
   print_header(dev, s);
   print_table(cs);
+  const Candidate &best = cs[0];
+  MemoryPlan mp = plan_memory(best.model, best.micro_batch, s.block_size,
+                              plan_options(dev, best.recompute, best.zero_stage, s.gpus));
+  std::printf("memory of candidate 1 per GPU:");
+  for (MemGroup g : {MemGroup::Parameters, MemGroup::Gradients, MemGroup::Optimizer,
+                     MemGroup::Activations, MemGroup::Scratch, MemGroup::Workspace})
+    std::printf(" %s %s,", mem_group_name(g), format_bytes(double(mp.bytes(g))).c_str());
+  std::printf(" fixed %.2f GiB\n", s.overhead_gib);
   if (!o.str("write").empty()) {
     const std::string text = config_for(cs[0], s, dev.name);
     write_file_atomic(o.str("write"), text);
