@@ -8,6 +8,11 @@ namespace finegpt {
 
 using Args = std::vector<std::string>;
 
+// Thrown to end with an exit code and nothing printed (another rank reports the error).
+struct ExitQuietly {
+  int code;
+};
+
 int cmd_train(const Args &args);
 int cmd_sample(const Args &args);
 int cmd_eval(const Args &args);

@@ -49,6 +49,8 @@ int main(int argc, char **argv) {
   finegpt::Args args(argv + 2, argv + argc);
   try {
     return it->second.run(args);
+  } catch (const finegpt::ExitQuietly &q) {
+    return q.code;
   } catch (const finegpt::Error &e) {
     std::fprintf(stderr, "finegpt %s: error: %s\n", argv[1], e.what());
     return 1;

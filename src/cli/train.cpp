@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "config/train_config.h"
 #include "core/error.h"
+#include "dist/comm.h"
 #include "train/trainer.h"
 
 #include <cstdio>
@@ -24,6 +25,17 @@ const char *kTrainHelp =
     "              memory plan, then exit without reading data\n";
 }
 
+namespace {
+// Set-up is the same on every rank, so only rank 0 reports its errors; printed here, while
+// the communicator is alive (Open MPI drops what a rank prints after MPI_Finalize).
+int report_setup_error(const Error &e, Communicator &comm) {
+  if (comm.world() == 1) throw e;
+  if (comm.is_root()) std::fprintf(stderr, "finegpt train: error: %s\n", e.what());
+  std::fflush(stderr);
+  return 1;
+}
+} // namespace
+
 int cmd_train(const Args &args) {
   Args rest;
   bool dry_run = false;
@@ -41,16 +53,40 @@ int cmd_train(const Args &args) {
   std::vector<std::string> notes;
   TrainConfig cfg = load_train_config(rest, &notes);
   validate(cfg);
-  RunSetup setup = resolve_run(cfg);
-  fit_to_memory(cfg, setup, dry_run);
+  // Under mpirun / srun every rank runs this; set-up is the same on all of them, so only rank 0
+  // reports set-up errors. An error once training runs is reported by its rank, which then
+  // stops every rank.
+  std::unique_ptr<Communicator> comm =
+      dry_run ? make_single_communicator() : make_communicator(cfg.dist_timeout);
+  const bool root = comm->is_root();
+  RunSetup setup;
+  try {
+    setup = resolve_run(cfg);
+    setup.world = comm->world();
+    const bool wants_cuda = cfg.device.rfind("cuda", 0) == 0;
+    if (wants_cuda && dry_run) setup.backend = Backend::CUDA; // show the GPU plan
+    fit_to_memory(cfg, setup, dry_run);
+  } catch (const Error &e) {
+    return report_setup_error(e, *comm);
+  }
   for (const auto &n : notes)
     setup.notes.insert(setup.notes.begin(), n);
   if (cfg.device.rfind("cuda", 0) == 0)
-    setup.notes.push_back("device='" + cfg.device +
-                          "': this build has no CUDA backend; training on the cpu");
-  print_run_summary(cfg, setup);
+    setup.notes.push_back("device='" + cfg.device + "': this build has no CUDA backend; " +
+                          (dry_run ? "the plan above is the CUDA engine's; training would run "
+                                     "on the cpu"
+                                   : "training on the cpu"));
+  if (root) print_run_summary(cfg, setup);
   if (dry_run) return 0;
-  train(cfg, setup);
+  bool started = false;
+  try {
+    train(cfg, setup, *comm, &started);
+  } catch (const Error &e) {
+    if (comm->world() == 1) throw;
+    if (!started) return report_setup_error(e, *comm);
+    std::fprintf(stderr, "finegpt train: error: rank %d: %s\n", comm->rank(), e.what());
+    comm->abort(1);
+  }
   return 0;
 }
 

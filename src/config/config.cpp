@@ -79,6 +79,7 @@ const std::vector<KeyDef> &key_table() {
       FINEGPT_KEY_OR_NONE(vocab_size),
       FINEGPT_KEY(recompute),
       FINEGPT_KEY(zero_stage),
+      FINEGPT_KEY(dist_timeout),
       FINEGPT_KEY(tokens_per_step),
   };
   return keys;
@@ -272,6 +273,7 @@ void validate(const TrainConfig &c) {
          c.recompute);
   if (c.zero_stage != 0 && c.zero_stage != 1) fail("zero_stage must be 0 or 1, got ", c.zero_stage);
   at_least_0_l("tokens_per_step", c.tokens_per_step);
+  if (!(c.dist_timeout > 0)) fail("dist_timeout must be positive seconds (got ", c.dist_timeout, ")");
   positive("gradient_accumulation_steps", c.gradient_accumulation_steps);
   positive("eval_iters", c.eval_iters);
   positive("eval_interval", c.eval_interval);

@@ -79,9 +79,7 @@ void save_checkpoint(const std::string &path, const CheckpointState &st, const f
             {"iter_num", st.iter_num},
             {"best_val_loss", st.best_val_loss},
             {"adam_steps", st.adam_steps},
-            {"loader_rng", st.loader_rng},
-            {"loader_shard", st.loader_shard},
-            {"loader_position", st.loader_position},
+            {"loaders", st.loaders},
             {"eval_rng", st.eval_rng},
             {"config", st.config_py},
             {"data_dir", st.data_dir},
@@ -115,9 +113,8 @@ CheckpointState read_checkpoint_state(const std::string &path, bool *has_optimiz
     st.iter_num = j.at("iter_num");
     st.best_val_loss = j.at("best_val_loss");
     st.adam_steps = j.at("adam_steps");
-    st.loader_rng = j.at("loader_rng");
-    st.loader_shard = j.at("loader_shard");
-    st.loader_position = j.at("loader_position");
+    st.loaders = j.at("loaders").get<std::vector<std::array<uint64_t, 3>>>();
+    if (st.loaders.empty()) fail("no data loader state");
     st.eval_rng = j.at("eval_rng");
     st.config_py = j.at("config");
     st.data_dir = j.at("data_dir");

@@ -5,6 +5,7 @@
 #pragma once
 #include "model/plan.h"
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,7 +20,8 @@ struct CheckpointState {
   long iter_num = 0;
   double best_val_loss = 1e9;
   int adam_steps = 0;
-  uint64_t loader_rng = 0, loader_shard = 0, loader_position = 0;
+  // Each rank's training-data loader (rng, shard, position), in rank order.
+  std::vector<std::array<uint64_t, 3>> loaders;
   uint64_t eval_rng = 0;
   std::string config_py; // the resolved TrainConfig, nanoGPT syntax (for people and resume)
   std::string data_dir;  // where the training data (and its meta.json) was found

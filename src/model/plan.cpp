@@ -124,7 +124,6 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
   if (cpu) {
     FINEGPT_CHECK(opt.precision == Precision::FP32, "the CPU engine trains in float32 only");
     FINEGPT_CHECK(opt.recompute == 0, "activation recompute is not implemented by the CPU engine");
-    FINEGPT_CHECK(opt.zero_stage == 0, "ZeRO is not implemented by the CPU engine");
   }
   MemoryPlan plan;
   auto add = [&](std::string name, MemGroup g, std::vector<int64_t> shape, int dtype_bytes) {

@@ -102,7 +102,7 @@ const char *precision_name(Precision p);
 // Every buffer a training run of `cfg` at micro-batch (B, T) allocates per rank: parameters,
 // gradients, master weights and AdamW moments, per-tensor activations kept for backward,
 // logits, backward scratch and library workspaces. The CPU engine implements FP32 with
-// recompute 0 and no ZeRO; other combinations on CPU are an Error.
+// recompute 0 (ZeRO-1 included); other combinations on CPU are an Error.
 MemoryPlan plan_memory(const GPTConfig &cfg, int B, int T, const PlanOptions &opt = {});
 
 // A human-readable table: groups with totals, activations per tensor.

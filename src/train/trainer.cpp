@@ -30,17 +30,6 @@ constexpr int kGpt2Vocab = 50257;
 
 std::string ckpt_path(const TrainConfig &cfg) { return cfg.out_dir + "/ckpt.bin"; }
 
-// nanoGPT's estimate_loss for one split: the mean of eval_iters batch losses.
-float estimate_split(GPT &model, BatchLoader &loader, long iters, int B, int T,
-                     std::vector<int32_t> &x, std::vector<int32_t> &y) {
-  double sum = 0.0;
-  for (long k = 0; k < iters; ++k) {
-    loader.next(x.data(), y.data());
-    sum += model.forward(x.data(), y.data(), B, T);
-  }
-  return float(sum / double(iters));
-}
-
 } // namespace
 
 RunSetup resolve_run(const TrainConfig &cfg) {
@@ -90,6 +79,14 @@ RunSetup resolve_run(const TrainConfig &cfg) {
   return s;
 }
 
+MemoryPlan run_plan(const TrainConfig &cfg, const RunSetup &setup, long batch_size) {
+  PlanOptions o;
+  o.zero_stage = int(cfg.zero_stage), o.world = setup.world, o.recompute = int(cfg.recompute);
+  o.backend = setup.backend;
+  if (setup.backend == Backend::CUDA && cfg.dtype != "float32") o.precision = Precision::BF16;
+  return plan_memory(setup.model, int(batch_size), int(cfg.block_size), o);
+}
+
 double host_memory_available() {
   if (const char *env = std::getenv("FINEGPT_HOST_MEMORY"))
     return parse_vram_gib(env) * 1024.0 * 1024.0 * 1024.0;
@@ -104,9 +101,11 @@ double host_memory_available() {
 }
 
 void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run) {
-  const double avail = host_memory_available();
+  // Host memory bounds the CPU engine; a CUDA plan shown on a machine without the CUDA engine
+  // has no device to check against.
+  const double avail = setup.backend == Backend::CPU ? host_memory_available() : 0.0;
   const int T = int(cfg.block_size);
-  auto need = [&](long B) { return double(plan_memory(setup.model, int(B), T).total_bytes()); };
+  auto need = [&](long B) { return double(run_plan(cfg, setup, B).total_bytes()); };
   if (cfg.batch_size == 0) {
     const long target = cfg.tokens_per_step ? cfg.tokens_per_step : 524288;
     FINEGPT_CHECK(target % T == 0, "batch_size='auto': tokens_per_step (", target,
@@ -124,7 +123,12 @@ void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run) {
                               cfg.gradient_accumulation_steps, " accumulation steps = ", target,
                               " tokens per step"));
   }
-  if (avail == 0) return;
+  if (avail == 0) {
+    if (setup.backend == Backend::CUDA)
+      setup.notes.push_back("memory: no CUDA device here to check against (finegpt plan --check "
+                            "CONFIG --gpu NAME says whether it fits a GPU)");
+    return;
+  }
   const double n = need(cfg.batch_size);
   if (n > avail) {
     const long tokens = cfg.batch_size * cfg.gradient_accumulation_steps;
@@ -163,164 +167,17 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
               "total over %ld iterations: %.3g\n",
               tokens_per_step, cfg.gradient_accumulation_steps, cfg.batch_size, cfg.block_size,
               cfg.max_iters, tokens_per_step * double(cfg.max_iters + 1));
-  MemoryPlan plan = plan_memory(m, int(cfg.batch_size), int(cfg.block_size));
-  std::printf("# memory plan (cpu, float32, micro-batch %ld x %ld):\n%s", cfg.batch_size,
-              cfg.block_size, format_plan(plan).c_str());
+  MemoryPlan plan = run_plan(cfg, s, cfg.batch_size);
+  std::printf("# memory plan (%s, %s, micro-batch %ld x %ld, recompute %ld, zero_stage %ld, "
+              "%d rank%s):\n%s",
+              backend_name(s.backend), s.backend == Backend::CPU || cfg.dtype == "float32"
+                                           ? "float32"
+                                           : "bfloat16 mixed precision",
+              cfg.batch_size, cfg.block_size, cfg.recompute, cfg.zero_stage, s.world,
+              s.world > 1 ? "s" : "", format_plan(plan).c_str());
   for (const auto &n : s.notes)
     std::printf("note: %s\n", n.c_str());
   std::fflush(stdout);
-}
-
-TrainResult train(const TrainConfig &cfg, const RunSetup &s) {
-  using clock = std::chrono::steady_clock;
-  const int threads = set_threads(int(cfg.threads));
-  const int B = int(cfg.batch_size), T = int(cfg.block_size);
-  FINEGPT_CHECK(T <= s.model.block_size, "block_size ", T, " exceeds the model's ",
-                s.model.block_size);
-  make_dirs(cfg.out_dir);
-
-  // Data first: a bad file fails before any work.
-  TokenDataset train_data(find_split_files(s.data_dir, "train"));
-  TokenDataset val_data(find_split_files(s.data_dir, "val"));
-  for (const TokenDataset *d : {&train_data, &val_data})
-    FINEGPT_CHECK(d->max_token() < s.model.vocab_size, d->file_path(0), ": token id ",
-                  d->max_token(), " is outside the model's vocabulary (", s.model.vocab_size, ")");
-  const DataOrder order = parse_data_order(cfg.data_order);
-  BatchLoader loader(train_data, B, T, order, uint64_t(cfg.seed));
-  BatchLoader eval_train(train_data, B, T, order, uint64_t(cfg.seed) + 1);
-  BatchLoader eval_val(val_data, B, T, order, uint64_t(cfg.seed) + 2);
-
-  GPT model(s.model, B, T);
-  AdamW opt(model, AdamWConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)});
-  long iter_num = 0;
-  double best_val_loss = 1e9;
-  uint64_t eval_rng = Rng(uint64_t(cfg.seed) + 3).state;
-  if (s.resume) {
-    CheckpointState st = read_checkpoint_state(s.init_path);
-    load_checkpoint(s.init_path, model.params(), opt.m(), opt.v());
-    opt.set_steps_taken(st.adam_steps);
-    iter_num = st.iter_num;
-    best_val_loss = st.best_val_loss;
-    loader.restore({st.loader_rng, st.loader_shard, st.loader_position});
-    eval_rng = st.eval_rng;
-    std::printf("resuming from %s at iter %ld\n", s.init_path.c_str(), iter_num);
-  } else if (!s.init_path.empty()) {
-    GPTConfig file = read_llmc_header(s.init_path);
-    if (file.block_size == s.model.block_size) {
-      load_llmc_model(s.init_path, model.params());
-    } else { // crop the position embeddings to block_size rows
-      std::vector<float> full(num_parameters(file));
-      load_llmc_model(s.init_path, full.data());
-      auto src = param_tensors(file);
-      size_t in = 0, out = 0;
-      for (int i = 0; i < kNumParamTensors; ++i) {
-        size_t n = model.param_count(ParamId(i));
-        std::copy(full.begin() + in, full.begin() + in + n, model.params() + out);
-        in += src[i].count;
-        out += n;
-      }
-    }
-  } else {
-    model.init_weights(uint64_t(cfg.seed));
-  }
-
-  const LrSchedule sched{cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters,
-                         cfg.decay_lr};
-  const std::string metrics_path = cfg.out_dir + "/metrics.jsonl";
-  FILE *metrics = std::fopen(metrics_path.c_str(), s.resume ? "a" : "w");
-  if (!metrics) fail(metrics_path, ": cannot write");
-  std::unique_ptr<FILE, int (*)(FILE *)> metrics_guard(metrics, std::fclose);
-  auto log_json = [&](const nlohmann::json &j) {
-    std::fprintf(metrics, "%s\n", j.dump().c_str());
-    std::fflush(metrics);
-  };
-  std::printf("training on cpu with %d threads\n", threads);
-
-  std::vector<int32_t> x(size_t(B) * T), y(size_t(B) * T), ex(x.size()), ey(y.size());
-  TrainResult result;
-  // `held` is the loader state before the batch now in x, y: what a checkpoint must restore.
-  LoaderState held = loader.state();
-  loader.next(x.data(), y.data());
-  const long accum = cfg.gradient_accumulation_steps;
-  auto t0 = clock::now();
-  while (true) {
-    const float lr = float(sched.at(iter_num));
-    if (iter_num % cfg.eval_interval == 0) {
-      const uint64_t eval_rng_before = eval_rng;
-      if (order == DataOrder::Random) {
-        eval_train.restore({eval_rng, 0, 0});
-      } else {
-        eval_train.reset();
-        eval_val.reset();
-      }
-      float train_loss = estimate_split(model, eval_train, cfg.eval_iters, B, T, ex, ey);
-      if (order == DataOrder::Random) eval_val.restore({eval_train.state().rng, 0, 0});
-      float val_loss = estimate_split(model, eval_val, cfg.eval_iters, B, T, ex, ey);
-      eval_rng = eval_val.state().rng;
-      std::printf("step %ld: train loss %.4f, val loss %.4f\n", iter_num, train_loss, val_loss);
-      std::fflush(stdout);
-      log_json({{"iter", iter_num}, {"train_loss", train_loss}, {"val_loss", val_loss}});
-      result.val_losses.push_back(val_loss);
-      if (val_loss < best_val_loss || cfg.always_save_checkpoint) {
-        best_val_loss = val_loss; // as nanoGPT: updated whenever it saves
-        if (iter_num > 0) {
-          CheckpointState st;
-          st.model = s.model;
-          st.iter_num = iter_num;
-          st.best_val_loss = best_val_loss;
-          st.adam_steps = opt.steps_taken();
-          st.loader_rng = held.rng;
-          st.loader_shard = held.shard;
-          st.loader_position = held.position;
-          st.eval_rng = eval_rng_before;
-          st.config_py = to_python(cfg);
-          st.data_dir = s.data_dir;
-          std::printf("saving checkpoint to %s\n", cfg.out_dir.c_str());
-          save_checkpoint(ckpt_path(cfg), st, model.params(), opt.m(), opt.v());
-        }
-      }
-      t0 = clock::now();
-    }
-    if (iter_num == 0 && cfg.eval_only) break;
-    float loss = 0.0f;
-    for (long micro = 0; micro < accum; ++micro) {
-      const uint64_t key =
-          cfg.dropout > 0
-              ? mix64(uint64_t(cfg.seed) ^ mix64(uint64_t(iter_num * accum + micro) + 1))
-              : 0;
-      loss = model.forward_backward(x.data(), y.data(), B, T, 1.0f / float(accum), key);
-      FINEGPT_CHECK(std::isfinite(loss), "loss became ", loss, " at iter ", iter_num,
-                    " (try a lower learning_rate)");
-      held = loader.state();
-      loader.next(x.data(), y.data());
-    }
-    const float norm = opt.step(model, lr, float(cfg.grad_clip));
-    auto t1 = clock::now();
-    const double dt = std::chrono::duration<double>(t1 - t0).count();
-    t0 = t1;
-    result.losses.push_back(loss);
-    result.iters.push_back(iter_num);
-    if (iter_num % cfg.log_interval == 0) {
-      const double tok_s = double(accum) * B * T / dt;
-      std::printf("iter %ld: loss %.4f, time %.2fms, tok/s %.0f, lr %.3e, norm %.4f\n", iter_num,
-                  loss, dt * 1e3, tok_s, lr, norm);
-      std::fflush(stdout);
-      log_json({{"iter", iter_num},
-                {"loss", loss},
-                {"ms", dt * 1e3},
-                {"tok_per_s", tok_s},
-                {"lr", lr},
-                {"grad_norm", norm}});
-    }
-    ++iter_num;
-    if (iter_num > cfg.max_iters) break;
-  }
-  struct rusage ru {};
-  getrusage(RUSAGE_SELF, &ru);
-  std::printf("memory: peak resident %s; the plan is %s\n",
-              format_bytes(double(ru.ru_maxrss) * 1024.0).c_str(),
-              format_bytes(double(plan_memory(s.model, B, T).total_bytes())).c_str());
-  return result;
 }
 
 } // namespace finegpt

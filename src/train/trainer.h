@@ -3,6 +3,7 @@
 // clipping, AdamW, get_lr), with llm.c's data formats and exact resume.
 #pragma once
 #include "config/train_config.h"
+#include "dist/comm.h"
 #include "model/plan.h"
 
 #include <string>
@@ -17,6 +18,10 @@ struct RunSetup {
   std::string data_dir;
   std::string init_path; // checkpoint or llm.c file to load ("" for scratch)
   bool resume = false;
+  int world = 1; // ranks of the run (for the plan under ZeRO-1)
+  // The engine the plan is for. CPU unless a dry run of a device='cuda' config shows the CUDA
+  // engine's plan (a build without CUDA trains such a config on the CPU).
+  Backend backend = Backend::CPU;
   std::vector<std::string> notes;
 };
 
@@ -34,6 +39,9 @@ double host_memory_available();
 // a run that does not fit in a note instead of failing.
 void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run);
 
+// The memory plan of one rank of this run.
+MemoryPlan run_plan(const TrainConfig &cfg, const RunSetup &setup, long batch_size);
+
 // Prints the resolved config, parameter counts, tokens per step and in total, and the memory
 // plan to stdout.
 void print_run_summary(const TrainConfig &cfg, const RunSetup &setup);
@@ -45,6 +53,10 @@ struct TrainResult {
   std::vector<float> val_losses;
 };
 
-TrainResult train(const TrainConfig &cfg, const RunSetup &setup);
+// Trains on this process's rank of `comm` (make_single_communicator() for one process).
+// `*started` becomes true when set-up is done and the first step begins: errors before that
+// are the same on every rank, errors after it belong to one rank.
+TrainResult train(const TrainConfig &cfg, const RunSetup &setup, Communicator &comm,
+                  bool *started = nullptr);
 
 } // namespace finegpt

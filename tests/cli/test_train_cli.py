@@ -131,7 +131,8 @@ class BadInput(CliTest):
 
     def test_missing_data(self):
         out = os.path.join(self.tmp, "out")
-        p = run("train", f"--data_dir={self.tmp}/nowhere", f"--out_dir={out}", "--device=cpu")
+        p = run("train", f"--data_dir={self.tmp}/nowhere", f"--out_dir={out}", "--device=cpu",
+                "--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=2")
         self.assertCleanError(p, "nowhere")
 
     def test_block_size_larger_than_data(self):

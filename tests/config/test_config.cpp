@@ -107,7 +107,7 @@ TEST(ConfigDefaults, KeysInDeclarationOrder) {
       "device",         "dtype",         "compile",
       "seed",           "data_dir",      "data_order",
       "threads",        "vocab_size",      "recompute",   "zero_stage",
-      "tokens_per_step"};
+      "dist_timeout",   "tokens_per_step"};
   EXPECT_EQ(train_config_keys(), nanogpt);
 }
 
@@ -542,6 +542,7 @@ TEST_F(ConfigTest, ToPythonRoundTrip) {
   c.vocab_size = 65;
   c.recompute = 2;
   c.zero_stage = 1;
+  c.dist_timeout = 12.5;
   c.tokens_per_step = 1 << 19;
   TrainConfig back = load({write("round.py", to_python(c))});
   EXPECT_EQ(back, c);

@@ -30,8 +30,9 @@ class Plan(CliTest):
             c = run("plan", "--check", cfg, "--gpu", name)
             self.assertEqual(c.returncode, 0, f"{name}: {c.stdout}{c.stderr}")
             self.assertIn("fits", c.stdout)
-            d = run("train", cfg, "--dry_run", "--device=cpu")
+            d = run("train", cfg, "--dry_run")  # device='cuda': the CUDA engine's plan
             self.assertEqual(d.returncode, 0, f"{name}: {d.stderr}")
+            self.assertIn("memory plan (cuda", d.stdout)
 
     def test_table_reproduces_the_guide(self):
         p = run("plan", "--table", check=True)

@@ -1,0 +1,157 @@
+"""Data parallelism over MPI on the CPU (Debian's Open MPI, `mpirun --oversubscribe`):
+2 ranks match 1 rank, ZeRO-1 matches plain all-reduce, a 2-rank run resumes exactly, and bad
+launches (ranks not dividing the accumulation, configs that differ, a rank that dies or hangs)
+end with a clear error instead of a hang."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from finegpt_testing import FINEGPT, CliTest, run  # noqa: E402
+
+MPIRUN = shutil.which("mpirun")
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+TINY = ["--n_layer=2", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4",
+        "--learning_rate=3e-3", "--warmup_iters=2", "--lr_decay_iters=20", "--eval_iters=2",
+        "--threads=1", "--device=cpu", "--data_order=sequential"]
+
+
+def has_mpi():
+    if not MPIRUN:
+        return False
+    return "mpi" in run("info").stdout.split("distributed:")[1].splitlines()[0]
+
+
+def losses(out_dir, key="loss_mean"):
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(l) for l in f]
+    by_iter = {}
+    for r in rows:  # a resumed run's records come later and win
+        if key in r:
+            by_iter[r["iter"]] = r[key]
+    return by_iter
+
+
+@unittest.skipUnless(has_mpi(), "needs mpirun and a finegpt built with MPI")
+class Mpi(CliTest):
+    def mpirun(self, n, *args, timeout=300, background=False):
+        cmd = [MPIRUN, "-np", str(n), "--oversubscribe", "--quiet", FINEGPT, "train", *args]
+        if background:
+            return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+        return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+    def train(self, n, out, *extra):
+        data = getattr(self, "_data", None) or self.char_data()
+        self._data = data
+        p = self.mpirun(n, f"--data_dir={data}", f"--out_dir={out}", *TINY, *extra)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        return p
+
+    def test_two_ranks_match_one(self):
+        one, two = os.path.join(self.tmp, "one"), os.path.join(self.tmp, "two")
+        self.train(1, one, "--gradient_accumulation_steps=4", "--max_iters=9",
+                   "--eval_interval=100")
+        self.train(2, two, "--gradient_accumulation_steps=4", "--max_iters=9",
+                   "--eval_interval=100")
+        a, b = losses(one), losses(two)
+        self.assertEqual(sorted(a), list(range(10)))
+        for it in range(10):
+            self.assertAlmostEqual(a[it], b[it], delta=1e-5 * abs(a[it]), msg=f"iter {it}")
+        self.assertLess(a[9], a[0])
+
+    def test_zero1_matches_allreduce(self):
+        plain, zero = os.path.join(self.tmp, "plain"), os.path.join(self.tmp, "zero")
+        args = ["--gradient_accumulation_steps=2", "--max_iters=9", "--eval_interval=100"]
+        self.train(2, plain, *args)
+        p = self.train(2, zero, *args, "--zero_stage=1")
+        self.assertIn("ZeRO-1", p.stdout)
+        self.assertEqual(losses(plain), losses(zero))
+
+    def test_two_rank_resume_is_exact(self):
+        straight, half = os.path.join(self.tmp, "straight"), os.path.join(self.tmp, "half")
+        for extra in ([], ["--zero_stage=1"]):
+            common = ["--gradient_accumulation_steps=2", "--eval_interval=5", *extra]
+            self.train(2, straight, *common, "--max_iters=10")
+            self.train(2, half, *common, "--max_iters=5")
+            self.train(2, half, *common, "--max_iters=10", "--init_from=resume")
+            self.assertEqual(losses(straight), losses(half), f"{extra}")
+            shutil.rmtree(straight)
+            shutil.rmtree(half)
+
+    def test_ranks_must_divide_accumulation(self):
+        data = self.char_data()
+        p = self.mpirun(3, f"--data_dir={data}", f"--out_dir={self.tmp}/o", *TINY,
+                        "--gradient_accumulation_steps=4")
+        self.assertNotEqual(p.returncode, 0)
+        ours = [l for l in p.stderr.splitlines() if l.startswith("finegpt")]
+        self.assertEqual(len(ours), 1, p.stderr)
+        self.assertIn("divisible by the number of ranks (3)", ours[0])
+
+    def test_configs_that_differ(self):
+        data = self.char_data()
+        base = [FINEGPT, "train", f"--data_dir={data}", f"--out_dir={self.tmp}/o", *TINY,
+                "--gradient_accumulation_steps=2"]
+        cmd = [MPIRUN, "--oversubscribe", "--quiet", "-np", "1", *base, "--seed=1", ":", "-np",
+               "1", *base, "--seed=2"]
+        p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+        self.assertNotEqual(p.returncode, 0)
+        ours = [l for l in p.stderr.splitlines() if l.startswith("finegpt")]
+        self.assertEqual(len(ours), 1, p.stderr)
+        self.assertIn("configuration differs", ours[0])
+
+    def _rank_pids(self, marker):
+        out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+        return [int(x) for x in out.split() if int(x) != os.getpid()]
+
+    def _start_long_run(self, marker, timeout_s):
+        data = self.char_data()
+        out = os.path.join(self.tmp, marker)
+        p = self.mpirun(2, f"--data_dir={data}", f"--out_dir={out}", *TINY,
+                        "--gradient_accumulation_steps=2", "--max_iters=1000000",
+                        "--eval_interval=1000000", f"--dist_timeout={timeout_s}",
+                        background=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:  # wait until it trains
+            m = os.path.join(out, "metrics.jsonl")
+            if os.path.exists(m) and os.path.getsize(m) > 200:
+                break
+            time.sleep(0.2)
+        pids = [q for q in self._rank_pids(out) if q != p.pid]
+        def cmdline(q):
+            with open(f"/proc/{q}/cmdline") as f:
+                return f.read()
+        finegpt_pids = [q for q in pids if "finegpt" in cmdline(q) and "mpirun" not in cmdline(q)]
+        self.assertEqual(len(finegpt_pids), 2, pids)
+        return p, sorted(finegpt_pids)
+
+    def test_a_rank_that_hangs_stops_the_run(self):
+        p, pids = self._start_long_run("hang", 3)
+        os.kill(pids[1], signal.SIGSTOP)  # alive but making no progress
+        try:
+            _, err = p.communicate(timeout=60)
+        finally:
+            for q in pids:
+                try:
+                    os.kill(q, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("no progress in", err)
+        self.assertIn("another rank died or hangs", err)
+
+    def test_a_rank_that_dies_stops_the_run(self):
+        p, pids = self._start_long_run("dies", 30)
+        os.kill(pids[1], signal.SIGKILL)
+        _, err = p.communicate(timeout=60)  # no hang
+        self.assertNotEqual(p.returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
