@@ -5,6 +5,8 @@
 #include "core/error.h"
 
 #include <algorithm>
+#include <chrono>
+#include <tuple>
 #include <cmath>
 #include <cstring>
 
@@ -58,12 +60,15 @@ float AdamW::step(GPT &model, float lr, float grad_clip) {
   const size_t P = model.num_params();
   const bool multi = comm_ && comm_->world() > 1;
   size_t begin = 0, end = P;
+  using clock = std::chrono::steady_clock;
+  auto c0 = clock::now();
   if (multi && zero_stage_ == 1) {
     comm_->reduce_scatter_sum(model.grads(), P);
     std::tie(begin, end) = comm_->shard_range(P, comm_->rank());
   } else if (multi) {
     comm_->allreduce_sum(model.grads(), P);
   }
+  comm_seconds_ = std::chrono::duration<double>(clock::now() - c0).count();
   double ss = grad_sum_squares(model, begin, end);
   if (multi && zero_stage_ == 1) comm_->allreduce_sum(&ss, 1);
   const float norm = float(std::sqrt(ss));
@@ -88,7 +93,9 @@ float AdamW::step(GPT &model, float lr, float grad_clip) {
     // The rest of the gradients held this rank's unreduced partial sums.
     std::memset(model.grads(), 0, begin * sizeof(float));
     std::memset(model.grads() + end, 0, (P - end) * sizeof(float));
+    auto g0 = clock::now();
     comm_->all_gather(model.params(), P);
+    comm_seconds_ += std::chrono::duration<double>(clock::now() - g0).count();
   }
   return norm;
 }

@@ -32,6 +32,8 @@ public:
   // (clip 0: none), applied, and zeroed. Returns the global gradient norm before clipping.
   float step(GPT &model, float lr, float grad_clip);
   int steps_taken() const { return t_; }
+  // Seconds the last step spent in gradient and parameter collectives.
+  double comm_seconds() const { return comm_seconds_; }
   void set_steps_taken(int t) { t_ = t; }
   // Moments of every parameter (gathered from all ranks under ZeRO-1: a collective).
   void gather_moments(std::vector<float> &m, std::vector<float> &v);
@@ -46,6 +48,7 @@ private:
   size_t begin_ = 0, end_ = 0;  // this rank's shard of them
   Arena m_, v_;
   int t_ = 0;
+  double comm_seconds_ = 0;
 };
 
 // The global L2 norm of the gradients in [begin, end) of the flat parameter order.

@@ -232,7 +232,8 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
                 {"ms", dt * 1e3},
                 {"tok_per_s", tok_s},
                 {"lr", lr},
-                {"grad_norm", norm}});
+                {"grad_norm", norm},
+                {"comm_ms", opt.comm_seconds() * 1e3}});
     }
     ++iter_num;
     if (iter_num > cfg.max_iters) break;
