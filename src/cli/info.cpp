@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/threads.h"
+#include "data/sources.h"
 #include "dist/comm.h"
 
 #include <cstdio>
@@ -18,6 +19,7 @@ int cmd_info(const Args &args) {
   std::printf("blas:      %s\n", blas_description().c_str());
   std::printf("distributed: %s\n", mpi_compiled_in() ? "mpi (launch with mpirun or srun); NCCL: not in this build" : "single process (no MPI in this build)");
   std::printf("cpu:       %s\n", cpu_description().c_str());
+  std::printf("arrow:     %s\n", arrow_description().c_str());
   std::printf("threads:   %d (of %u hardware threads; set with threads= or OMP_NUM_THREADS)\n",
               num_threads(), std::thread::hardware_concurrency());
   std::printf("devices:   cpu\n");

@@ -1,48 +1,83 @@
-// `finegpt prepare`: text files -> llm.c token shards + meta.json. This build does the
-// character-level tokenizer only (nanoGPT's shakespeare_char prepare.py: vocabulary = sorted
-// characters, first (1 - val_fraction) of the characters train, the rest val). Text is taken
-// byte-exact: unlike Python's text mode, "\r\n" is not turned into "\n". GPT-2 BPE and the
-// FineWeb sources (parquet, arrow, jsonl) come in their own issue.
+// `finegpt prepare`: the command line of data/prepare.h -- flags, the summary on stdout. The
+// reading, tokenizing and writing are in src/data (sources.h, prepare.h).
+#include "data/prepare.h"
 #include "cli/commands.h"
 #include "core/error.h"
-#include "core/file.h"
-#include "data/tokens.h"
-#include "tokenizer/char_tokenizer.h"
 
-#include <algorithm>
 #include <cerrno>
-#include <cmath>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 
 namespace finegpt {
 
 namespace {
 
 const char *kUsage =
-    R"(usage: finegpt prepare --tokenizer char --input FILE... --out DIR [--name NAME]
-                       [--val-fraction F]
+    R"(usage: finegpt prepare --input PATH... [--out DIR] [--name NAME] [--tokenizer gpt2|char|FILE]
+                       [options]
 
-Tokenizes text files (UTF-8, concatenated in the order given) into llm.c token shards.
+Reads documents and writes llm.c token shards (256 x int32 header, uint16 tokens) and meta.json.
 
-  --tokenizer char     character-level vocabulary: the sorted set of characters of the input
-                       (nanoGPT's shakespeare_char). 'gpt2' is not in this build yet.
-  --input FILE...      one or more text files
-  --out DIR            output folder (created if missing)
-  --name NAME          shard name prefix (default: the last component of DIR)
-  --val-fraction F     the last F of the characters become the val split (default 0.1)
+Inputs (files or folders, read in the order given; a folder's files sorted by name):
+  Parquet (.parquet)           the --text-column column; any compression Arrow reads
+  Arrow IPC (.arrow)           e.g. a datasets save_to_disk folder (read in state.json's order;
+                               a DatasetDict folder: its 'train' split) or cache folder
+  JSONL (.jsonl, .ndjson)      one JSON object per line, the --text-field field; .gz and .zst too
+  text (.txt, .md, other)      one document per file, or split by --doc-separator
 
-Writes DIR/NAME_val_000000.bin, DIR/NAME_train_000001.bin and DIR/meta.json.
+Output (--tokenizer gpt2 or a tiktoken rank file), as llm.c's fineweb.py writes it: each
+document is <|endoftext|> then its tokens; shards of --shard-tokens tokens (a document may
+straddle two); NAME_val_000000.bin first (the validation split), then NAME_train_000001.bin ...
+Output (--tokenizer char), as nanoGPT's shakespeare_char: the vocabulary is the sorted set of
+the characters of all the text; the first 1 - F of it NAME_train_000001.bin, the rest
+NAME_val_000000.bin; meta.json holds the vocabulary (itos).
+
+  --input PATH...        files or folders
+  --out DIR              output folder (default data/NAME, where `finegpt train` looks for
+                         dataset='NAME')
+  --name NAME            shard name prefix (default: the last component of DIR)
+  --tokenizer T          gpt2 (default; the rank file from $FINEGPT_GPT2_RANKS, tiktoken's cache
+                         or assets/ beside the binary), a path to gpt2.tiktoken, or char
+  --text-column C        Parquet/Arrow column (default text)
+  --text-field F         JSONL field (default text)
+  --doc-separator S      split text files into documents at S (\n, \t, \\ understood)
+  --shard-tokens N       tokens per shard (default 100000000; k, M, G suffixes)
+  --val-tokens N         the val shard is the first N tokens (default: a whole shard)
+  --val-fraction F       char: the last F of the characters are val (default 0.1)
+  --threads N            threads (default: all cores, or OMP_NUM_THREADS)
+  --max-tokens N         stop after N tokens
+  --max-docs N           stop after N documents
+  --overwrite            replace the shards already in DIR (default: continue an interrupted
+                         run with the same arguments; refuse shards of another run)
+  --quiet                no progress line
+
+An interrupted run continues where its last finished shard ended when run again with the same
+arguments; the result is the same, byte for byte. Empty documents and non-text values (null)
+are skipped and counted; documents that are not valid UTF-8 are tokenized and counted.
 )";
 
-struct Options {
-  std::string tokenizer = "gpt2";
-  std::vector<std::string> inputs;
-  std::string out, name;
-  double val_fraction = 0.1;
-  bool help = false;
-};
+uint64_t parse_count(const std::string &flag, const std::string &s) {
+  char *end = nullptr;
+  errno = 0;
+  double v = std::strtod(s.c_str(), &end);
+  double mult = 1;
+  std::string suffix = end ? std::string(end) : "";
+  if (suffix == "k" || suffix == "K")
+    mult = 1e3;
+  else if (suffix == "M")
+    mult = 1e6;
+  else if (suffix == "G")
+    mult = 1e9;
+  else if (!suffix.empty())
+    mult = -1;
+  v *= mult;
+  if (s.empty() || end == s.c_str() || errno != 0 || mult < 0 || !(v >= 0) || v > 9e18 ||
+      v != double(uint64_t(v)))
+    fail(flag, " '", s, "' must be a whole number (like 100000000, 100M or 1e8)");
+  return uint64_t(v);
+}
 
 double parse_fraction(const std::string &s) {
   char *end = nullptr;
@@ -53,8 +88,27 @@ double parse_fraction(const std::string &s) {
   return v;
 }
 
-Options parse(const Args &args) {
-  Options o;
+std::string unescape(const std::string &s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] != '\\' || i + 1 == s.size()) {
+      out += s[i];
+      continue;
+    }
+    char c = s[++i];
+    out += c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c == '0' ? '\0' : c;
+  }
+  return out;
+}
+
+struct Parsed {
+  PrepareOptions opt;
+  bool help = false, char_only_given = false, llmc_only_given = false;
+};
+
+Parsed parse(const Args &args) {
+  Parsed p;
+  PrepareOptions &o = p.opt;
   bool have_input = false;
   for (size_t i = 0; i < args.size(); i++) {
     std::string flag = args[i], value;
@@ -71,7 +125,7 @@ Options parse(const Args &args) {
       return args[++i];
     };
     if (flag == "--help" || flag == "-h") {
-      o.help = true;
+      p.help = true;
     } else if (flag == "--tokenizer") {
       o.tokenizer = take();
     } else if (flag == "--input") {
@@ -79,122 +133,111 @@ Options parse(const Args &args) {
       if (inline_value) o.inputs.push_back(value);
       while (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0)
         o.inputs.push_back(args[++i]);
-      if (o.inputs.empty()) fail("--input needs at least one text file");
+      if (o.inputs.empty()) fail("--input needs at least one file or folder");
     } else if (flag == "--out") {
       o.out = take();
     } else if (flag == "--name") {
       o.name = take();
+    } else if (flag == "--text-column") {
+      o.source.text_column = take();
+    } else if (flag == "--text-field") {
+      o.source.text_field = take();
+    } else if (flag == "--doc-separator") {
+      o.source.doc_separator = unescape(take());
+      if (o.source.doc_separator.empty()) fail("--doc-separator must not be empty");
+    } else if (flag == "--shard-tokens") {
+      o.shard_tokens = parse_count(flag, take());
+      p.llmc_only_given = true;
+    } else if (flag == "--val-tokens") {
+      o.val_tokens = parse_count(flag, take());
+      p.llmc_only_given = true;
     } else if (flag == "--val-fraction") {
       o.val_fraction = parse_fraction(take());
+      p.char_only_given = true;
+    } else if (flag == "--threads") {
+      o.threads = int(parse_count(flag, take()));
+    } else if (flag == "--max-tokens") {
+      o.max_tokens = parse_count(flag, take());
+    } else if (flag == "--max-docs") {
+      o.max_docs = parse_count(flag, take());
+    } else if (flag == "--overwrite") {
+      o.overwrite = true;
+    } else if (flag == "--quiet") {
+      o.progress = false;
     } else if (flag.rfind("-", 0) == 0) {
       fail("unknown option '", flag, "' (try: finegpt prepare --help)");
     } else {
       fail("unexpected argument '", flag,
-           "' (input files follow --input; try: finegpt prepare "
-           "--help)");
+           "' (input files follow --input; try: finegpt prepare --help)");
     }
   }
-  if (o.help) return o;
-  if (o.tokenizer == "gpt2")
-    fail("the GPT-2 tokenizer is not in this build yet; use --tokenizer char");
-  if (o.tokenizer != "char") fail("--tokenizer '", o.tokenizer, "' is not one of: char, gpt2");
-  if (!have_input) fail("missing --input (the text files to tokenize)");
-  if (o.out.empty()) fail("missing --out (the folder to write the shards to)");
-  if (o.name.empty()) {
-    auto p = std::filesystem::absolute(o.out).lexically_normal();
-    if (!p.has_filename()) p = p.parent_path(); // "dir/" -> "dir"
-    o.name = p.filename().string();
-    if (o.name.empty()) fail("cannot take a shard name from --out '", o.out, "'; give --name");
+  if (p.help) return p;
+  if (!have_input) fail("missing --input (the files or folders to tokenize)");
+  if (o.out.empty()) {
+    if (o.name.empty()) fail("missing --out (the folder to write the shards to) or --name");
+    o.out = "data/" + o.name;
   }
-  if (o.name.find('/') != std::string::npos) fail("--name '", o.name, "' must not contain '/'");
-  return o;
-}
-
-// Shards of another dataset in DIR would be read together with ours (find_split_files takes
-// every *_train_*.bin); refuse rather than mix them.
-void check_no_foreign_shards(const std::string &dir, const std::vector<std::string> &ours) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return;
-  for (const char *split : {"train", "val"}) {
-    std::vector<std::string> found;
-    try {
-      found = find_split_files(dir, split);
-    } catch (const Error &) {
-      continue; // none
-    }
-    for (const auto &f : found) {
-      std::string base = fs::path(f).filename().string();
-      if (std::find(ours.begin(), ours.end(), base) == ours.end())
-        fail(dir, ": already holds ", base,
-             ", which would be read with the new shards; remove "
-             "it or choose another --out");
-    }
-  }
+  const bool is_char = o.tokenizer == "char";
+  if (is_char && p.llmc_only_given)
+    fail("--shard-tokens and --val-tokens do not apply to --tokenizer char (one train and one "
+         "val file, split by --val-fraction)");
+  if (!is_char && p.char_only_given)
+    fail("--val-fraction applies to --tokenizer char only (use --val-tokens)");
+  return p;
 }
 
 } // namespace
 
 int cmd_prepare(const Args &args) {
-  Options o = parse(args);
-  if (o.help) {
+  Parsed p = parse(args);
+  if (p.help) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-
-  // Read and check everything before the first byte is written.
-  std::string text;
-  for (const auto &path : o.inputs) {
-    if (!file_exists(path)) fail("--input ", path, ": no such file");
-    if (std::filesystem::is_directory(path))
-      fail("--input ", path, ": is a folder, not a text file");
-    std::string part = read_file(path);
-    try {
-      utf8_decode(part);
-    } catch (const Error &e) {
-      fail(path, ": ", e.what());
+  // A write past RLIMIT_FSIZE then fails with EFBIG (reported) instead of killing us.
+  std::signal(SIGXFSZ, SIG_IGN);
+  const PrepareOptions &o = p.opt;
+  const auto t0 = std::chrono::steady_clock::now();
+  PrepareStats s = prepare_dataset(o);
+  const bool is_char = o.tokenizer == "char";
+  const std::string out = o.out;
+  if (s.already_complete) {
+    std::printf("prepare: %s is already complete (%zu shards, %llu tokens); nothing to do\n",
+                out.c_str(), s.shard_files.size(), (unsigned long long)s.tokens);
+    return 0;
+  }
+  const auto u = [](uint64_t v) { return (unsigned long long)v; };
+  if (s.resumed_shards)
+    std::printf("prepare: continued an interrupted run after its %zu finished shard%s\n",
+                s.resumed_shards, s.resumed_shards == 1 ? "" : "s");
+  if (is_char) {
+    std::printf("prepare: %llu characters from %llu documents, vocab size %d\n", u(s.tokens),
+                u(s.documents), s.vocab_size);
+    std::printf("  train: %llu tokens -> %s/%s\n", u(s.shard_tokens[0]), out.c_str(),
+                s.shard_files[0].c_str());
+    if (s.shard_files.size() > 1)
+      std::printf("  val:   %llu tokens -> %s/%s\n", u(s.shard_tokens[1]), out.c_str(),
+                  s.shard_files[1].c_str());
+  } else {
+    std::printf("prepare: %llu documents, %llu tokens (vocab size %d)\n", u(s.documents),
+                u(s.tokens), s.vocab_size);
+    std::printf("  val:   %llu tokens -> %s/%s\n", u(s.shard_tokens[0]), out.c_str(),
+                s.shard_files[0].c_str());
+    if (s.shard_files.size() > 1) {
+      uint64_t train = 0;
+      for (size_t k = 1; k < s.shard_tokens.size(); k++)
+        train += s.shard_tokens[k];
+      std::printf("  train: %llu tokens in %zu shard%s -> %s/%s%s\n", u(train),
+                  s.shard_files.size() - 1, s.shard_files.size() == 2 ? "" : "s", out.c_str(),
+                  s.shard_files[1].c_str(), s.shard_files.size() > 2 ? " ..." : "");
     }
-    text += part;
   }
-  if (text.empty())
-    fail(o.inputs.size() == 1 ? o.inputs[0] + ": input is empty"
-                              : std::string("the input files are all empty"));
-  CharTokenizer tok = CharTokenizer::from_text(text);
-  std::vector<uint16_t> ids = tok.encode(text);
-
-  // nanoGPT: n = len(data); train = data[:int(n*0.9)], val = data[int(n*0.9):].
-  const size_t n = ids.size();
-  const size_t n_train = size_t(std::floor(double(n) * (1.0 - o.val_fraction)));
-  if (n_train == 0 || n_train == n)
-    fail("the input has ", n, " characters, too few to split with --val-fraction ", o.val_fraction,
-         " (both train and val need at least one)");
-
-  const std::string val_name = o.name + "_val_000000.bin";
-  const std::string train_name = o.name + "_train_000001.bin";
-  check_no_foreign_shards(o.out, {val_name, train_name});
-  make_dirs(o.out);
-  namespace fs = std::filesystem;
-  const std::string val_path = (fs::path(o.out) / val_name).string();
-  const std::string train_path = (fs::path(o.out) / train_name).string();
-  const std::string meta_path = (fs::path(o.out) / "meta.json").string();
-  std::vector<std::string> written;
-  try {
-    write_shard(val_path, ids.data() + n_train, n - n_train);
-    written.push_back(val_path);
-    write_shard(train_path, ids.data(), n_train);
-    written.push_back(train_path);
-    tok.save(meta_path); // last: its presence says the folder is complete
-  } catch (...) {
-    for (const auto &p : written)
-      std::remove(p.c_str());
-    throw;
-  }
-
-  std::printf("prepare: %zu characters from %zu file%s, vocab size %d\n", n, o.inputs.size(),
-              o.inputs.size() == 1 ? "" : "s", tok.vocab_size());
-  std::printf("  train: %zu tokens -> %s\n", n_train, train_path.c_str());
-  std::printf("  val:   %zu tokens -> %s\n", n - n_train, val_path.c_str());
-  std::printf("  meta:  %s\n", meta_path.c_str());
+  std::printf("  skipped: %llu empty, %llu not text; %llu documents with invalid UTF-8 "
+              "(tokenized; the tokenizer's policy applies)\n",
+              u(s.empty), u(s.not_text), u(s.invalid_utf8));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("  time:  %.1f s, %.1f MB/s of text\n", secs, double(s.text_bytes) / 1e6 / secs);
+  std::printf("  meta:  %s/meta.json\n", out.c_str());
   return 0;
 }
 

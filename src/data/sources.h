@@ -2,11 +2,12 @@
 // or folders of them (through Arrow C++), a `datasets` save_to_disk folder or cache folder
 // (Arrow IPC stream files, in state.json's order), JSONL (optionally .gz or .zst) and plain
 // text (one document per file, or split by a separator). Streaming: memory does not grow with
-// the input size.
+// the input size. Not here: tokenizing and writing shards (data/prepare.h).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace finegpt {
@@ -17,30 +18,72 @@ struct SourceOptions {
   std::string doc_separator;        // plain text: "" = one document per file
 };
 
-// A document and where it came from (for messages and restart bookkeeping).
+// One record of the input and where it came from (for messages and restart bookkeeping).
+// Records are what the inputs hold: Parquet/Arrow rows, non-blank JSONL lines, text documents;
+// a record that holds no text (a null, a JSON number) is a record of kind NotText.
 struct Document {
+  enum class Kind : uint8_t {
+    Text,     // `text` is the document (bytes as stored; not checked for UTF-8)
+    JsonLine, // `text` is a JSONL line; DocumentReader::resolve turns it into Text or NotText
+    NotText,  // null or not a string: skipped (and counted) by the caller
+  };
   std::string text;
-  size_t input = 0; // index into the expanded input list
+  Kind kind = Kind::Text;
+  bool repaired_utf8 = false; // resolve() replaced invalid UTF-8 in a JSON line by U+FFFD
+  uint32_t input = 0;         // index into DocumentReader::files()
+  uint64_t record = 0;        // in its file: JSONL line (1-based), row or document (0-based)
+  uint64_t seq = 0;           // in the whole input (0-based): what skip() counts
+};
+
+enum class InputKind { Parquet, ArrowStream, ArrowFile, Jsonl, Text };
+const char *input_kind_name(InputKind k); // "Parquet", "Arrow IPC stream", ...
+
+struct InputFile {
+  std::string path;
+  InputKind kind;
+  uint64_t bytes = 0;
 };
 
 class DocumentReader {
 public:
-  // Expands folders, checks that every input exists and is a supported kind (Error naming the
-  // path and what was expected) before reading anything.
+  // Expands folders (sorted by name; a save_to_disk folder in state.json's order; a
+  // DatasetDict folder by its 'train' split), checks that every input exists and is a
+  // supported kind, and opens the header of every Parquet/Arrow file (its schema must have the
+  // text column) before reading any document: Error naming the path and what was expected.
   DocumentReader(const std::vector<std::string> &inputs, const SourceOptions &opt);
   ~DocumentReader();
-  // Up to `max_docs` next documents (fewer at the end; 0 when done), appended to `out`.
-  size_t next_batch(std::vector<Document> &out, size_t max_docs);
-  // Skips `n` documents without returning them (restart); Error if the input has fewer.
+  DocumentReader(const DocumentReader &) = delete;
+  DocumentReader &operator=(const DocumentReader &) = delete;
+
+  // Up to `max_docs` next records, stopping early once `max_bytes` of text were added
+  // (at least one record); appended to `out`. Returns how many (0 when done).
+  size_t next_batch(std::vector<Document> &out, size_t max_docs, size_t max_bytes = SIZE_MAX);
+  // Skips `n` records without returning them (restart; Parquet skips whole row groups by their
+  // metadata). Error if the input has fewer.
   void skip(uint64_t n);
+  uint64_t records_read() const; // records returned or skipped so far
+
+  // A JSON line -> its text field (Text, or NotText for null / not a string). Invalid UTF-8
+  // (raw bytes or lone surrogate escapes) is replaced by U+FFFD and flagged, as tiktoken does
+  // for Python strings. Error "file:line: ..." for a line that is not a JSON object or lacks
+  // the field (listing the fields it has). Thread-safe; other kinds are left as they are.
+  void resolve(Document &doc) const;
+
   uint64_t bytes_total() const; // sum of the input file sizes
   uint64_t bytes_done() const;  // of those, read so far (approximate within a file)
+  const std::vector<InputFile> &inputs() const;
   const std::vector<std::string> &files() const; // the expanded inputs, in reading order
-  uint64_t skipped_invalid() const; // documents skipped as not text (null, wrong type)
 
 private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// UTF-8 validity (RFC 3629: no overlongs, surrogates or code points above U+10FFFF); on
+// failure *bad_at (if given) is the offset of the first bad byte.
+bool utf8_valid(std::string_view s, size_t *bad_at = nullptr);
+
+// "Arrow 26.0.1 (Parquet, Arrow IPC)" or why this build has none (for `finegpt info`).
+std::string arrow_description();
 
 } // namespace finegpt

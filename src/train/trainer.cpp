@@ -5,11 +5,11 @@
 #include "core/file.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "data/prepare.h"
 #include "data/tokens.h"
 #include "io/checkpoint.h"
 #include "model/gpt.h"
 #include "optim/optim.h"
-#include "tokenizer/char_tokenizer.h"
 
 #include "plan/gpus.h"
 
@@ -70,7 +70,7 @@ RunSetup resolve_run(const TrainConfig &cfg) {
   if (cfg.vocab_size > 0) {
     m.vocab_size = int(cfg.vocab_size);
   } else if (file_exists(s.data_dir + "/meta.json")) {
-    m.vocab_size = CharTokenizer::load(s.data_dir + "/meta.json").vocab_size();
+    m.vocab_size = dataset_vocab_size(s.data_dir + "/meta.json");
   } else {
     m.vocab_size = kGpt2Vocab;
   }

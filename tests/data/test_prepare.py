@@ -17,6 +17,8 @@ import unittest
 
 import numpy as np
 
+from prepare_testing import gpt2_available
+
 BIN = os.environ.get("FINEGPT_BIN", "")
 SHARED = os.environ.get("FINEGPT_SHARED", os.path.join(os.path.dirname(__file__), "../../../shared"))
 SHAKESPEARE = os.path.join(SHARED, "data", "tinyshakespeare.txt")
@@ -181,6 +183,7 @@ class PrepareTest(unittest.TestCase):
         self.expect_error(["--tokenizer", "char", "--input", p], "65536 distinct characters",
                           "65535")
 
+    @unittest.skipIf(gpt2_available(), "the GPT-2 tokenizer is in this build")
     def test_gpt2_not_in_this_build(self):
         p = self.write("t.txt", "hello\n")
         self.expect_error(["--tokenizer", "gpt2", "--input", p], "GPT-2 tokenizer",
