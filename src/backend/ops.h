@@ -1,6 +1,7 @@
 // The op seam: every op the GPT model uses, declared once. The model's forward and backward
 // (model/gpt.cpp) are written against these declarations only. Bodies: backend/cpu/*.cpp (fp32,
-// OpenMP, GEMMs through OpenBLAS). A CUDA body with the same signature comes with issue 5.
+// OpenMP, GEMMs through OpenBLAS). The CUDA bodies (bf16, device pointers) are declared with the
+// same names and argument order in backend/cuda_ops.h.
 //
 // Conventions (llm.c's): the output comes first; shapes are in the comment, with
 // B batch, T time, C channels, OC output channels, NH heads, HS = C/NH head size,

@@ -1,4 +1,5 @@
 // finegpt info: what this build can do and where it runs.
+#include "backend/cuda_ops.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/threads.h"
@@ -15,7 +16,9 @@ int cmd_info(const Args &args) {
   if (!o.parse(args, {}, "usage: finegpt info\n\nPrints build features, threads and devices."))
     return 0;
   std::printf("finegpt (C++20)\n");
-  std::printf("backends:  cpu (float32, OpenMP); cuda: not in this build\n");
+  std::printf("backends:  cpu (float32, OpenMP); cuda: %s\n",
+              cuda::compiled() ? "compiled in (bfloat16, cuBLASLt)"
+                               : "not in this build (configure with -DFINEGPT_CUDA=ON)");
   std::printf("blas:      %s\n", blas_description().c_str());
   std::printf("distributed: %s\n", mpi_compiled_in() ? "mpi (launch with mpirun or srun); NCCL: not in this build" : "single process (no MPI in this build)");
   std::printf("cpu:       %s\n", cpu_description().c_str());
@@ -23,6 +26,13 @@ int cmd_info(const Args &args) {
   std::printf("threads:   %d (of %u hardware threads; set with threads= or OMP_NUM_THREADS)\n",
               num_threads(), std::thread::hardware_concurrency());
   std::printf("devices:   cpu\n");
+  if (cuda::compiled()) {
+    // One line per GPU, or "none (why)" without a driver or GPU.
+    std::string gpus = cuda::device_summary();
+    for (size_t p = 0; (p = gpus.find('\n', p)) != std::string::npos; p += 12)
+      gpus.replace(p, 1, "\n           ");
+    std::printf("cuda:      %s\n", gpus.c_str());
+  }
   return 0;
 }
 

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# One GPU run of the CUDA backend, on a machine with an NVIDIA GPU, nvcc, CMake and ninja but no
+# network and no Debian packages: builds with CUDA for that GPU only, runs the CUDA op tests
+# (every op against the CPU op), the same tests under compute-sanitizer (memcheck; racecheck on
+# the shared-memory kernels) when it is there, and the CPU op tests as a check of the carried
+# OpenBLAS, then times each op at GPT-2 124M's shapes (bench/cuda_ops_bench.cpp); prints a short
+# table last. Full logs go into $OUT when set (else /tmp/finegpt-device).
+# Takes about 3-5 minutes on 16 cores; each step has a time limit and all of them end by
+# FINEGPT_DEADLINE_S (default 480 s) after the start, so the table always prints.
+#
+# Needs third_party/ (GoogleTest sources, nlohmann/json, OpenBLAS), which is ignored by git:
+# make it here first with scripts/device_prepare.sh, then carry it. From a session with the
+# device tool (the tool sends the checkout the session was started in, so run this from that
+# checkout, with these files in it):
+#   run(command="scripts/device_check.sh", carry=["third_party"], timeout_s=540)
+# Environment: FINEGPT_CUDA_ARCH (default: the GPU's compute capability, e.g. 90), JOBS,
+# FINEGPT_DEADLINE_S, FINEGPT_CMAKE_ARGS (more configure arguments, split at spaces).
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+root=$(pwd)
+log=${OUT:-/tmp/finegpt-device}
+mkdir -p "$log"
+build=$root/build-device
+jobs=${JOBS:-$(nproc)}
+t_start=$(date +%s)
+deadline=$((t_start + ${FINEGPT_DEADLINE_S:-480}))
+rows=()
+
+# step NAME LIMIT_S CMD...: runs CMD with output in $log/NAME.log, for at most LIMIT_S seconds
+# and never past the deadline; records status and seconds.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0 rc status left
+  t0=$(date +%s)
+  left=$((deadline - t0))
+  if [ "$left" -lt 10 ]; then
+    rows+=("$(printf '%-22s %-16s' "$name" "skipped (time)")")
+    return 124
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  timeout "$limit" "$@" >"$log/$name.log" 2>&1
+  rc=$?
+  case $rc in
+  0) status=ok ;;
+  124) status="TIMEOUT ${limit}s" ;;
+  *) status="FAILED rc=$rc" ;;
+  esac
+  rows+=("$(printf '%-22s %-16s %5ss' "$name" "$status" "$(($(date +%s) - t0))")")
+  return $rc
+}
+finish() {
+  echo
+  echo "== finegpt device_check: $(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - t_start)) s, logs in $log"
+  [ -n "${gpu:-}" ] && echo "gpu: $gpu"
+  [ -f "$log/bench.log" ] && sed -n '/^op /,$p' "$log/bench.log"
+  if [ -f "$log/cuda_ops.log" ]; then
+    sed -n '/^op .*worst normwise/,$p' "$log/cuda_ops.log" | grep -v '^\[' || true
+    grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
+      "$log/cuda_ops.log" || true
+  fi
+  printf '%s\n' "${rows[@]}"
+  exit "${1:-0}"
+}
+
+# ---- environment
+export PATH=/usr/local/cuda/bin:$PATH
+{
+  nvidia-smi -L
+  nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv
+  nvcc --version
+  cmake --version
+  c++ --version
+  uname -a
+} >"$log/env.log" 2>&1
+gpu=$(nvidia-smi --query-gpu=name,compute_cap,memory.total --format=csv,noheader 2>/dev/null | head -1)
+arch=${FINEGPT_CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')}
+arch=${arch:-90}
+
+# ---- carried third-party files
+if [ ! -f third_party/openblas.tar.xz ] || [ ! -d third_party/googletest ]; then
+  rows+=("third_party: missing (run scripts/device_prepare.sh here, then carry third_party)")
+  finish 1
+fi
+tp=/tmp/finegpt-third-party
+rm -rf "$tp" && mkdir -p "$tp"
+tar -xJf third_party/openblas.tar.xz -C "$tp" 2>/dev/null ||
+  python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
+    third_party/openblas.tar.xz "$tp"
+export LD_LIBRARY_PATH=$tp/openblas/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+# cuBLASLt: the toolkit's, else the copy PyTorch's nvidia-cublas wheel installed.
+cublas_args=()
+if ! ls /usr/local/cuda/lib64/libcublasLt.so* >/dev/null 2>&1 &&
+  ! ls /usr/local/cuda/targets/*/lib/libcublasLt.so* >/dev/null 2>&1; then
+  sites=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
+  # shellcheck disable=SC2086
+  lt=$(find $sites /opt /usr/local -name 'libcublasLt.so.1[0-9]*' -path '*nvidia*' 2>/dev/null | head -1)
+  if [ -n "$lt" ]; then
+    inc=$(dirname "$(find "$(dirname "$(dirname "$lt")")" -name cublasLt.h 2>/dev/null | head -1)")
+    cublas_args=(-DFINEGPT_CUBLASLT_LIB="$lt" -DFINEGPT_CUBLASLT_INCLUDE="$inc")
+    LD_LIBRARY_PATH=$(dirname "$lt"):$LD_LIBRARY_PATH
+    echo "cuBLASLt from $lt, headers $inc" >>"$log/env.log"
+  fi
+fi
+
+# ---- build (only what the checks run); FINEGPT_CMAKE_ARGS is split at spaces on purpose
+# shellcheck disable=SC2086
+step configure 180 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFINEGPT_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
+  -DFINEGPT_BLAS_LIB="$tp/openblas/lib/libopenblas.so.0" \
+  -DFINEGPT_BLAS_INCLUDE="$tp/openblas/include" -DFINEGPT_JSON_INCLUDE="$root/third_party/include" \
+  "${cublas_args[@]}" ${FINEGPT_CMAKE_ARGS:-} || finish 1
+step build 300 cmake --build "$build" -j "$jobs" --target finegpt backend_test_cuda_ops \
+  backend_test_ops cuda_ops_bench || finish 1
+
+# ---- checks
+step info 30 "$build/finegpt" info
+cat "$log/info.log" >>"$log/env.log"
+step cuda_ops 180 "$build/tests/backend_test_cuda_ops" --gtest_output="xml:$log/cuda_ops.xml"
+ops_rc=$?
+if command -v compute-sanitizer >/dev/null; then
+  step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 3 \
+    "$build/tests/backend_test_cuda_ops" --gtest_brief=1
+  step racecheck 180 compute-sanitizer --tool racecheck --error-exitcode 3 \
+    "$build/tests/backend_test_cuda_ops" --gtest_brief=1 \
+    --gtest_filter='CudaOps.Attention:CudaOps.LayerNorm:CudaOps.Crossentropy:CudaOps.SumSquares'
+else
+  rows+=("compute-sanitizer: not found, skipped")
+fi
+step cpu_ops 120 env OMP_NUM_THREADS=8 "$build/tests/backend_test_ops" --gtest_brief=1
+step bench 120 "$build/cuda_ops_bench"
+finish "$ops_rc"

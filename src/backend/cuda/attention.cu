@@ -1,0 +1,484 @@
+// CUDA bodies of causal self-attention, flash style (Dao et al., FlashAttention-2): tiles of
+// queries and keys in shared memory, bf16 tensor-core products (mma.sync m16n8k16, fp32
+// accumulation), an online softmax in registers, and only the log-sum-exp (B,NH,T) kept for
+// backward; no T x T matrix exists. Backward recomputes the probabilities from the log-sum-exp in
+// two kernels, one owning query tiles (dq) and one owning key tiles (dk, dv), so that no output is
+// written by two blocks: deterministic, without atomics or fp32 scratch, at the price of computing
+// the scores twice. Head sizes 32, 64 and 128 (a template parameter).
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16): lane = 4 g + t. A (16x16, row-major):
+// registers hold (row g | g+8, cols 2t, 2t+1 | +8). B (16x8, k x n): (k 2t, 2t+1 | +8, col g),
+// read from a tile stored [n][k]. C (16x8): (row g | g+8, cols 2t, 2t+1). A C fragment of two
+// adjacent n-tiles is therefore an A fragment once rounded to bf16: P goes from one product to
+// the next without leaving registers.
+#include "backend/cuda/common.cuh"
+
+#include <cmath>
+
+namespace finegpt::cuda {
+
+using namespace detail;
+
+namespace {
+
+constexpr int WARPS = 4; // 16 rows each
+constexpr int THREADS = WARPS * 32;
+constexpr int TILE = 64;     // queries per block (forward, dq) and keys per block (dk, dv)
+constexpr int KV_QTILE = 32; // queries per step of the dk/dv kernel (fits 99 KB at HS 128)
+constexpr int PAD = 8;       // bf16 of padding per shared row: fragment reads hit 32 distinct banks
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
+
+__device__ __forceinline__ uint32_t ld32(const bf *p) {
+  return *reinterpret_cast<const uint32_t *>(p);
+}
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t *>(&v);
+}
+
+// A fragment of rows r0.., columns k0.. of a row-major shared tile with row stride ld.
+__device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf *tile, int ld, int r0, int k0) {
+  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const bf *p = tile + (r0 + g) * ld + k0 + 2 * t;
+  a[0] = ld32(p);
+  a[1] = ld32(p + 8 * ld);
+  a[2] = ld32(p + 8);
+  a[3] = ld32(p + 8 * ld + 8);
+}
+// B fragment of columns n0.., k0.. from a shared tile stored [n][k] with row stride ld.
+__device__ __forceinline__ void load_b(uint32_t (&b)[2], const bf *tile, int ld, int n0, int k0) {
+  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const bf *p = tile + (n0 + g) * ld + k0 + 2 * t;
+  b[0] = ld32(p);
+  b[1] = ld32(p + 8);
+}
+// The A fragment of C-fragment n-tiles 2j and 2j+1 (rounded to bf16).
+__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c0)[4],
+                                       const float (&c1)[4]) {
+  a[0] = pack2(c0[0], c0[1]);
+  a[1] = pack2(c0[2], c0[3]);
+  a[2] = pack2(c1[0], c1[1]);
+  a[3] = pack2(c1[2], c1[3]);
+}
+// d += a b
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+               "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Rows [row0, row0 + ROWS) of one head (HS columns from src, rows row_stride apart) into a
+// shared tile [ROWS][HS + PAD]; rows at or past T are zero.
+template <int ROWS, int HS>
+__device__ void load_tile(bf *dst, const bf *src, size_t row_stride, int row0, int T) {
+  constexpr int CH = HS / 8;
+  for (int i = threadIdx.x; i < ROWS * CH; i += THREADS) {
+    const int r = i / CH, c = (i % CH) * 8;
+    Pack8 v;
+    if (row0 + r < T) {
+      v = load8(src + size_t(row0 + r) * row_stride + c);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; k++)
+        v.v[k] = __float2bfloat16(0.0f);
+    }
+    store8(dst + r * (HS + PAD) + c, v);
+  }
+}
+// The same rows transposed: a shared tile [HS][ROWS + PAD].
+template <int ROWS, int HS>
+__device__ void load_tile_t(bf *dst, const bf *src, size_t row_stride, int row0, int T) {
+  constexpr int CH = HS / 8;
+  for (int i = threadIdx.x; i < ROWS * CH; i += THREADS) {
+    const int r = i % ROWS, c = (i / ROWS) * 8; // consecutive threads: consecutive rows
+    Pack8 v;
+    if (row0 + r < T) {
+      v = load8(src + size_t(row0 + r) * row_stride + c);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; k++)
+        v.v[k] = __float2bfloat16(0.0f);
+    }
+#pragma unroll
+    for (int k = 0; k < 8; k++)
+      dst[(c + k) * (ROWS + PAD) + r] = v.v[k];
+  }
+}
+
+// lse (log2 units) and D = dout . out of `rows` rows starting at row0 into shared Ls, Ds.
+template <int HS>
+__device__ void load_stats(float *Ls, float *Ds, const float *lse, const bf *dout, const bf *out,
+                           size_t C, int row0, int rows, int T) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int r = warp; r < rows; r += WARPS) {
+    const int row = row0 + r;
+    float acc = 0.0f;
+    if (row < T)
+      for (int d = lane; d < HS; d += 32)
+        acc += __bfloat162float(dout[size_t(row) * C + d]) *
+               __bfloat162float(out[size_t(row) * C + d]);
+    acc = warp_sum(acc);
+    if (lane == 0) {
+      Ds[r] = acc;
+      Ls[r] = row < T ? lse[row] * LOG2E : 0.0f;
+    }
+  }
+}
+
+template <int HS> constexpr size_t forward_smem() {
+  return sizeof(bf) * (2 * TILE * (HS + PAD) + HS * (TILE + PAD));
+}
+template <int HS> constexpr size_t dq_smem() {
+  return sizeof(bf) * (4 * TILE * (HS + PAD) + HS * (TILE + PAD)) + 2 * TILE * sizeof(float);
+}
+template <int HS> constexpr size_t dkv_smem() {
+  return sizeof(bf) *
+             (2 * TILE * (HS + PAD) + 2 * KV_QTILE * (HS + PAD) + 2 * HS * (KV_QTILE + PAD)) +
+         2 * KV_QTILE * sizeof(float);
+}
+
+// Grid (query tiles, B*NH); the last query tiles (most keys) are scheduled first.
+template <int HS>
+__global__ void __launch_bounds__(THREADS)
+    attention_forward_kernel(bf *out, float *lse, const bf *qkv, int T, int C, int NH,
+                             float scale_log2) {
+  constexpr int LD = HS + PAD, LDT = TILE + PAD;
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf *Qs = reinterpret_cast<bf *>(smem), *Ks = Qs + TILE * LD, *Vt = Ks + TILE * LD;
+  const int qt = gridDim.x - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const size_t C3 = 3 * size_t(C);
+  const bf *base = qkv + size_t(b) * T * C3 + h * HS;
+  const int r0 = warp * 16, row_a = qt * TILE + r0 + g, row_b = row_a + 8;
+
+  load_tile<TILE, HS>(Qs, base, C3, qt * TILE, T);
+  float o[HS / 8][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  for (int kt = 0; kt <= qt; kt++) {
+    __syncthreads(); // the previous tile is no longer read
+    load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
+    load_tile_t<TILE, HS>(Vt, base + 2 * C, C3, kt * TILE, T);
+    __syncthreads();
+    float s[TILE / 8][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+      uint32_t a[4];
+      load_a(a, Qs, LD, r0, kk * 16);
+#pragma unroll
+      for (int nt = 0; nt < TILE / 8; nt++) {
+        uint32_t bb[2];
+        load_b(bb, Ks, LD, nt * 8, kk * 16);
+        mma(s[nt], a, bb);
+      }
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < TILE / 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int key = kt * TILE + nt * 8 + 2 * t + (e & 1), row = e < 2 ? row_a : row_b;
+        const float v = key <= row && key < T ? s[nt][e] * scale_log2 : -INFINITY;
+        s[nt][e] = v;
+        mx[e >> 1] = fmaxf(mx[e >> 1], v);
+      }
+    float mu[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(FULL_MASK, mx[i], 1));
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(FULL_MASK, mx[i], 2));
+      const float mnew = fmaxf(m[i], mx[i]);
+      mu[i] = mnew == -INFINITY ? 0.0f : mnew;
+      const float corr = exp2f(m[i] - mu[i]);
+      m[i] = mnew;
+      l[i] *= corr;
+#pragma unroll
+      for (int dn = 0; dn < HS / 8; dn++)
+        o[dn][2 * i] *= corr, o[dn][2 * i + 1] *= corr;
+    }
+#pragma unroll
+    for (int nt = 0; nt < TILE / 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float p = exp2f(s[nt][e] - mu[e >> 1]);
+        s[nt][e] = p;
+        l[e >> 1] += p;
+      }
+#pragma unroll
+    for (int kk = 0; kk < TILE / 16; kk++) {
+      uint32_t a[4];
+      c_to_a(a, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int dn = 0; dn < HS / 8; dn++) {
+        uint32_t bb[2];
+        load_b(bb, Vt, LDT, dn * 8, kk * 16);
+        mma(o[dn], a, bb);
+      }
+    }
+  }
+  float inv[2];
+#pragma unroll
+  for (int i = 0; i < 2; i++) {
+    l[i] += __shfl_xor_sync(FULL_MASK, l[i], 1);
+    l[i] += __shfl_xor_sync(FULL_MASK, l[i], 2);
+    inv[i] = 1.0f / l[i];
+  }
+  bf *ob = out + size_t(b) * T * C + h * HS;
+#pragma unroll
+  for (int dn = 0; dn < HS / 8; dn++) {
+    const int d = dn * 8 + 2 * t;
+    if (row_a < T)
+      *reinterpret_cast<uint32_t *>(ob + size_t(row_a) * C + d) =
+          pack2(o[dn][0] * inv[0], o[dn][1] * inv[0]);
+    if (row_b < T)
+      *reinterpret_cast<uint32_t *>(ob + size_t(row_b) * C + d) =
+          pack2(o[dn][2] * inv[1], o[dn][3] * inv[1]);
+  }
+  if (t == 0) {
+    if (row_a < T) lse[size_t(bh) * T + row_a] = (m[0] + log2f(l[0])) * LN2;
+    if (row_b < T) lse[size_t(bh) * T + row_b] = (m[1] + log2f(l[1])) * LN2;
+  }
+}
+
+// dq of one query tile: dq = scale * sum over key tiles of dS k, dS = P (dP - D), dP = dout v^T.
+template <int HS>
+__global__ void __launch_bounds__(THREADS)
+    attention_backward_dq_kernel(bf *dqkv, const bf *dout, const bf *qkv, const bf *out,
+                                 const float *lse, int T, int C, int NH, float scale_log2,
+                                 float scale) {
+  constexpr int LD = HS + PAD, LDT = TILE + PAD;
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf *Qs = reinterpret_cast<bf *>(smem), *dOs = Qs + TILE * LD, *Ks = dOs + TILE * LD;
+  bf *Vs = Ks + TILE * LD, *Kt = Vs + TILE * LD;
+  float *Ls = reinterpret_cast<float *>(Kt + HS * LDT), *Ds = Ls + TILE;
+  const int qt = gridDim.x - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const size_t C3 = 3 * size_t(C);
+  const bf *base = qkv + size_t(b) * T * C3 + h * HS;
+  const bf *dob = dout + size_t(b) * T * C + h * HS, *outb = out + size_t(b) * T * C + h * HS;
+  const int r0 = warp * 16, row_a = qt * TILE + r0 + g, row_b = row_a + 8;
+
+  load_tile<TILE, HS>(Qs, base, C3, qt * TILE, T);
+  load_tile<TILE, HS>(dOs, dob, C, qt * TILE, T);
+  load_stats<HS>(Ls, Ds, lse + size_t(bh) * T, dob, outb, C, qt * TILE, TILE, T);
+  __syncthreads();
+  const float L[2] = {Ls[r0 + g], Ls[r0 + g + 8]}, D[2] = {Ds[r0 + g], Ds[r0 + g + 8]};
+  float dq[HS / 8][4] = {};
+  for (int kt = 0; kt <= qt; kt++) {
+    __syncthreads();
+    load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
+    load_tile<TILE, HS>(Vs, base + 2 * C, C3, kt * TILE, T);
+    load_tile_t<TILE, HS>(Kt, base + C, C3, kt * TILE, T);
+    __syncthreads();
+    float s[TILE / 8][4] = {}, dp[TILE / 8][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+      uint32_t aq[4], ad[4];
+      load_a(aq, Qs, LD, r0, kk * 16);
+      load_a(ad, dOs, LD, r0, kk * 16);
+#pragma unroll
+      for (int nt = 0; nt < TILE / 8; nt++) {
+        uint32_t bk[2], bv[2];
+        load_b(bk, Ks, LD, nt * 8, kk * 16);
+        mma(s[nt], aq, bk);
+        load_b(bv, Vs, LD, nt * 8, kk * 16);
+        mma(dp[nt], ad, bv);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < TILE / 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int key = kt * TILE + nt * 8 + 2 * t + (e & 1), row = e < 2 ? row_a : row_b;
+        const bool valid = key <= row && key < T && row < T;
+        const float p = valid ? exp2f(s[nt][e] * scale_log2 - L[e >> 1]) : 0.0f;
+        s[nt][e] = p * (dp[nt][e] - D[e >> 1]);
+      }
+#pragma unroll
+    for (int kk = 0; kk < TILE / 16; kk++) {
+      uint32_t a[4];
+      c_to_a(a, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int dn = 0; dn < HS / 8; dn++) {
+        uint32_t bb[2];
+        load_b(bb, Kt, LDT, dn * 8, kk * 16);
+        mma(dq[dn], a, bb);
+      }
+    }
+  }
+  bf *dqb = dqkv + size_t(b) * T * C3 + h * HS;
+#pragma unroll
+  for (int dn = 0; dn < HS / 8; dn++) {
+    const int d = dn * 8 + 2 * t;
+    if (row_a < T)
+      *reinterpret_cast<uint32_t *>(dqb + size_t(row_a) * C3 + d) =
+          pack2(dq[dn][0] * scale, dq[dn][1] * scale);
+    if (row_b < T)
+      *reinterpret_cast<uint32_t *>(dqb + size_t(row_b) * C3 + d) =
+          pack2(dq[dn][2] * scale, dq[dn][3] * scale);
+  }
+}
+
+// dk, dv of one key tile, over the query tiles at or after it (transposed products: rows are
+// keys). dv = sum P^T dout, dk = scale * sum dS^T q.
+template <int HS>
+__global__ void __launch_bounds__(THREADS)
+    attention_backward_dkv_kernel(bf *dqkv, const bf *dout, const bf *qkv, const bf *out,
+                                  const float *lse, int T, int C, int NH, float scale_log2,
+                                  float scale) {
+  constexpr int QB = KV_QTILE, LD = HS + PAD, LDT = QB + PAD;
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf *Ks = reinterpret_cast<bf *>(smem), *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD;
+  bf *dOs = Qs + QB * LD, *Qt = dOs + QB * LD, *dOt = Qt + HS * LDT;
+  float *Ls = reinterpret_cast<float *>(dOt + HS * LDT), *Ds = Ls + QB;
+  const int kt = blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH; // kt 0 has most work
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  const size_t C3 = 3 * size_t(C);
+  const bf *base = qkv + size_t(b) * T * C3 + h * HS;
+  const bf *dob = dout + size_t(b) * T * C + h * HS, *outb = out + size_t(b) * T * C + h * HS;
+  const int k0 = warp * 16, key_a = kt * TILE + k0 + g, key_b = key_a + 8;
+
+  load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
+  load_tile<TILE, HS>(Vs, base + 2 * C, C3, kt * TILE, T);
+  float dk[HS / 8][4] = {}, dv[HS / 8][4] = {};
+  const int nq = (T + QB - 1) / QB;
+  for (int qi = kt * TILE / QB; qi < nq; qi++) {
+    __syncthreads();
+    load_tile<QB, HS>(Qs, base, C3, qi * QB, T);
+    load_tile<QB, HS>(dOs, dob, C, qi * QB, T);
+    load_tile_t<QB, HS>(Qt, base, C3, qi * QB, T);
+    load_tile_t<QB, HS>(dOt, dob, C, qi * QB, T);
+    load_stats<HS>(Ls, Ds, lse + size_t(bh) * T, dob, outb, C, qi * QB, QB, T);
+    __syncthreads();
+    if (kt * TILE + k0 > qi * QB + QB - 1) continue; // this warp's keys are all in the future
+    float s[QB / 8][4] = {}, dp[QB / 8][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+      uint32_t ak[4], av[4];
+      load_a(ak, Ks, LD, k0, kk * 16);
+      load_a(av, Vs, LD, k0, kk * 16);
+#pragma unroll
+      for (int nt = 0; nt < QB / 8; nt++) {
+        uint32_t bq[2], bo[2];
+        load_b(bq, Qs, LD, nt * 8, kk * 16);
+        mma(s[nt], ak, bq);
+        load_b(bo, dOs, LD, nt * 8, kk * 16);
+        mma(dp[nt], av, bo);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < QB / 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int ql = nt * 8 + 2 * t + (e & 1), q = qi * QB + ql;
+        const int key = e < 2 ? key_a : key_b;
+        const bool valid = q >= key && q < T && key < T;
+        const float p = valid ? exp2f(s[nt][e] * scale_log2 - Ls[ql]) : 0.0f;
+        s[nt][e] = p;
+        dp[nt][e] = p * (dp[nt][e] - Ds[ql]);
+      }
+#pragma unroll
+    for (int kk = 0; kk < QB / 16; kk++) {
+      uint32_t ap[4], ads[4];
+      c_to_a(ap, s[2 * kk], s[2 * kk + 1]);
+      c_to_a(ads, dp[2 * kk], dp[2 * kk + 1]);
+#pragma unroll
+      for (int dn = 0; dn < HS / 8; dn++) {
+        uint32_t bo[2], bq[2];
+        load_b(bo, dOt, LDT, dn * 8, kk * 16);
+        mma(dv[dn], ap, bo);
+        load_b(bq, Qt, LDT, dn * 8, kk * 16);
+        mma(dk[dn], ads, bq);
+      }
+    }
+  }
+  bf *dkb = dqkv + size_t(b) * T * C3 + C + h * HS, *dvb = dkb + C;
+#pragma unroll
+  for (int dn = 0; dn < HS / 8; dn++) {
+    const int d = dn * 8 + 2 * t;
+    if (key_a < T) {
+      *reinterpret_cast<uint32_t *>(dkb + size_t(key_a) * C3 + d) =
+          pack2(dk[dn][0] * scale, dk[dn][1] * scale);
+      *reinterpret_cast<uint32_t *>(dvb + size_t(key_a) * C3 + d) = pack2(dv[dn][0], dv[dn][1]);
+    }
+    if (key_b < T) {
+      *reinterpret_cast<uint32_t *>(dkb + size_t(key_b) * C3 + d) =
+          pack2(dk[dn][2] * scale, dk[dn][3] * scale);
+      *reinterpret_cast<uint32_t *>(dvb + size_t(key_b) * C3 + d) = pack2(dv[dn][2], dv[dn][3]);
+    }
+  }
+}
+
+template <typename K> void allow_smem(K kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+void check_shapes(const char *op, const void *a, const void *b, const void *c, int C, int NH) {
+  FINEGPT_CHECK(NH > 0 && C % NH == 0, op, ": C = ", C, " is not a multiple of NH = ", NH);
+  const int HS = C / NH;
+  FINEGPT_CHECK(HS == 32 || HS == 64 || HS == 128, op, ": head size ", HS,
+                " (n_embd / n_head) is not supported by the CUDA attention; use 32, 64 or 128");
+  FINEGPT_CHECK(aligned16(a) && aligned16(b) && aligned16(c), op,
+                ": internal: attention buffers must be 16-byte aligned");
+}
+
+template <int HS>
+void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
+  const dim3 grid((T + TILE - 1) / TILE, B * NH);
+  const float scale_log2 = LOG2E / std::sqrt(float(HS));
+  allow_smem(attention_forward_kernel<HS>, forward_smem<HS>());
+  attention_forward_kernel<HS><<<grid, THREADS, forward_smem<HS>(), stream()>>>(
+      dev(out), lse, dev(qkv), T, C, NH, scale_log2);
+  LAUNCH_CHECK();
+}
+
+template <int HS>
+void backward_hs(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse,
+                 int B, int T, int C, int NH) {
+  const dim3 grid((T + TILE - 1) / TILE, B * NH);
+  const float scale = 1.0f / std::sqrt(float(HS)), scale_log2 = LOG2E * scale;
+  allow_smem(attention_backward_dq_kernel<HS>, dq_smem<HS>());
+  attention_backward_dq_kernel<HS><<<grid, THREADS, dq_smem<HS>(), stream()>>>(
+      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale);
+  LAUNCH_CHECK();
+  allow_smem(attention_backward_dkv_kernel<HS>, dkv_smem<HS>());
+  attention_backward_dkv_kernel<HS><<<grid, THREADS, dkv_smem<HS>(), stream()>>>(
+      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale);
+  LAUNCH_CHECK();
+}
+
+} // namespace
+
+void attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH,
+                       Dropout drop) {
+  check_no_dropout(drop, "attention_forward");
+  check_shapes("attention_forward", out, qkv, qkv, C, NH);
+  switch (C / NH) {
+  case 32:
+    return forward_hs<32>(out, lse, qkv, B, T, C, NH);
+  case 64:
+    return forward_hs<64>(out, lse, qkv, B, T, C, NH);
+  default:
+    return forward_hs<128>(out, lse, qkv, B, T, C, NH);
+  }
+}
+
+void attention_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out,
+                        const float *lse, int B, int T, int C, int NH, Dropout drop) {
+  check_no_dropout(drop, "attention_backward");
+  check_shapes("attention_backward", dqkv, dout, qkv, C, NH);
+  FINEGPT_CHECK(aligned16(out), "attention_backward: internal: out must be 16-byte aligned");
+  switch (C / NH) {
+  case 32:
+    return backward_hs<32>(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  case 64:
+    return backward_hs<64>(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  default:
+    return backward_hs<128>(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  }
+}
+
+} // namespace finegpt::cuda

@@ -1,0 +1,110 @@
+// Internal helpers of the CUDA bodies (backend/cuda/*.cu): status checks that throw
+// finegpt::Error with file:line, bf16 views of the seam's pointers, warp reductions, 16-byte
+// vector access, and the shared state (cuBLASLt handle, workspace). Not part of the seam.
+#pragma once
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "backend/cuda_ops.h"
+#include "core/error.h"
+
+namespace finegpt::cuda::detail {
+
+[[noreturn]] void cuda_fail(cudaError_t err, const char *expr, const char *file, int line);
+[[noreturn]] void cublas_fail(cublasStatus_t st, const char *expr, const char *file, int line);
+
+// Every CUDA runtime call goes through CUDA_CHECK, every cuBLASLt call through CUBLAS_CHECK,
+// and every launch is followed by LAUNCH_CHECK() (launch errors; asynchronous faults surface
+// at the next checked call or synchronize()).
+#define CUDA_CHECK(expr)                                                                           \
+  do {                                                                                             \
+    const cudaError_t err_ = (expr);                                                               \
+    if (err_ != cudaSuccess) ::finegpt::cuda::detail::cuda_fail(err_, #expr, __FILE__, __LINE__);  \
+  } while (0)
+#define CUBLAS_CHECK(expr)                                                                         \
+  do {                                                                                             \
+    const cublasStatus_t st_ = (expr);                                                             \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                              \
+      ::finegpt::cuda::detail::cublas_fail(st_, #expr, __FILE__, __LINE__);                        \
+  } while (0)
+#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+using bf = __nv_bfloat16;
+static_assert(sizeof(bf) == sizeof(bf16), "bf16 and __nv_bfloat16 differ in size");
+inline bf *dev(bf16 *p) { return reinterpret_cast<bf *>(p); }
+inline const bf *dev(const bf16 *p) { return reinterpret_cast<const bf *>(p); }
+
+// Shared state: the stream every op runs on (the legacy default stream for now), the
+// cuBLASLt handle and the workspace (created on first use).
+cudaStream_t stream();
+cublasLtHandle_t cublaslt();
+struct Workspace {
+  void *ptr;
+  size_t bytes;
+};
+Workspace workspace();
+
+// The one error for dropout on CUDA in this version.
+void check_no_dropout(const Dropout &d, const char *op);
+
+// Blocks of `threads` covering n items.
+inline unsigned blocks_for(size_t n, int threads) { return unsigned((n + threads - 1) / threads); }
+
+// Column sums (fp32, fixed order) of a row-major (N, C) matrix added into a bf16 vector:
+// out[c] = bf16(out[c] + sum_n f(n, c)) with f one of the kinds below. The partial sums of
+// row chunks go to the workspace; the chunking depends on N and C only, so results are
+// bitwise reproducible on any GPU. Used for dbias of matmul and dweight/dbias of LayerNorm.
+enum class ColumnSum { Plain, LayerNormWeight };
+void column_sums_add(bf16 *out, bf16 *out2, ColumnSum kind, const bf16 *x, const bf16 *inp,
+                     const float *mean, const float *rstd, int N, int C);
+
+// ---------------------------------------------------------------- device helpers
+
+constexpr unsigned FULL_MASK = 0xffffffffu;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(FULL_MASK, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+  return v;
+}
+
+// Sum over a block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// The order is fixed by the block size alone. `shared` holds 32 floats.
+__device__ __forceinline__ float block_sum(float v, float *shared) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  v = warp_sum(v);
+  __syncthreads(); // shared may still be read by a previous call
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = lane < nwarps ? shared[lane] : 0.0f;
+  return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v, float *shared) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = lane < nwarps ? shared[lane] : -INFINITY;
+  return warp_max(v);
+}
+
+// Eight bf16 in one 16-byte access.
+struct alignas(16) Pack8 {
+  bf v[8];
+};
+__device__ __forceinline__ Pack8 load8(const bf *p) { return *reinterpret_cast<const Pack8 *>(p); }
+__device__ __forceinline__ void store8(bf *p, const Pack8 &x) { *reinterpret_cast<Pack8 *>(p) = x; }
+inline bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+} // namespace finegpt::cuda::detail

@@ -1,0 +1,99 @@
+// CUDA bodies of the optimizer ops: the gradient's sum of squares (fp32, a fixed two-level
+// order, so bitwise reproducible on any GPU) and AdamW on fp32 master weights writing the bf16
+// parameters, one fused memory-bound pass with the same float formula as the CPU body.
+#include "backend/cuda/common.cuh"
+
+#include <cmath>
+
+namespace finegpt::cuda {
+
+using namespace detail;
+
+namespace {
+
+constexpr int SS_BLOCKS = 512; // partial sums; fits REDUCE_SCRATCH with the result after them
+constexpr int SS_THREADS = 256;
+static_assert(SS_BLOCKS + 1 <= int(REDUCE_SCRATCH), "sum_squares scratch");
+
+// Block b sums squares over its contiguous chunk [b * chunk, (b + 1) * chunk).
+__global__ void sum_squares_partial_kernel(float *partial, const bf *g, size_t n, size_t chunk) {
+  __shared__ float shared[32];
+  const size_t lo = min(n, size_t(blockIdx.x) * chunk), hi = min(n, lo + chunk);
+  float acc = 0.0f;
+  for (size_t i = lo + threadIdx.x; i < hi; i += SS_THREADS) {
+    const float x = __bfloat162float(g[i]);
+    acc += x * x;
+  }
+  acc = block_sum(acc, shared);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+__global__ void sum_squares_final_kernel(float *out, const float *partial) {
+  __shared__ float shared[32];
+  float acc = 0.0f;
+  for (int i = threadIdx.x; i < SS_BLOCKS; i += SS_THREADS)
+    acc += partial[i];
+  acc = block_sum(acc, shared);
+  if (threadIdx.x == 0) *out = acc;
+}
+
+template <bool ZERO_GRAD>
+__global__ void adamw_kernel(bf *params, bf *grads, float *master, float *m, float *v, size_t n,
+                             float beta1, float beta2, float eps, float grad_scale, float neg_step,
+                             float bc2_sqrt, float decay, float a1, float a2) {
+  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float g = __bfloat162float(grads[i]) * grad_scale;
+  const float mi = m[i] * beta1 + a1 * g;
+  const float vi = v[i] * beta2 + a2 * g * g;
+  const float denom = sqrtf(vi) / bc2_sqrt + eps;
+  const float p = master[i] * decay + neg_step * mi / denom;
+  master[i] = p;
+  params[i] = __float2bfloat16(p);
+  m[i] = mi;
+  v[i] = vi;
+  if (ZERO_GRAD) grads[i] = __float2bfloat16(0.0f);
+}
+
+} // namespace
+
+float sum_squares(const bf16 *g, size_t n, float *scratch) {
+  const size_t chunk = (n + SS_BLOCKS - 1) / SS_BLOCKS;
+  sum_squares_partial_kernel<<<SS_BLOCKS, SS_THREADS, 0, stream()>>>(scratch, dev(g), n,
+                                                                     chunk ? chunk : 1);
+  LAUNCH_CHECK();
+  sum_squares_final_kernel<<<1, SS_THREADS, 0, stream()>>>(scratch + SS_BLOCKS, scratch);
+  LAUNCH_CHECK();
+  float out = 0.0f;
+  CUDA_CHECK(
+      cudaMemcpyAsync(&out, scratch + SS_BLOCKS, sizeof out, cudaMemcpyDeviceToHost, stream()));
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  return out;
+}
+
+// The CPU body's formula (ops.h: torch.optim.AdamW in float32, scalars prepared in double).
+void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale,
+                  bool zero_grad) {
+  FINEGPT_CHECK(t >= 1, "adamw_update: step t = ", t, " must count from 1");
+  if (n == 0) return;
+  const double bc1 = 1.0 - std::pow(double(beta1), t);
+  const double bc2 = 1.0 - std::pow(double(beta2), t);
+  const float neg_step = float(-(double(lr) / bc1));
+  const float bc2_sqrt = float(std::sqrt(bc2));
+  const float decay = float(1.0 - double(lr) * double(weight_decay));
+  const float a1 = float(1.0 - double(beta1));
+  const float a2 = float(1.0 - double(beta2));
+  const unsigned grid = blocks_for(n, 256);
+  if (zero_grad)
+    adamw_kernel<true><<<grid, 256, 0, stream()>>>(dev(params), dev(grads), master, m, v, n, beta1,
+                                                   beta2, eps, grad_scale, neg_step, bc2_sqrt,
+                                                   decay, a1, a2);
+  else
+    adamw_kernel<false><<<grid, 256, 0, stream()>>>(dev(params), dev(grads), master, m, v, n, beta1,
+                                                    beta2, eps, grad_scale, neg_step, bc2_sqrt,
+                                                    decay, a1, a2);
+  LAUNCH_CHECK();
+}
+
+} // namespace finegpt::cuda

@@ -1,0 +1,158 @@
+// The CUDA op seam: the ops of backend/ops.h with the same names and argument order, in
+// finegpt::cuda, on device pointers. Parameters, activations and their gradients are bf16;
+// LayerNorm statistics, attention log-sum-exp, losses, master weights and AdamW moments are
+// fp32; every reduction accumulates in fp32. Bodies: backend/cuda/*.cu (built with
+// -DFINEGPT_CUDA=ON); without CUDA, backend/cuda_stub.cpp throws from every function except the
+// queries compiled(), device_count() and device_summary(). This header needs no CUDA header.
+//
+// Differences from the CPU seam, all forced by bf16 storage or flash attention:
+// - attention keeps the log-sum-exp (B,NH,T) instead of the (B,NH,T,T) probabilities, and its
+//   backward reads the forward output instead of a scratch matrix;
+// - AdamW takes the fp32 master weights and writes the bf16 parameters from them;
+// - sum_squares returns fp32 and takes a device scratch of REDUCE_SCRATCH floats;
+// - matmul_forward_gelu fuses the fc layer's bias and GELU into the GEMM (cuBLASLt epilogue);
+// - dropout must be 0 (p > 0 is an Error on CUDA in this version).
+// Ops run in order on one stream; a temporary they need comes from the workspace (set_workspace),
+// so no op allocates memory after the first call.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "backend/ops.h"
+
+namespace finegpt::cuda {
+
+// bfloat16 as stored: the upper 16 bits of an IEEE float. A plain struct so host code can hold
+// and convert it without cuda_bf16.h; device code reinterprets it as __nv_bfloat16.
+struct bf16 {
+  uint16_t bits;
+};
+
+// Round to nearest even, as __float2bfloat16; NaN stays a (quiet) NaN.
+inline bf16 to_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{uint16_t((u >> 16) | 0x40u)};
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return bf16{uint16_t(u >> 16)};
+}
+inline float to_float(bf16 h) {
+  const uint32_t u = uint32_t(h.bits) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+// ---------------------------------------------------------------- runtime
+
+// True when this build has the CUDA backend (never throws).
+bool compiled() noexcept;
+// CUDA devices visible now; 0 without a driver or GPU, or in a build without CUDA (never throws).
+int device_count() noexcept;
+// One line per device ("0: NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB, 132 SMs"), or "none (why)".
+std::string device_summary() noexcept;
+// Selects the device for this thread; Error if there is none or it lacks bf16 (sm < 8.0).
+void set_device(int index);
+
+void *device_malloc(size_t bytes);
+void device_free(void *ptr) noexcept;
+void copy_to_device(void *dst, const void *src, size_t bytes);
+void copy_to_host(void *dst, const void *src, size_t bytes);
+void device_memset(void *ptr, int byte, size_t bytes); // memset; 0xff poisons bf16 and fp32 (NaN)
+void synchronize();                                    // waits, then reports any kernel error
+
+// The op workspace: cuBLASLt's GEMM workspace, lent between GEMMs to ops that need a temporary
+// (encoder_backward's sort, the column sums of dweight and dbias). The engine passes the
+// plan's `cublaslt_workspace` buffer (WORKSPACE_BYTES); without a call, the first op allocates
+// one of that size itself. release() frees what the backend allocated (handles, that block).
+constexpr size_t WORKSPACE_BYTES = size_t(32) << 20;
+void set_workspace(void *ptr, size_t bytes);
+void release() noexcept;
+
+// Floats of device scratch sum_squares needs (the plan's `reduce_scratch`).
+constexpr size_t REDUCE_SCRATCH = 1024;
+
+// ---------------------------------------------------------------- ops (shapes as in ops.h)
+
+// out (B,T,C) = wte[inp[b,t]] + wpe[t];  inp (B,T) int32 on the device
+void encoder_forward(bf16 *out, const int32_t *inp, const bf16 *wte, const bf16 *wpe, int B, int T,
+                     int C, Dropout drop);
+// dwte (Vp,C) +=, dwpe (T,C) += from dout (B,T,C); deterministic: positions are bucketed by
+// token with a stable sort, and each row's contributions are summed in fp32 in position order.
+void encoder_backward(bf16 *dwte, bf16 *dwpe, const bf16 *dout, const int32_t *inp, int B, int T,
+                      int C, Dropout drop);
+
+// out (N,C) =, mean, rstd (N) fp32 =;  bias may be null
+void layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *weight,
+                       const bf16 *bias, int N, int C);
+// dinp (N,C) +=, dweight (C) +=, dbias (C) += (may be null)
+void layernorm_backward(bf16 *dinp, bf16 *dweight, bf16 *dbias, const bf16 *dout, const bf16 *inp,
+                        const bf16 *weight, const float *mean, const float *rstd, int N, int C);
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC);  bias may be null (cuBLASLt, bias in
+// the epilogue)
+void matmul_forward(bf16 *out, const bf16 *inp, const bf16 *weight, const bf16 *bias, int N, int C,
+                    int OC);
+// out (N,OC) = gelu(pre) and pre (N,OC) = inp @ weight^T + bias, in one GEMM (GELU_AUX_BIAS
+// epilogue, tanh GELU); bias may be null. OC must be a multiple of 8.
+void matmul_forward_gelu(bf16 *out, bf16 *pre, const bf16 *inp, const bf16 *weight,
+                         const bf16 *bias, int N, int C, int OC);
+// dinp (N,C) = dout @ weight (may be null);  dweight (OC,C) += dout^T @ inp;  dbias (OC) +=
+// (may be null)
+void matmul_backward(bf16 *dinp, bf16 *dweight, bf16 *dbias, const bf16 *dout, const bf16 *inp,
+                     const bf16 *weight, int N, int C, int OC);
+
+// Causal flash attention, scale 1/sqrt(HS), HS in {32, 64, 128}: qkv (B,T,3C) as in ops.h;
+// out (B,T,C) =;  lse (B,NH,T) = log sum_j exp(scale q.k_j) (fp32), kept for backward.
+void attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH,
+                       Dropout drop);
+// dqkv (B,T,3C) = from dout (B,T,C), the forward's qkv, out and lse. Deterministic (no atomics).
+void attention_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out,
+                        const float *lse, int B, int T, int C, int NH, Dropout drop);
+
+void gelu_forward(bf16 *out, const bf16 *inp, size_t N);
+void gelu_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N); // may alias
+void residual_forward(bf16 *out, const bf16 *a, const bf16 *b, size_t N, Dropout drop);
+void dropout_backward(bf16 *dinp, const bf16 *dout, size_t N, Dropout drop);
+
+// Fused softmax cross-entropy over the first V of Vp columns, one pass over the bf16 logits;
+// losses (N) fp32 =;  when dloss != 0 the logits become their gradient in place (padding
+// columns 0). A target outside [0, V) gives a NaN loss (the engine checks targets on the host).
+void crossentropy_forward_backward(float *losses, bf16 *logits, const int32_t *targets, int N,
+                                   int V, int Vp, float dloss);
+
+// Sum of squares of g (n), fp32, in a fixed order (deterministic); synchronises and returns it.
+float sum_squares(const bf16 *g, size_t n, float *scratch);
+
+// AdamW as ops.h on the fp32 master weights (n), then params (bf16) = round(master). grads are
+// bf16; zero_grad sets them to 0 in the same pass.
+void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale,
+                  bool zero_grad);
+
+// ---------------------------------------------------------------- device memory, owned
+
+// A device allocation freed on destruction (move-only).
+template <typename T> class DeviceArray {
+public:
+  DeviceArray() = default;
+  explicit DeviceArray(size_t n) : p_(static_cast<T *>(device_malloc(n * sizeof(T)))), n_(n) {}
+  DeviceArray(DeviceArray &&o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  DeviceArray &operator=(DeviceArray &&o) noexcept {
+    std::swap(p_, o.p_), std::swap(n_, o.n_);
+    return *this;
+  }
+  DeviceArray(const DeviceArray &) = delete;
+  DeviceArray &operator=(const DeviceArray &) = delete;
+  ~DeviceArray() { device_free(p_); }
+  T *data() const { return p_; }
+  size_t size() const { return n_; }
+
+private:
+  T *p_ = nullptr;
+  size_t n_ = 0;
+};
+
+} // namespace finegpt::cuda

@@ -1,0 +1,562 @@
+// Tests of the CUDA op bodies (backend/cuda/*.cu) against the CPU ops (backend/cpu, fp32) run on
+// the same bf16-rounded inputs: fresh random non-zero inputs, odd and even sizes (head sizes 32,
+// 64 and 128, sequence lengths that are not multiples of the attention tiles), outputs poisoned
+// with NaN before an op that overwrites them and random values before one that accumulates,
+// bf16 tolerances (every element within 2e-2 of |ref| + rms(ref), and a normwise error under
+// 1e-2), and bitwise repeatability of the deterministic reductions. Without a CUDA device (or in
+// a build without CUDA) every GPU test is skipped and the binary passes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <vector>
+
+#include "backend/cuda_ops.h"
+#include "backend/ops.h"
+#include "core/error.h"
+#include "core/rng.h"
+
+using namespace finegpt;
+namespace cu = finegpt::cuda;
+using cu::bf16;
+using fvec = std::vector<float>;
+using ivec = std::vector<int32_t>;
+using hvec = std::vector<bf16>;
+
+namespace {
+
+constexpr double ELEM_RTOL = 2e-2; // per element, relative to |ref| + rms(ref)
+constexpr double NORM_RTOL = 1e-2; // |got - ref| / |ref| over the tensor
+
+// A device the backend supports (compute capability 8.0 or newer), selected.
+bool have_device() {
+  static const bool ok = [] {
+    if (cu::device_count() == 0) return false;
+    try {
+      cu::set_device(0);
+      return true;
+    } catch (const Error &e) {
+      std::printf("%s\n", e.what());
+      return false;
+    }
+  }();
+  return ok;
+}
+
+#define REQUIRE_DEVICE()                                                                           \
+  do {                                                                                             \
+    if (!have_device()) GTEST_SKIP() << "no CUDA device: skipped";                                 \
+  } while (0)
+
+// Worst errors per op (the first word of a check's name), printed after the tests.
+struct Worst {
+  double norm = 0.0, elem = 0.0;
+  int checks = 0;
+};
+std::map<std::string, Worst> &worst_errors() {
+  static std::map<std::string, Worst> w;
+  return w;
+}
+
+// Says before the tests what runs where, and after them how close each op came.
+class CudaEnvironment : public testing::Environment {
+public:
+  void SetUp() override {
+    if (!have_device())
+      std::printf("no CUDA device: skipped (%s)\n", cu::device_summary().c_str());
+    else
+      std::printf("CUDA devices:\n%s\n", cu::device_summary().c_str());
+  }
+  void TearDown() override {
+    cu::release();
+    if (worst_errors().empty()) return;
+    std::printf("%-32s %7s %14s %14s\n", "op", "checks", "worst normwise", "worst element");
+    for (const auto &[op, w] : worst_errors())
+      std::printf("%-32s %7d %14.2e %14.2e\n", op.c_str(), w.checks, w.norm, w.elem);
+  }
+};
+testing::Environment *const cuda_env = testing::AddGlobalTestEnvironment(new CudaEnvironment);
+
+struct Shape {
+  int B, T, C, NH;
+};
+// HS 32 (odd T, odd B), 64 (one full tile), 128 (three tiles, the last partial).
+const Shape SHAPES[] = {{3, 37, 96, 3}, {4, 64, 128, 2}, {2, 150, 256, 2}};
+
+std::string name(const Shape &s, const char *what) {
+  return cat(what, " B=", s.B, " T=", s.T, " C=", s.C, " NH=", s.NH);
+}
+
+// Random values already representable in bf16 (the CPU reference sees exactly the GPU's input).
+fvec randn(size_t n, Rng &rng, float scale = 1.0f, float offset = 0.0f) {
+  fvec x(n);
+  for (auto &e : x) {
+    do
+      e = cu::to_float(cu::to_bf16(offset + scale * rng.normal()));
+    while (e == 0.0f);
+  }
+  return x;
+}
+ivec tokens(size_t n, int V, Rng &rng) {
+  ivec t(n);
+  for (auto &e : t)
+    e = int32_t(rng.below(V));
+  return t;
+}
+hvec to_h(const fvec &x) {
+  hvec h(x.size());
+  for (size_t i = 0; i < x.size(); i++)
+    h[i] = cu::to_bf16(x[i]);
+  return h;
+}
+fvec to_f(const hvec &h) {
+  fvec x(h.size());
+  for (size_t i = 0; i < h.size(); i++)
+    x[i] = cu::to_float(h[i]);
+  return x;
+}
+
+template <typename T> cu::DeviceArray<T> upload(const std::vector<T> &x) {
+  cu::DeviceArray<T> d(x.size());
+  cu::copy_to_device(d.data(), x.data(), x.size() * sizeof(T));
+  return d;
+}
+cu::DeviceArray<bf16> upload_bf16(const fvec &x) { return upload(to_h(x)); }
+template <typename T> cu::DeviceArray<T> poisoned(size_t n) {
+  cu::DeviceArray<T> d(n);
+  cu::device_memset(d.data(), 0xff, n * sizeof(T)); // NaN in bf16 and fp32
+  return d;
+}
+template <typename T> std::vector<T> download(const cu::DeviceArray<T> &d) {
+  cu::synchronize();
+  std::vector<T> x(d.size());
+  cu::copy_to_host(x.data(), d.data(), d.size() * sizeof(T));
+  return x;
+}
+fvec download_f(const cu::DeviceArray<bf16> &d) { return to_f(download(d)); }
+
+void expect_close(const fvec &got, const fvec &ref, const std::string &what,
+                  double elem_rtol = ELEM_RTOL, double norm_rtol = NORM_RTOL) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  double ss = 0.0, err2 = 0.0, worst = 0.0;
+  for (float r : ref)
+    ss += double(r) * r;
+  const double rms = ref.empty() ? 0.0 : std::sqrt(ss / double(ref.size()));
+  int bad = 0;
+  for (size_t i = 0; i < ref.size(); i++) {
+    const double err = std::fabs(double(got[i]) - double(ref[i]));
+    const double tol = elem_rtol * (std::fabs(double(ref[i])) + rms);
+    if (!(err <= tol) && bad++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << ref[i]
+                    << " (tolerance " << tol << ")";
+    if (std::isfinite(err)) {
+      err2 += err * err;
+      worst = std::max(worst, err / (std::fabs(double(ref[i])) + rms + 1e-30));
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << ref.size() << " elements off";
+  const double rel = std::sqrt(err2 / std::max(ss, 1e-300));
+  EXPECT_LE(rel, norm_rtol) << what << ": normwise relative error " << rel;
+  Worst &w = worst_errors()[what.substr(0, what.find(' '))];
+  w.norm = std::max(w.norm, rel), w.elem = std::max(w.elem, worst), w.checks++;
+}
+
+bool same_bits(const hvec &a, const hvec &b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(bf16)) == 0;
+}
+
+// ---------------------------------------------------------------- host-only
+
+TEST(CudaHost, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(cu::to_bf16(1.0f).bits, 0x3f80);
+  EXPECT_EQ(cu::to_bf16(-2.0f).bits, 0xc000);
+  // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1); just above rounds up.
+  EXPECT_EQ(cu::to_bf16(1.00390625f).bits, 0x3f80);
+  EXPECT_EQ(cu::to_bf16(1.0040f).bits, 0x3f81);
+  EXPECT_EQ(cu::to_bf16(1.01171875f).bits, 0x3f82); // 1 + 3 * 2^-8: ties to even (up)
+  EXPECT_TRUE(std::isnan(cu::to_float(cu::to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_TRUE(std::isinf(cu::to_float(cu::to_bf16(3.4e38f * 10.0f))));
+  EXPECT_EQ(cu::to_float(cu::to_bf16(0.15625f)), 0.15625f);
+}
+
+TEST(CudaHost, StubSaysHowToGetCuda) {
+  if (cu::compiled()) GTEST_SKIP() << "CUDA is compiled in";
+  EXPECT_EQ(cu::device_count(), 0);
+  try {
+    cu::device_malloc(16);
+    FAIL() << "no exception";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("-DFINEGPT_CUDA=ON"), std::string::npos) << e.what();
+  }
+}
+
+// ---------------------------------------------------------------- ops
+
+TEST(CudaOps, Encoder) {
+  REQUIRE_DEVICE();
+  const int V = 50, Vp = 64; // few tokens: long runs of one token in backward
+  Rng rng(11);
+  for (const Shape &s : SHAPES) {
+    const int N = s.B * s.T, C = s.C;
+    const ivec inp = tokens(N, V, rng);
+    const fvec wte = randn(size_t(Vp) * C, rng), wpe = randn(size_t(s.T) * C, rng);
+    fvec ref(size_t(N) * C);
+    cpu::encoder_forward(ref.data(), inp.data(), wte.data(), wpe.data(), s.B, s.T, C, {});
+    auto d_inp = upload(inp);
+    auto d_wte = upload_bf16(wte), d_wpe = upload_bf16(wpe);
+    auto d_out = poisoned<bf16>(size_t(N) * C);
+    cu::encoder_forward(d_out.data(), d_inp.data(), d_wte.data(), d_wpe.data(), s.B, s.T, C, {});
+    expect_close(download_f(d_out), ref, name(s, "encoder_forward"));
+
+    const fvec dout = randn(size_t(N) * C, rng);
+    fvec dwte = randn(size_t(Vp) * C, rng, 0.1f), dwpe = randn(size_t(s.T) * C, rng, 0.1f);
+    auto d_dout = upload_bf16(dout);
+    hvec first_wte, first_wpe;
+    for (int rep = 0; rep < 2; rep++) { // twice from the same start: bitwise equal
+      auto d_dwte = upload_bf16(dwte), d_dwpe = upload_bf16(dwpe);
+      cu::encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), s.B, s.T, C,
+                           {});
+      const hvec got_wte = download(d_dwte), got_wpe = download(d_dwpe);
+      if (rep == 0) {
+        first_wte = got_wte, first_wpe = got_wpe;
+      } else {
+        EXPECT_TRUE(same_bits(first_wte, got_wte)) << name(s, "encoder_backward dwte repeat");
+        EXPECT_TRUE(same_bits(first_wpe, got_wpe)) << name(s, "encoder_backward dwpe repeat");
+      }
+    }
+    cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), inp.data(), s.B, s.T, C, {});
+    expect_close(to_f(first_wte), dwte, name(s, "encoder_backward dwte"));
+    expect_close(to_f(first_wpe), dwpe, name(s, "encoder_backward dwpe"));
+  }
+}
+
+TEST(CudaOps, LayerNorm) {
+  REQUIRE_DEVICE();
+  Rng rng(12);
+  for (const Shape &s : SHAPES)
+    for (bool bias : {true, false}) {
+      const int N = s.B * s.T, C = s.C;
+      const fvec x = randn(size_t(N) * C, rng, 2.0f, 0.5f), w = randn(C, rng, 1.0f, 1.0f);
+      const fvec b = randn(C, rng, 0.5f);
+      fvec out(size_t(N) * C), mean(N), rstd(N);
+      cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(),
+                             bias ? b.data() : nullptr, N, C);
+      auto d_x = upload_bf16(x), d_w = upload_bf16(w), d_b = upload_bf16(b);
+      auto d_out = poisoned<bf16>(size_t(N) * C);
+      auto d_mean = poisoned<float>(N), d_rstd = poisoned<float>(N);
+      cu::layernorm_forward(d_out.data(), d_mean.data(), d_rstd.data(), d_x.data(), d_w.data(),
+                            bias ? d_b.data() : nullptr, N, C);
+      const std::string tag = name(s, bias ? "layernorm+bias" : "layernorm");
+      expect_close(download_f(d_out), out, tag + " out");
+      expect_close(download(d_mean), mean, tag + " mean", 1e-4, 1e-5);
+      expect_close(download(d_rstd), rstd, tag + " rstd", 1e-4, 1e-5);
+
+      // Backward from the CPU's statistics (both sides see the same inputs).
+      const fvec dout = randn(size_t(N) * C, rng);
+      fvec dx = randn(size_t(N) * C, rng, 0.3f), dw = randn(C, rng, 0.3f), db = randn(C, rng, 0.3f);
+      auto d_dout = upload_bf16(dout);
+      auto d_m = upload(mean), d_r = upload(rstd);
+      hvec first_dw;
+      for (int rep = 0; rep < 2; rep++) {
+        auto d_dx = upload_bf16(dx), d_dw = upload_bf16(dw), d_db = upload_bf16(db);
+        cu::layernorm_backward(d_dx.data(), d_dw.data(), bias ? d_db.data() : nullptr,
+                               d_dout.data(), d_x.data(), d_w.data(), d_m.data(), d_r.data(), N, C);
+        const hvec got_dw = download(d_dw);
+        if (rep == 1) {
+          EXPECT_TRUE(same_bits(first_dw, got_dw)) << tag << " dweight repeat";
+          continue;
+        }
+        first_dw = got_dw;
+        fvec rdx = dx, rdw = dw, rdb = db;
+        cpu::layernorm_backward(rdx.data(), rdw.data(), bias ? rdb.data() : nullptr, dout.data(),
+                                x.data(), w.data(), mean.data(), rstd.data(), N, C);
+        expect_close(download_f(d_dx), rdx, tag + " dinp");
+        expect_close(to_f(got_dw), rdw, tag + " dweight");
+        expect_close(download_f(d_db), rdb, tag + " dbias");
+      }
+    }
+}
+
+TEST(CudaOps, MatmulForward) {
+  REQUIRE_DEVICE();
+  Rng rng(13);
+  for (const Shape &s : SHAPES)
+    for (int mult : {1, 3, 4})
+      for (bool bias : {true, false}) {
+        const int N = s.B * s.T, C = s.C, OC = mult * s.C;
+        const fvec x = randn(size_t(N) * C, rng), w = randn(size_t(OC) * C, rng, 0.1f);
+        const fvec b = randn(OC, rng, 0.5f);
+        fvec ref(size_t(N) * OC);
+        cpu::matmul_forward(ref.data(), x.data(), w.data(), bias ? b.data() : nullptr, N, C, OC);
+        auto d_x = upload_bf16(x), d_w = upload_bf16(w), d_b = upload_bf16(b);
+        auto d_out = poisoned<bf16>(size_t(N) * OC);
+        cu::matmul_forward(d_out.data(), d_x.data(), d_w.data(), bias ? d_b.data() : nullptr, N, C,
+                           OC);
+        const std::string tag = name(s, cat("matmul OC=", OC, bias ? " +bias" : "").c_str());
+        expect_close(download_f(d_out), ref, tag);
+        if (mult != 4) continue;
+        // Fused fc + bias + GELU: out = gelu(pre), pre kept.
+        fvec gref(ref.size());
+        cpu::gelu_forward(gref.data(), ref.data(), ref.size());
+        auto d_pre = poisoned<bf16>(size_t(N) * OC);
+        auto d_g = poisoned<bf16>(size_t(N) * OC);
+        cu::matmul_forward_gelu(d_g.data(), d_pre.data(), d_x.data(), d_w.data(),
+                                bias ? d_b.data() : nullptr, N, C, OC);
+        expect_close(download_f(d_pre), ref, tag + " gelu-fused pre");
+        expect_close(download_f(d_g), gref, tag + " gelu-fused out");
+      }
+}
+
+TEST(CudaOps, MatmulBackward) {
+  REQUIRE_DEVICE();
+  Rng rng(14);
+  for (const Shape &s : SHAPES)
+    for (int mult : {1, 3, 4})
+      for (bool with_dinp : {true, false}) {
+        const int N = s.B * s.T, C = s.C, OC = mult * s.C;
+        const fvec x = randn(size_t(N) * C, rng), w = randn(size_t(OC) * C, rng, 0.1f);
+        const fvec dout = randn(size_t(N) * OC, rng);
+        fvec dw = randn(size_t(OC) * C, rng, 2.0f), db = randn(OC, rng, 2.0f);
+        auto d_x = upload_bf16(x), d_w = upload_bf16(w), d_dout = upload_bf16(dout);
+        auto d_dw = upload_bf16(dw), d_db = upload_bf16(db);
+        auto d_dx = poisoned<bf16>(size_t(N) * C);
+        cu::matmul_backward(with_dinp ? d_dx.data() : nullptr, d_dw.data(), d_db.data(),
+                            d_dout.data(), d_x.data(), d_w.data(), N, C, OC);
+        fvec dx(size_t(N) * C);
+        cpu::matmul_backward(with_dinp ? dx.data() : nullptr, dw.data(), db.data(), dout.data(),
+                             x.data(), w.data(), N, C, OC);
+        const std::string tag = name(s, cat("matmul_backward OC=", OC).c_str());
+        if (with_dinp) expect_close(download_f(d_dx), dx, tag + " dinp");
+        expect_close(download_f(d_dw), dw, tag + " dweight");
+        expect_close(download_f(d_db), db, tag + " dbias");
+      }
+}
+
+// log sum_j exp(scale q.k_j) over j <= t, in double, from the rounded qkv.
+fvec lse_ref(const fvec &qkv, const Shape &s) {
+  const int HS = s.C / s.NH;
+  const double scale = 1.0 / std::sqrt(double(HS));
+  fvec lse(size_t(s.B) * s.NH * s.T);
+  for (int b = 0; b < s.B; b++)
+    for (int h = 0; h < s.NH; h++)
+      for (int t = 0; t < s.T; t++) {
+        std::vector<double> sc(t + 1);
+        double mx = -1e300;
+        for (int j = 0; j <= t; j++) {
+          double d = 0.0;
+          for (int i = 0; i < HS; i++)
+            d += double(qkv[(size_t(b) * s.T + t) * 3 * s.C + h * HS + i]) *
+                 double(qkv[(size_t(b) * s.T + j) * 3 * s.C + s.C + h * HS + i]);
+          sc[j] = d * scale;
+          mx = std::max(mx, sc[j]);
+        }
+        double sum = 0.0;
+        for (double v : sc)
+          sum += std::exp(v - mx);
+        lse[(size_t(b) * s.NH + h) * s.T + t] = float(mx + std::log(sum));
+      }
+  return lse;
+}
+
+TEST(CudaOps, Attention) {
+  REQUIRE_DEVICE();
+  Rng rng(15);
+  for (const Shape &s : SHAPES) {
+    const int N = s.B * s.T, C = s.C;
+    const fvec qkv = randn(size_t(N) * 3 * C, rng);
+    fvec out(size_t(N) * C), att(size_t(s.B) * s.NH * s.T * s.T);
+    cpu::attention_forward(out.data(), att.data(), qkv.data(), s.B, s.T, C, s.NH, {});
+    auto d_qkv = upload_bf16(qkv);
+    auto d_out = poisoned<bf16>(size_t(N) * C);
+    auto d_lse = poisoned<float>(size_t(s.B) * s.NH * s.T);
+    cu::attention_forward(d_out.data(), d_lse.data(), d_qkv.data(), s.B, s.T, C, s.NH, {});
+    expect_close(download_f(d_out), out, name(s, "attention_forward out"));
+    expect_close(download(d_lse), lse_ref(qkv, s), name(s, "attention_forward lse"), 1e-3, 1e-3);
+
+    const fvec dout = randn(size_t(N) * C, rng);
+    fvec dqkv(size_t(N) * 3 * C), scratch(att.size());
+    cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), s.B,
+                            s.T, C, s.NH, {});
+    auto d_dout = upload_bf16(dout);
+    hvec first;
+    for (int rep = 0; rep < 2; rep++) {
+      auto d_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
+      cu::attention_backward(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(), d_lse.data(),
+                             s.B, s.T, C, s.NH, {});
+      const hvec got = download(d_dqkv);
+      if (rep == 0)
+        first = got;
+      else
+        EXPECT_TRUE(same_bits(first, got)) << name(s, "attention_backward repeat");
+    }
+    // Compare q, k and v gradients separately: each has its own scale.
+    const fvec got = to_f(first);
+    for (int part = 0; part < 3; part++) {
+      fvec g, r;
+      for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+          g.push_back(got[size_t(n) * 3 * C + part * C + c]);
+          r.push_back(dqkv[size_t(n) * 3 * C + part * C + c]);
+        }
+      expect_close(g, r, name(s, cat("attention_backward d", "qkv"[part]).c_str()));
+    }
+  }
+}
+
+TEST(CudaOps, AttentionRejectsUnsupportedHeads) {
+  REQUIRE_DEVICE();
+  auto d = poisoned<bf16>(3 * 48 * 4);
+  auto l = poisoned<float>(4);
+  EXPECT_THROW(cu::attention_forward(d.data(), l.data(), d.data(), 1, 4, 48, 1, {}), Error);
+}
+
+TEST(CudaOps, Elementwise) {
+  REQUIRE_DEVICE();
+  Rng rng(16);
+  for (size_t n : {size_t(3 * 37 * 384), size_t(1001), size_t(8)}) { // vector and scalar paths
+    const fvec x = randn(n, rng, 2.0f), y = randn(n, rng);
+    fvec ref(n);
+    auto d_x = upload_bf16(x), d_y = upload_bf16(y);
+    auto d_out = poisoned<bf16>(n);
+    cpu::gelu_forward(ref.data(), x.data(), n);
+    cu::gelu_forward(d_out.data(), d_x.data(), n);
+    expect_close(download_f(d_out), ref, cat("gelu_forward n=", n));
+
+    cpu::gelu_backward(ref.data(), x.data(), y.data(), n);
+    auto d_dx = poisoned<bf16>(n);
+    cu::gelu_backward(d_dx.data(), d_x.data(), d_y.data(), n);
+    expect_close(download_f(d_dx), ref, cat("gelu_backward n=", n));
+    auto d_inplace = upload_bf16(y); // dinp aliases dout
+    cu::gelu_backward(d_inplace.data(), d_x.data(), d_inplace.data(), n);
+    expect_close(download_f(d_inplace), ref, cat("gelu_backward in place n=", n));
+
+    cpu::residual_forward(ref.data(), x.data(), y.data(), n, {});
+    auto d_r = poisoned<bf16>(n);
+    cu::residual_forward(d_r.data(), d_x.data(), d_y.data(), n, {});
+    expect_close(download_f(d_r), ref, cat("residual_forward n=", n));
+    cu::residual_forward(d_x.data(), d_x.data(), d_y.data(), n, {}); // out aliases a
+    expect_close(download_f(d_x), ref, cat("residual_forward in place n=", n));
+
+    auto d_c = poisoned<bf16>(n);
+    cu::dropout_backward(d_c.data(), d_y.data(), n, {});
+    EXPECT_TRUE(same_bits(download(d_c), to_h(y))) << "dropout_backward p=0 copies";
+  }
+}
+
+TEST(CudaOps, DropoutIsAnErrorForNow) {
+  REQUIRE_DEVICE();
+  const Dropout d{0.1f, 7};
+  auto a = poisoned<bf16>(3 * 64 * 4), b = poisoned<bf16>(3 * 64 * 4);
+  auto l = poisoned<float>(64);
+  auto t = upload(ivec(4, 0));
+  EXPECT_THROW(cu::residual_forward(a.data(), a.data(), b.data(), 64, d), Error);
+  EXPECT_THROW(cu::dropout_backward(a.data(), b.data(), 64, d), Error);
+  EXPECT_THROW(cu::encoder_forward(a.data(), t.data(), b.data(), b.data(), 1, 4, 64, d), Error);
+  EXPECT_THROW(cu::attention_forward(a.data(), l.data(), b.data(), 1, 4, 64, 1, d), Error);
+}
+
+TEST(CudaOps, Crossentropy) {
+  REQUIRE_DEVICE();
+  Rng rng(17);
+  struct Case {
+    int N, V, Vp;
+  };
+  for (const Case c : {Case{111, 1001, 1024}, Case{64, 50257, 50304}, Case{5, 70, 72}}) {
+    const fvec logits = randn(size_t(c.N) * c.Vp, rng, 3.0f);
+    const ivec tgt = tokens(c.N, c.V, rng);
+    const float dloss = 1.0f / float(c.N);
+    auto d_tgt = upload(tgt);
+    const std::string tag = cat("crossentropy N=", c.N, " V=", c.V, " Vp=", c.Vp);
+    // Forward only: losses, and the logits untouched.
+    fvec ref = logits, losses(c.N);
+    cpu::crossentropy_forward_backward(losses.data(), ref.data(), tgt.data(), c.N, c.V, c.Vp, 0.0f);
+    auto d_logits = upload_bf16(logits);
+    auto d_losses = poisoned<float>(c.N);
+    cu::crossentropy_forward_backward(d_losses.data(), d_logits.data(), d_tgt.data(), c.N, c.V,
+                                      c.Vp, 0.0f);
+    expect_close(download(d_losses), losses, tag + " losses", 1e-4, 1e-5);
+    EXPECT_TRUE(same_bits(download(d_logits), to_h(logits))) << tag << " forward wrote logits";
+    // Forward and backward: gradient in place, padding columns exactly 0.
+    cpu::crossentropy_forward_backward(losses.data(), ref.data(), tgt.data(), c.N, c.V, c.Vp,
+                                       dloss);
+    auto d_losses2 = poisoned<float>(c.N);
+    cu::crossentropy_forward_backward(d_losses2.data(), d_logits.data(), d_tgt.data(), c.N, c.V,
+                                      c.Vp, dloss);
+    expect_close(download(d_losses2), losses, tag + " losses (backward)", 1e-4, 1e-5);
+    const fvec grad = download_f(d_logits);
+    expect_close(grad, ref, tag + " dlogits");
+    for (int n = 0; n < c.N; n++)
+      for (int j = c.V; j < c.Vp; j++)
+        ASSERT_EQ(grad[size_t(n) * c.Vp + j], 0.0f) << tag << " padding gradient";
+  }
+}
+
+TEST(CudaOps, SumSquares) {
+  REQUIRE_DEVICE();
+  Rng rng(18);
+  auto scratch = poisoned<float>(cu::REDUCE_SCRATCH);
+  for (size_t n : {size_t(1000003), size_t(4096), size_t(5)}) {
+    const fvec g = randn(n, rng, 0.01f);
+    double ref = 0.0;
+    for (float x : g)
+      ref += double(x) * x;
+    auto d_g = upload_bf16(g);
+    const float a = cu::sum_squares(d_g.data(), n, scratch.data());
+    const float b = cu::sum_squares(d_g.data(), n, scratch.data());
+    EXPECT_NEAR(a, ref, 1e-5 * ref) << "sum_squares n=" << n;
+    EXPECT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "sum_squares repeat n=" << n;
+  }
+}
+
+TEST(CudaOps, AdamW) {
+  REQUIRE_DEVICE();
+  Rng rng(19);
+  const size_t n = 10007;
+  const fvec master = randn(n, rng, 0.05f), grads = randn(n, rng, 0.01f);
+  const fvec m = randn(n, rng, 0.001f);
+  fvec v = randn(n, rng, 1e-5f);
+  for (auto &e : v)
+    e = std::fabs(e);
+  for (bool zero_grad : {true, false}) {
+    auto d_params = poisoned<bf16>(n);
+    auto d_grads = upload_bf16(grads);
+    auto d_master = upload(master), d_m = upload(m), d_v = upload(v);
+    cu::adamw_update(d_params.data(), d_grads.data(), d_master.data(), d_m.data(), d_v.data(), n,
+                     6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 3, 0.7f, zero_grad);
+    fvec p = master, g = grads, rm = m, rv = v;
+    cpu::adamw_update(p.data(), g.data(), rm.data(), rv.data(), n, 6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                      3, 0.7f, zero_grad);
+    const fvec got_master = download(d_master);
+    expect_close(got_master, p, "adamw master", 1e-5, 1e-6);
+    expect_close(download(d_m), rm, "adamw m", 1e-5, 1e-6);
+    expect_close(download(d_v), rv, "adamw v", 1e-5, 1e-6);
+    EXPECT_TRUE(same_bits(download(d_params), to_h(got_master))) << "params = bf16(master)";
+    expect_close(download_f(d_grads), zero_grad ? fvec(n, 0.0f) : grads, "adamw grads", 0, 0);
+  }
+}
+
+TEST(CudaOps, UserWorkspace) {
+  REQUIRE_DEVICE();
+  cu::DeviceArray<unsigned char> ws(cu::WORKSPACE_BYTES);
+  cu::set_workspace(ws.data(), ws.size());
+  Rng rng(20);
+  const int N = 77, C = 64, OC = 192;
+  const fvec x = randn(size_t(N) * C, rng), w = randn(size_t(OC) * C, rng, 0.1f);
+  const fvec dout = randn(size_t(N) * OC, rng);
+  fvec dw(size_t(OC) * C, 0.5f), db(OC, 0.25f), dx(size_t(N) * C);
+  auto d_x = upload_bf16(x), d_w = upload_bf16(w), d_dout = upload_bf16(dout);
+  auto d_dw = upload_bf16(dw), d_db = upload_bf16(db);
+  auto d_dx = poisoned<bf16>(size_t(N) * C);
+  cu::matmul_backward(d_dx.data(), d_dw.data(), d_db.data(), d_dout.data(), d_x.data(), d_w.data(),
+                      N, C, OC);
+  cpu::matmul_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(), N, C, OC);
+  expect_close(download_f(d_dx), dx, "matmul_backward (user workspace) dinp");
+  expect_close(download_f(d_dw), dw, "matmul_backward (user workspace) dweight");
+  expect_close(download_f(d_db), db, "matmul_backward (user workspace) dbias");
+  cu::release(); // before ws is freed: the backend forgets it
+}
+
+} // namespace
