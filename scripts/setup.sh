@@ -12,6 +12,7 @@ packages=(
   python3 python3-numpy python3-torch            # PyTorch reference tests and benchmarks
   python3-venv python3-pip                       # .venv for the PyPI packages below
   zlib1g-dev libzstd-dev                         # .gz and .zst JSONL inputs
+  libssl-dev                                     # sha256/sha1 (libcrypto): rank file checks
   fortunes fortunes-min                          # the quickstart's corpus (real text, offline)
 )
 missing=()
