@@ -13,6 +13,7 @@ packages=(
   python3-venv python3-pip                       # .venv for the PyPI packages below
   zlib1g-dev libzstd-dev                         # .gz and .zst JSONL inputs
   openmpi-bin libopenmpi-dev                     # data parallelism over MPI (mpirun, srun)
+  libssl-dev                                     # sha256/sha1 (libcrypto): rank file checks
   fortunes fortunes-min                          # the quickstart's corpus (real text, offline)
 )
 missing=()

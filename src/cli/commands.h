@@ -21,5 +21,7 @@ int cmd_export(const Args &args);
 int cmd_bench(const Args &args);
 int cmd_info(const Args &args);
 int cmd_plan(const Args &args);
+int cmd_tokenize(const Args &args);
+int cmd_detokenize(const Args &args);
 
 } // namespace finegpt

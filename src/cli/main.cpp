@@ -24,6 +24,8 @@ const std::map<std::string, Command> &commands() {
       {"bench", {finegpt::cmd_bench, "time training steps of a model shape"}},
       {"info", {finegpt::cmd_info, "build features, threads, devices"}},
       {"plan", {finegpt::cmd_plan, "the best GPT for a GPU and budget; does a config fit?"}},
+      {"tokenize", {finegpt::cmd_tokenize, "print a file's token ids (GPT-2 BPE or char)"}},
+      {"detokenize", {finegpt::cmd_detokenize, "token ids -> the text's bytes"}},
   };
   return table;
 }
@@ -31,7 +33,7 @@ const std::map<std::string, Command> &commands() {
 void usage(FILE *out) {
   std::fprintf(out, "usage: finegpt <command> [options]   (finegpt <command> --help)\n\n");
   for (const auto &[name, c] : commands())
-    std::fprintf(out, "  %-9s %s\n", name.c_str(), c.summary);
+    std::fprintf(out, "  %-10s %s\n", name.c_str(), c.summary);
 }
 
 } // namespace

@@ -2,6 +2,7 @@
 // sorted code-point vocabulary, and meta.json. Not the GPT-2 BPE tokenizer.
 #include "tokenizer/char_tokenizer.h"
 
+#include "core/digest.h"
 #include "core/error.h"
 #include "core/file.h"
 
@@ -28,7 +29,7 @@ std::string describe_char(char32_t c) {
 }
 
 // Decodes one code point at s[i]; on success advances i. Returns an empty reason or why not.
-const char *decode_one(const std::string &s, size_t &i, char32_t &out) {
+const char *decode_one(std::string_view s, size_t &i, char32_t &out) {
   const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
   unsigned char b0 = byte(i);
   if (b0 < 0x80) {
@@ -169,7 +170,13 @@ void CharTokenizer::save(const std::string &meta_json_path) const {
 
 std::vector<uint16_t> CharTokenizer::encode(const std::string &utf8) const {
   std::vector<uint16_t> ids;
-  ids.reserve(utf8.size());
+  encode(std::string_view(utf8), ids);
+  return ids;
+}
+
+void CharTokenizer::encode(std::string_view utf8, std::vector<uint16_t> &ids) const {
+  ids.reserve(ids.size() + utf8.size());
+  const size_t first = ids.size();
   size_t i = 0;
   while (i < utf8.size()) {
     size_t at = i;
@@ -177,11 +184,14 @@ std::vector<uint16_t> CharTokenizer::encode(const std::string &utf8) const {
     if (const char *why = decode_one(utf8, i, c)) fail("invalid UTF-8 at byte ", at, ": ", why);
     auto it = std::lower_bound(itos_.begin(), itos_.end(), c);
     if (it == itos_.end() || *it != c)
-      fail("character ", describe_char(c), " at character ", ids.size(), " (byte ", at,
+      fail("character ", describe_char(c), " at character ", ids.size() - first, " (byte ", at,
            ") is not in the vocabulary of ", itos_.size(), " characters");
     ids.push_back(uint16_t(it - itos_.begin()));
   }
-  return ids;
+}
+
+std::string CharTokenizer::identity() const {
+  return sha256_hex(utf8_encode(std::u32string(itos_.begin(), itos_.end())));
 }
 
 std::string CharTokenizer::decode(const int32_t *ids, size_t n) const {

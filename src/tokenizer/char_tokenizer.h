@@ -2,6 +2,8 @@
 // is the sorted set of Unicode code points of the corpus; ids are their positions. Saved as
 // meta.json beside the shards ({"tokenizer": "char", "vocab_size": N, "itos": [...]}).
 #pragma once
+#include "tokenizer/encoder.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -14,17 +16,23 @@ std::u32string utf8_decode(const std::string &utf8);
 std::string utf8_encode(const std::u32string &text); // Error on a surrogate or > U+10FFFF
 std::string utf8_encode(char32_t c);
 
-class CharTokenizer {
+// As a TextEncoder: no document separator (-1), name "char", identity the sha256 of the
+// vocabulary string (the UTF-8 of itos in order).
+class CharTokenizer : public TextEncoder {
 public:
   // Error on invalid UTF-8, or more than kMaxVocab distinct characters (ids are uint16).
   static CharTokenizer from_text(const std::string &utf8);
   static constexpr int kMaxVocab = 65535;
   static CharTokenizer load(const std::string &meta_json_path);
   void save(const std::string &meta_json_path) const; // atomic
-  int vocab_size() const { return int(itos_.size()); }
+  int vocab_size() const override { return int(itos_.size()); }
   // Error naming the character and its offset if it is not in the vocabulary.
   std::vector<uint16_t> encode(const std::string &utf8) const;
-  std::string decode(const int32_t *ids, size_t n) const; // Error on an id out of range
+  void encode(std::string_view utf8, std::vector<uint16_t> &out) const override;
+  std::string decode(const int32_t *ids, size_t n) const override; // Error on an id out of range
+  int document_separator() const override { return -1; }
+  std::string name() const override { return "char"; }
+  std::string identity() const override;
   const std::vector<char32_t> &itos() const { return itos_; }
 
 private:

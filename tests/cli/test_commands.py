@@ -6,7 +6,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from finegpt_testing import CliTest, run  # noqa: E402
 
-COMMANDS = ["train", "sample", "eval", "prepare", "export", "bench", "info"]
+COMMANDS = ["train", "sample", "eval", "prepare", "export", "bench", "info", "tokenize", "detokenize"]
 
 
 class Help(CliTest):

@@ -185,26 +185,6 @@ def tiktoken_gpt2():
                              special_tokens={"<|endoftext|>": 50256})
 
 
-_gpt2 = None
-
-
-def gpt2_available():
-    """Whether finegpt's GPT-2 tokenizer is in this build (it lands separately)."""
-    global _gpt2
-    if _gpt2 is None:
-        if not rank_file():
-            _gpt2 = False
-            return _gpt2
-        with tempfile.TemporaryDirectory() as tmp:
-            p = os.path.join(tmp, "t.txt")
-            with open(p, "w") as f:
-                f.write("hello world\n")
-            r = prepare("--tokenizer", rank_file(), "--input", p, "--out", os.path.join(tmp, "o"),
-                        "--quiet")
-            _gpt2 = r.returncode == 0 or "not in this build" not in r.stderr
-    return _gpt2
-
-
 class PrepareCase(unittest.TestCase):
     def setUp(self):
         self._tmp = tempfile.TemporaryDirectory(prefix="finegpt_prepare_")

@@ -17,7 +17,6 @@ import unittest
 
 import numpy as np
 
-from prepare_testing import gpt2_available
 
 BIN = os.environ.get("FINEGPT_BIN", "")
 SHARED = os.environ.get("FINEGPT_SHARED", os.path.join(os.path.dirname(__file__), "../../../shared"))
@@ -182,13 +181,6 @@ class PrepareTest(unittest.TestCase):
         p = self.write("big.txt", "".join(map(chr, cps)))
         self.expect_error(["--tokenizer", "char", "--input", p], "65536 distinct characters",
                           "65535")
-
-    @unittest.skipIf(gpt2_available(), "the GPT-2 tokenizer is in this build")
-    def test_gpt2_not_in_this_build(self):
-        p = self.write("t.txt", "hello\n")
-        self.expect_error(["--tokenizer", "gpt2", "--input", p], "GPT-2 tokenizer",
-                          "not in this build")
-        self.expect_error(["--input", p], "GPT-2 tokenizer")  # gpt2 is the default
 
     def test_bad_val_fraction_and_tokenizer(self):
         p = self.write("t.txt", "hello\n")

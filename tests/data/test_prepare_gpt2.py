@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prepare_testing import (BIN, PrepareCase, byte_tokens, folder_shards,  # noqa: F401
-                             fineweb_py_layout, gpt2_available, meta, needs_arrow, prepare,
+                             fineweb_py_layout, meta, needs_arrow, prepare,
                              rank_file,
                              read_shard, reference_layout, setUpModule, shard_names,
                              tiktoken_gpt2)
@@ -298,7 +298,6 @@ class Folder(PrepareCase):
         self.assertIn("vocab 257", t.stdout)
 
 
-@unittest.skipUnless(gpt2_available(), "finegpt's GPT-2 tokenizer is not in this build yet")
 class Gpt2(PrepareCase):
     """Shards equal, byte for byte, fineweb.py's output with tiktoken's encode_ordinary."""
 
