@@ -78,16 +78,16 @@ arch=${FINEGPT_CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,nohe
 arch=${arch:-90}
 
 # ---- carried third-party files
-if [ ! -f third_party/openblas.tar.xz ] || [ ! -d third_party/googletest ]; then
+if [ ! -f third_party/deps.tar.xz ] || [ ! -d third_party/googletest ]; then
   rows+=("third_party: missing (run scripts/device_prepare.sh here, then carry third_party)")
   finish 1
 fi
 tp=/tmp/finegpt-third-party
 rm -rf "$tp" && mkdir -p "$tp"
-tar -xJf third_party/openblas.tar.xz -C "$tp" 2>/dev/null ||
+tar -xJf third_party/deps.tar.xz -C "$tp" 2>/dev/null ||
   python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" \
-    third_party/openblas.tar.xz "$tp"
-export LD_LIBRARY_PATH=$tp/openblas/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    third_party/deps.tar.xz "$tp"
+export LD_LIBRARY_PATH=$tp/openblas/lib:$tp/sys/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 # cuBLASLt: the toolkit's, else the copy PyTorch's nvidia-cublas wheel installed.
 cublas_args=()
@@ -110,6 +110,10 @@ step configure 180 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -D
   -DCMAKE_CUDA_ARCHITECTURES="$arch" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
   -DFINEGPT_BLAS_LIB="$tp/openblas/lib/libopenblas.so.0" \
   -DFINEGPT_BLAS_INCLUDE="$tp/openblas/include" -DFINEGPT_JSON_INCLUDE="$root/third_party/include" \
+  -DZLIB_INCLUDE_DIR="$tp/sys/include" -DZLIB_LIBRARY="$tp/sys/lib/libz.so" \
+  -DFINEGPT_ZSTD_INCLUDE="$tp/sys/include" -DFINEGPT_ZSTD_LIB="$tp/sys/lib/libzstd.so" \
+  -DOPENSSL_ROOT_DIR="$tp/sys" -DOPENSSL_INCLUDE_DIR="$tp/sys/include" \
+  -DOPENSSL_CRYPTO_LIBRARY="$tp/sys/lib/libcrypto.so" -DFINEGPT_MPI=OFF -DFINEGPT_ARROW=OFF \
   "${cublas_args[@]}" ${FINEGPT_CMAKE_ARGS:-} || finish 1
 step build 300 cmake --build "$build" -j "$jobs" --target finegpt backend_test_cuda_ops \
   backend_test_ops cuda_ops_bench || finish 1

@@ -4,8 +4,11 @@
 # CMake, ninja and PyTorch but no Debian packages and no network:
 #   third_party/googletest/        GoogleTest sources (Debian's googletest, built there)
 #   third_party/include/nlohmann/  nlohmann/json, header only (Debian's nlohmann-json3-dev)
-#   third_party/openblas.tar.xz    OpenBLAS (OpenMP build) with cblas.h and the Fortran runtime it
-#                                  links, x86-64, for the CPU reference ops the CUDA tests call
+#   third_party/deps.tar.xz        x86-64 libraries with their headers: openblas/ (OpenMP build,
+#                                  cblas.h and the Fortran runtime it links, for the CPU reference
+#                                  ops the CUDA tests call) and sys/ (zlib, zstd and OpenSSL's
+#                                  libcrypto, which the library links for its input readers and
+#                                  the tokenizer's hash checks)
 # About 9 MB in all. Licenses: GoogleTest BSD-3, nlohmann/json MIT, OpenBLAS BSD-3, libgfortran and
 # libquadmath GPL-3 with the GCC runtime library exception (copied unmodified, for testing only).
 set -euo pipefail
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 blas_dir=/usr/lib/x86_64-linux-gnu/openblas-openmp
 blas_inc=/usr/include/x86_64-linux-gnu/openblas-openmp
 for f in /usr/src/googletest/CMakeLists.txt /usr/include/nlohmann/json.hpp "$blas_dir/libopenblas.so.0" \
-  "$blas_inc/cblas.h"; do
+  "$blas_inc/cblas.h" /usr/include/zstd.h /usr/include/zlib.h /usr/include/openssl/evp.h; do
   [ -e "$f" ] || { echo "device_prepare: $f is missing: run scripts/setup.sh first" >&2; exit 1; }
 done
 
@@ -37,7 +40,18 @@ for lib in libgfortran.so.5 libquadmath.so.0; do
   [ -n "$path" ] && cp -L "$path" "$stage/openblas/lib/"
 done
 cp "$blas_inc/cblas.h" "$blas_inc/openblas_config.h" "$stage/openblas/include/"
-tar -cJf "$tp/openblas.tar.xz" -C "$stage" openblas
+
+# zlib, zstd and libcrypto: headers and shared libraries (with unversioned links for the linker).
+mkdir -p "$stage/sys/lib" "$stage/sys/include"
+cp /usr/include/zlib.h /usr/include/zconf.h /usr/include/zstd.h /usr/include/zstd_errors.h \
+  "$stage/sys/include/"
+cp -r /usr/include/openssl "$stage/sys/include/"
+cp -r /usr/include/x86_64-linux-gnu/openssl/. "$stage/sys/include/openssl/"
+for lib in libz.so.1 libzstd.so.1 libcrypto.so.3; do
+  cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$stage/sys/lib/"
+  ln -s "$lib" "$stage/sys/lib/${lib%%.so.*}.so"
+done
+tar -cJf "$tp/deps.tar.xz" -C "$stage" openblas sys
 
 cat > "$tp/README" <<EOF
 Made by scripts/device_prepare.sh on $(date -u +%Y-%m-%d) from Debian $(cat /etc/debian_version):
