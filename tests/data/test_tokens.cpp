@@ -7,6 +7,8 @@
 #include "core/rng.h"
 #include "data/tokens.h"
 
+#include "testing.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 
 namespace fs = std::filesystem;
 using namespace finegpt;
+using namespace finegpt::testing;
 
 namespace {
 
@@ -129,15 +132,6 @@ std::vector<int32_t> expect_range(int64_t start, int64_t n) {
   for (int64_t i = 0; i < n; i++)
     v[size_t(i)] = tok_at(start + i);
   return v;
-}
-
-std::string error_of(const std::function<void()> &f) {
-  try {
-    f();
-  } catch (const Error &e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 } // namespace

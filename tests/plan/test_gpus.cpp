@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 
+#include "testing.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,18 +16,9 @@
 
 namespace finegpt {
 namespace {
+using namespace finegpt::testing;
 
 // The message of the Error `f` throws; fails the test when it throws nothing.
-template <typename F> std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error &e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return "";
-}
-
 const GpuSpec *by_name(const std::string &name) {
   for (const GpuSpec &g : gpu_catalog())
     if (g.name == name) return &g;

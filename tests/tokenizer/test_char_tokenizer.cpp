@@ -4,31 +4,18 @@
 #include "core/file.h"
 #include "tokenizer/char_tokenizer.h"
 
+#include "testing.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <unistd.h>
 
 using namespace finegpt;
+using namespace finegpt::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()> &f) {
-  try {
-    f();
-  } catch (const Error &e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / cat("finegpt_test_char_", getpid());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string &name) const { return (path / name).string(); }
-};
 
 } // namespace
 

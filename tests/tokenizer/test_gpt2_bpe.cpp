@@ -11,6 +11,8 @@
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/unicode_tables.h"
 
+#include "testing.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -20,25 +22,10 @@
 #include <unistd.h>
 
 using namespace finegpt;
+using namespace finegpt::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()> &f) {
-  try {
-    f();
-  } catch (const Error &e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / cat("finegpt_test_gpt2_", getpid());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string &name) const { return (path / name).string(); }
-};
 
 std::string b64(const std::string &s) {
   static const char *t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
