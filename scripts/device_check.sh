@@ -120,6 +120,7 @@ step build 300 cmake --build "$build" -j "$jobs" --target finegpt backend_test_c
 
 # ---- checks
 step info 30 "$build/finegpt" info
+step plan 30 "$build/finegpt" plan --top 3  # this GPU: memory from the driver
 cat "$log/info.log" >>"$log/env.log"
 step cuda_ops 180 "$build/tests/backend_test_cuda_ops" --gtest_output="xml:$log/cuda_ops.xml"
 ops_rc=$?

@@ -53,6 +53,14 @@ bool compiled() noexcept;
 int device_count() noexcept;
 // One line per device ("0: NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB, 132 SMs"), or "none (why)".
 std::string device_summary() noexcept;
+// Device `index`'s name, compute capability and memory as the driver reports it (total from
+// cudaMemGetInfo); false when there is no such device (never throws).
+struct DeviceInfo {
+  std::string name;
+  int sm_major = 0, sm_minor = 0;
+  size_t total_bytes = 0, free_bytes = 0;
+};
+bool device_info(int index, DeviceInfo *out) noexcept;
 // Selects the device for this thread; Error if there is none or it lacks bf16 (sm < 8.0).
 void set_device(int index);
 

@@ -14,6 +14,7 @@ namespace {
 bool compiled() noexcept { return false; }
 int device_count() noexcept { return 0; }
 std::string device_summary() noexcept { return "none (this build has no CUDA backend)"; }
+bool device_info(int, DeviceInfo *) noexcept { return false; }
 void set_device(int) { no_cuda(); }
 
 void *device_malloc(size_t) { no_cuda(); }

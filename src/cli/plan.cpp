@@ -1,6 +1,7 @@
 // finegpt plan: the best GPT for a GPU and a budget, the guide's table checked, and whether a
 // config fits (with the smallest change that makes it fit).
 #include "cli/commands.h"
+#include "backend/cuda_ops.h"
 #include "cli/options.h"
 #include "config/train_config.h"
 #include "core/error.h"
@@ -164,6 +165,25 @@ int run_check(const std::string &config, const Device &dev, PlanSettings s) {
   return 1;
 }
 
+// The CUDA device in this machine: memory from the driver, throughput from the catalog when the
+// driver's name is in it.
+Device this_machines_gpu() {
+  cuda::DeviceInfo info;
+  if (!cuda::device_info(0, &info))
+    fail("no CUDA device here (", cuda::device_summary(), "): give --gpu NAME (see finegpt plan "
+         "--list) or --vram SIZE");
+  Device dev;
+  try {
+    dev = device_from_gpu(find_gpu(info.name));
+  } catch (const Error &) { // not in the catalog: memory only
+    dev = device_from_vram(double(info.total_bytes) / (1024.0 * 1024.0 * 1024.0) / 0.98);
+  }
+  dev.name = info.name + " (this machine)";
+  dev.usable_gib = double(info.total_bytes) / (1024.0 * 1024.0 * 1024.0);
+  dev.bf16 = info.sm_major >= 8;
+  return dev;
+}
+
 } // namespace
 
 int cmd_plan(const Args &args) {
@@ -220,11 +240,14 @@ int cmd_plan(const Args &args) {
   if (o.flag("table")) return run_table(s);
 
   FINEGPT_CHECK(o.str("gpu").empty() || o.str("vram").empty(), "give --gpu or --vram, not both");
-  if (o.str("gpu").empty() && o.str("vram").empty())
-    fail("give --gpu NAME (see finegpt plan --list) or --vram SIZE (this build cannot ask a "
-         "CUDA device)");
-  Device dev = o.str("gpu").empty() ? device_from_vram(parse_vram_gib(o.str("vram")))
-                                    : device_from_gpu(find_gpu(o.str("gpu")));
+  Device dev;
+  if (!o.str("gpu").empty()) {
+    dev = device_from_gpu(find_gpu(o.str("gpu")));
+  } else if (!o.str("vram").empty()) {
+    dev = device_from_vram(parse_vram_gib(o.str("vram")));
+  } else {
+    dev = this_machines_gpu();
+  }
   if (!o.str("check").empty()) return run_check(o.str("check"), dev, s);
 
   const long top = o.integer("top");

@@ -74,6 +74,27 @@ int device_count() noexcept {
   return n;
 }
 
+bool device_info(int index, DeviceInfo *out) noexcept {
+  int n = device_count();
+  if (index < 0 || index >= n) return false;
+  cudaDeviceProp p{};
+  int previous = 0;
+  if (cudaGetDeviceProperties(&p, index) != cudaSuccess || cudaGetDevice(&previous) != cudaSuccess ||
+      cudaSetDevice(index) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  size_t free_b = 0, total_b = 0;
+  const bool ok = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess;
+  cudaSetDevice(previous);
+  if (!ok) {
+    cudaGetLastError();
+    return false;
+  }
+  *out = DeviceInfo{p.name, p.major, p.minor, total_b, free_b};
+  return true;
+}
+
 std::string device_summary() noexcept {
   int n = 0;
   const cudaError_t err = cudaGetDeviceCount(&n);
