@@ -1,7 +1,7 @@
 // finegpt plan: the best GPT for a GPU and a budget, the guide's table checked, and whether a
 // config fits (with the smallest change that makes it fit).
-#include "cli/commands.h"
 #include "backend/cuda_ops.h"
+#include "cli/commands.h"
 #include "cli/options.h"
 #include "config/train_config.h"
 #include "core/error.h"
@@ -21,8 +21,12 @@ double parse_count(const std::string &flag, const std::string &text) {
   char *end = nullptr;
   double v = std::strtod(text.c_str(), &end);
   std::string unit = end ? end : "";
-  double mult = unit.empty() ? 1 : unit == "K" || unit == "k" ? 1e3 : unit == "M" ? 1e6
-                               : unit == "B" || unit == "G"  ? 1e9 : unit == "T" ? 1e12 : 0;
+  double mult = unit.empty()                 ? 1
+                : unit == "K" || unit == "k" ? 1e3
+                : unit == "M"                ? 1e6
+                : unit == "B" || unit == "G" ? 1e9
+                : unit == "T"                ? 1e12
+                                             : 0;
   if (end == text.c_str() || mult == 0 || !(v > 0) || !std::isfinite(v))
     fail(flag, ": expected a positive count like 10B, 500M or 2.5e9, got '", text, "'");
   return v * mult;
@@ -55,10 +59,9 @@ void print_table(const std::vector<Candidate> &cs) {
   for (const Candidate &c : cs)
     std::printf("%3d  %6d %5d %5d  %6.1fM  %5d x %-5d  %6d %4d  %10.2f  %8.2f  %8.0f  %8.3g  "
                 "%9.1f  %6.1f  %5.3f\n",
-                ++i, c.model.n_layer, c.model.n_head, c.model.n_embd, c.params / 1e6,
-                c.micro_batch, c.accum, c.recompute, c.zero_stage, c.need_gib, c.headroom_gib,
-                c.tokens_per_s, c.train_tokens, c.train_tokens / c.params, c.hours,
-                c.expected_loss);
+                ++i, c.model.n_layer, c.model.n_head, c.model.n_embd, c.params / 1e6, c.micro_batch,
+                c.accum, c.recompute, c.zero_stage, c.need_gib, c.headroom_gib, c.tokens_per_s,
+                c.train_tokens, c.train_tokens / c.params, c.hours, c.expected_loss);
   std::printf("  * Chinchilla's L(N, D) = 1.8172 + 482.01/N^0.3478 + 2085.43/D^0.3658 (Besiroglu "
               "et al. 2024 refit; compute-optimal at ~20 tokens per parameter): a ranking, not a "
               "FineWeb loss.\n");
@@ -100,9 +103,8 @@ int run_table(PlanSettings s) {
     const double used = c.need_gib / dev.usable_gib;
     std::printf("guide:   %d layers, %d heads, %d channels, batch %d x %d: claimed %s, true "
                 "%.1fM parameters; needs %.2f GiB of %.2f: %s\n",
-                g.L, g.NH, g.C, g.B, g.accum, g.claimed, c.params / 1e6, c.need_gib,
-                dev.usable_gib,
-                !fits         ? "DOES NOT FIT"
+                g.L, g.NH, g.C, g.B, g.accum, g.claimed, c.params / 1e6, c.need_gib, dev.usable_gib,
+                !fits        ? "DOES NOT FIT"
                 : used < 0.5 ? "fits but wastes the card (under half used)"
                              : "fits");
     auto best = search(dev, s, 1);
@@ -138,8 +140,8 @@ int run_check(const std::string &config, const Device &dev, PlanSettings s) {
     }
   }
   bool fits = false;
-  Candidate c = evaluate(dev, s, m, B, accum / s.gpus, int(cfg.recompute), int(cfg.zero_stage),
-                         &fits);
+  Candidate c =
+      evaluate(dev, s, m, B, accum / s.gpus, int(cfg.recompute), int(cfg.zero_stage), &fits);
   std::printf("%s: %d layers, %d heads, %d channels (%.1fM parameters), batch %d x %d, "
               "recompute %ld, zero_stage %ld\n",
               config.c_str(), m.n_layer, m.n_head, m.n_embd, c.params / 1e6, B, accum,
@@ -170,7 +172,8 @@ int run_check(const std::string &config, const Device &dev, PlanSettings s) {
 Device this_machines_gpu() {
   cuda::DeviceInfo info;
   if (!cuda::device_info(0, &info))
-    fail("no CUDA device here (", cuda::device_summary(), "): give --gpu NAME (see finegpt plan "
+    fail("no CUDA device here (", cuda::device_summary(),
+         "): give --gpu NAME (see finegpt plan "
          "--list) or --vram SIZE");
   Device dev;
   try {

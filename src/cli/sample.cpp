@@ -6,9 +6,10 @@
 #include "core/threads.h"
 #include "io/model_load.h"
 #include "model/generate.h"
-#include "tokenizer/char_tokenizer.h"
+#include "tokenizer/encoder.h"
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace finegpt {
 
@@ -23,6 +24,9 @@ int cmd_sample(const Args &args) {
                 {"temperature", "0.8", "1.0 = no change, < 1.0 = less random"},
                 {"top_k", "200", "keep only the top_k most likely tokens (0 = all)"},
                 {"seed", "1337", "random seed"},
+                {"tokenizer", "",
+                 "gpt2 | PATH to a rank file | char:META.json (default: the "
+                 "training data's meta.json, else GPT-2)"},
                 {"threads", "0", "CPU threads (0 = all cores)"},
                 {"device", "cpu", "accepted for nanoGPT compatibility"},
                 {"dtype", "float32", "accepted for nanoGPT compatibility"},
@@ -34,14 +38,24 @@ int cmd_sample(const Args &args) {
   set_threads(int(o.integer("threads")));
   const std::string init = o.str("init_from");
   LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init, 1, 1);
-  const std::string meta = lm.data_dir + "/meta.json";
-  if (lm.data_dir.empty() || !file_exists(meta))
-    fail("no tokenizer for this model (no meta.json beside its training data); the GPT-2 "
-         "tokenizer comes with its own issue");
-  CharTokenizer tok = CharTokenizer::load(meta);
+  // nanoGPT's choice: the dataset's own vocabulary when it has one, else GPT-2's.
+  std::string spec = o.str("tokenizer");
+  if (spec.empty()) {
+    const std::string meta = lm.data_dir + "/meta.json";
+    const bool char_meta =
+        !lm.data_dir.empty() && file_exists(meta) &&
+        nlohmann::json::parse(read_file(meta), nullptr, false).value("tokenizer", "") == "char";
+    spec = char_meta ? "char:" + meta : "gpt2";
+  }
+  std::unique_ptr<TextEncoder> enc = make_encoder(spec);
+  const TextEncoder &tok = *enc;
+  FINEGPT_CHECK(tok.vocab_size() == lm.model->config().vocab_size, "the ", tok.name(),
+                " tokenizer has ", tok.vocab_size(), " tokens but the model was trained on ",
+                lm.model->config().vocab_size, " (give --tokenizer)");
   std::string start = o.str("start");
   if (start.rfind("FILE:", 0) == 0) start = read_file(start.substr(5));
-  std::vector<uint16_t> ids16 = tok.encode(start);
+  std::vector<uint16_t> ids16;
+  tok.encode(start, ids16);
   std::vector<int32_t> prompt(ids16.begin(), ids16.end());
   const long S = o.integer("num_samples"), n = o.integer("max_new_tokens");
   FINEGPT_CHECK(S > 0, "--num_samples must be positive");

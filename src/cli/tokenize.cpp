@@ -42,15 +42,6 @@ Reads token ids (integers separated by white space) from FILE, or standard input
 "<|endoftext|>"). The inverse of `finegpt tokenize` for valid UTF-8.
 )";
 
-std::unique_ptr<TextEncoder> make_encoder(const std::string &spec) {
-  if (spec.rfind("char:", 0) == 0)
-    return std::make_unique<CharTokenizer>(CharTokenizer::load(spec.substr(5)));
-  if (spec == "char")
-    fail("--tokenizer char needs its vocabulary: --tokenizer char:DIR/meta.json (written by "
-         "finegpt prepare --tokenizer char)");
-  return Gpt2Tokenizer::load(Gpt2Tokenizer::locate(spec));
-}
-
 std::vector<OptionSpec> tokenizer_option() {
   return {{"tokenizer", "gpt2", "gpt2 | PATH to a rank file | char:META.json"}};
 }

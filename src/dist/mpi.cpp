@@ -79,7 +79,8 @@ public:
   void all_gather(float *data, size_t n) override {
     Busy b(this, "all-gather");
     std::vector<int> counts = shard_counts(n), displs(world_);
-    for (int r = 0; r < world_; ++r) displs[r] = as_int(shard_range(n, r).first);
+    for (int r = 0; r < world_; ++r)
+      displs[r] = as_int(shard_range(n, r).first);
     check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), displs.data(),
                          MPI_FLOAT, MPI_COMM_WORLD),
           "all-gather");

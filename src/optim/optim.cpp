@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <tuple>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 
 namespace finegpt {
 
@@ -30,6 +30,7 @@ AdamW::AdamW(const GPT &model, AdamWConfig cfg, Communicator *comm, int zero_sta
   MemoryPlan plan = plan_memory(model.config(), model.max_batch(), model.max_time(), o);
   const Buffer *m = plan.find("adamw.m"), *v = plan.find("adamw.v");
   FINEGPT_CHECK(m && v, "internal: the plan has no optimizer state");
+  FINEGPT_CHECK(zero_stage == 0 || comm, "internal: ZeRO-1 needs a communicator");
   P_ = end_ = model.num_params();
   if (zero_stage == 1) {
     auto [b, e] = comm->shard_range(model.num_params(), comm->rank());

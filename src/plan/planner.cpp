@@ -14,7 +14,7 @@ namespace {
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr double kDefaultHours = 24.0;
 constexpr double kWarmupTokens = 375e6; // GPT-3's warmup (Brown et al. 2020)
-constexpr double kMargin = 0.03; // recommendations leave 3% of the card free (fragmentation)
+constexpr double kMargin = 0.03;        // recommendations leave 3% of the card free (fragmentation)
 } // namespace
 
 Device device_from_gpu(const GpuSpec &g) {
@@ -49,8 +49,8 @@ double chinchilla_loss(double params, double tokens) {
 }
 
 double learning_rate_for(double params) {
-  static const double table[][2] = {{125e6, 6e-4},  {350e6, 3e-4}, {760e6, 2.5e-4},
-                                    {1.3e9, 2e-4},  {2.7e9, 1.6e-4}, {6.7e9, 1.2e-4}};
+  static const double table[][2] = {{125e6, 6e-4}, {350e6, 3e-4},   {760e6, 2.5e-4},
+                                    {1.3e9, 2e-4}, {2.7e9, 1.6e-4}, {6.7e9, 1.2e-4}};
   const int n = sizeof table / sizeof table[0];
   if (params <= table[0][0]) return table[0][1];
   if (params >= table[n - 1][0]) return table[n - 1][1];
@@ -70,15 +70,14 @@ Candidate evaluate(const Device &dev, const PlanSettings &s, const GPTConfig &m,
   c.zero_stage = zero_stage;
   c.params = num_parameters_unpadded(m);
   c.bf16 = dev.bf16;
-  MemoryPlan plan = plan_memory(m, micro_batch, s.block_size,
-                                plan_options(dev, recompute, zero_stage, s.gpus));
+  MemoryPlan plan =
+      plan_memory(m, micro_batch, s.block_size, plan_options(dev, recompute, zero_stage, s.gpus));
   c.plan_gib = double(plan.total_bytes()) / kGiB;
   c.need_gib = c.plan_gib + s.overhead_gib;
   c.headroom_gib = dev.usable_gib - c.need_gib;
   if (fits) *fits = c.headroom_gib >= 0;
   c.flops_per_token = flops_per_token(m, s.block_size, recompute);
-  if (dev.known_peak)
-    c.tokens_per_s = s.gpus * dev.peak_tflops * 1e12 * s.mfu / c.flops_per_token;
+  if (dev.known_peak) c.tokens_per_s = s.gpus * dev.peak_tflops * 1e12 * s.mfu / c.flops_per_token;
   if (s.tokens > 0) {
     c.train_tokens = s.tokens;
   } else if (dev.known_peak) {
@@ -130,9 +129,8 @@ bool best_run(const Device &dev, const PlanSettings &s, const GPTConfig &m, Cand
 std::vector<Candidate> search(const Device &dev, const PlanSettings &s, int top) {
   FINEGPT_CHECK(s.gpus >= 1, "--gpus must be at least 1");
   FINEGPT_CHECK(s.tokens >= 0 && s.hours >= 0, "the budget must be positive");
-  FINEGPT_CHECK(s.tokens == 0 || s.tokens >= double(s.tokens_per_step),
-                "--tokens ", s.tokens, " is less than one optimizer step (", s.tokens_per_step,
-                " tokens)");
+  FINEGPT_CHECK(s.tokens == 0 || s.tokens >= double(s.tokens_per_step), "--tokens ", s.tokens,
+                " is less than one optimizer step (", s.tokens_per_step, " tokens)");
   FINEGPT_CHECK(s.tokens_per_step % (long(s.block_size) * s.gpus) == 0, "tokens per step (",
                 s.tokens_per_step, ") must be a multiple of block_size x gpus (",
                 long(s.block_size) * s.gpus, ")");
@@ -171,13 +169,13 @@ std::vector<Fix> fixes(const Device &dev, const PlanSettings &s, const Candidate
     return fits;
   };
   for (int r = std::max(1, c.recompute + 1); r <= 2; ++r)
-    if (attempt(cat("recompute = ", r, r == 1 ? " (GELU)" : " (GELU + LayerNorm)"),
-                c.micro_batch, c.accum, r, c.zero_stage, s.gpus))
+    if (attempt(cat("recompute = ", r, r == 1 ? " (GELU)" : " (GELU + LayerNorm)"), c.micro_batch,
+                c.accum, r, c.zero_stage, s.gpus))
       break;
   for (int B = c.micro_batch / 2; B >= 1; B /= 2)
     if (c.micro_batch % B == 0 &&
-        attempt(cat("batch_size = ", B, ", gradient_accumulation_steps = ",
-                    c.accum * (c.micro_batch / B)),
+        attempt(cat("batch_size = ", B,
+                    ", gradient_accumulation_steps = ", c.accum * (c.micro_batch / B)),
                 B, c.accum * (c.micro_batch / B), c.recompute, c.zero_stage, s.gpus))
       break;
   if (c.recompute < 3)
@@ -185,8 +183,8 @@ std::vector<Fix> fixes(const Device &dev, const PlanSettings &s, const Candidate
             c.zero_stage, s.gpus);
   for (int g = s.gpus * 2; g <= s.gpus * 64; g *= 2)
     if ((c.accum * s.gpus) % g == 0 &&
-        attempt(cat("zero_stage = 1 over ", g, " GPUs (gradient_accumulation_steps = ",
-                    c.accum * s.gpus, " in total)"),
+        attempt(cat("zero_stage = 1 over ", g,
+                    " GPUs (gradient_accumulation_steps = ", c.accum * s.gpus, " in total)"),
                 c.micro_batch, c.accum * s.gpus / g, c.recompute, 1, g))
       break;
   return out;
@@ -213,11 +211,11 @@ std::string config_for(const Candidate &c, const PlanSettings &s, const std::str
       "weight_decay = 0.1\nbeta1 = 0.9\nbeta2 = 0.95\ngrad_clip = 1.0\n"
       "device = 'cuda'\ndtype = '%s'\n"
       "recompute = %d\nzero_stage = %d\n",
-      gpu_name.c_str(), s.gpus, c.params / 1e6, c.train_tokens, c.train_tokens / c.params,
-      c.hours, c.tokens_per_s, s.mfu, c.need_gib, c.need_gib + c.headroom_gib, m.n_layer,
-      m.n_embd, c.accum, c.micro_batch, m.block_size, m.n_layer, m.n_head, m.n_embd,
-      c.learning_rate, c.min_lr, c.max_iters, c.max_iters, c.warmup_iters,
-      c.bf16 ? "bfloat16" : "float32", c.recompute, c.zero_stage);
+      gpu_name.c_str(), s.gpus, c.params / 1e6, c.train_tokens, c.train_tokens / c.params, c.hours,
+      c.tokens_per_s, s.mfu, c.need_gib, c.need_gib + c.headroom_gib, m.n_layer, m.n_embd, c.accum,
+      c.micro_batch, m.block_size, m.n_layer, m.n_head, m.n_embd, c.learning_rate, c.min_lr,
+      c.max_iters, c.max_iters, c.warmup_iters, c.bf16 ? "bfloat16" : "float32", c.recompute,
+      c.zero_stage);
   return buf;
 }
 

@@ -14,8 +14,8 @@ namespace finegpt {
 // The card a plan is for: from the catalog, or only a memory size (--vram).
 struct Device {
   std::string name;
-  double usable_gib = 0;   // memory a run may use (before the fixed overhead)
-  double peak_tflops = 0;  // dense bf16 (fp32 on cards without bf16)
+  double usable_gib = 0;  // memory a run may use (before the fixed overhead)
+  double peak_tflops = 0; // dense bf16 (fp32 on cards without bf16)
   bool bf16 = true;
   bool known_peak = false; // false for --vram: no throughput figure
 };
@@ -27,10 +27,10 @@ struct PlanSettings {
   int block_size = 1024;
   long tokens_per_step = 524288; // 512 x 1024, the guide's advice
   int vocab_size = 50257;
-  double mfu = 0.40;             // of peak; llm.c reaches ~0.5 on A100/H100 for GPT-2 124M
-  double overhead_gib = 0.75;    // CUDA context and allocator slack, outside the plan
-  double hours = 0;              // budget: wall-clock hours ...
-  double tokens = 0;             // ... or training tokens (0 and 0: 24 hours)
+  double mfu = 0.40;          // of peak; llm.c reaches ~0.5 on A100/H100 for GPT-2 124M
+  double overhead_gib = 0.75; // CUDA context and allocator slack, outside the plan
+  double hours = 0;           // budget: wall-clock hours ...
+  double tokens = 0;          // ... or training tokens (0 and 0: 24 hours)
 };
 
 // One configuration: a model shape and how it runs, with its memory and predicted outcome.
@@ -38,7 +38,7 @@ struct Candidate {
   GPTConfig model;
   int micro_batch = 0, accum = 0, recompute = 0, zero_stage = 0;
   double plan_gib = 0, need_gib = 0, headroom_gib = 0; // need = plan + overhead
-  double flops_per_token = 0, tokens_per_s = 0;       // all GPUs together
+  double flops_per_token = 0, tokens_per_s = 0;        // all GPUs together
   double train_tokens = 0, hours = 0, expected_loss = 0;
   double learning_rate = 0, min_lr = 0;
   long max_iters = 0, warmup_iters = 0;

@@ -2,6 +2,7 @@
 // id that separates documents. Implemented by the GPT-2 BPE (gpt2.h) and the char tokenizer.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,5 +21,10 @@ public:
   virtual std::string name() const = 0;     // "gpt2" | "char"
   virtual std::string identity() const = 0; // e.g. the rank file's sha256; recorded in meta.json
 };
+
+// The tokenizer a `--tokenizer` flag names: "gpt2" (or "") finds GPT-2's rank file
+// (Gpt2Tokenizer::locate), a path loads that rank file, "char:META.json" loads a character
+// vocabulary written by prepare --tokenizer char. Error naming what is wrong.
+std::unique_ptr<TextEncoder> make_encoder(const std::string &spec);
 
 } // namespace finegpt

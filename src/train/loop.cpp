@@ -57,18 +57,19 @@ void check_same_config(const TrainConfig &cfg, Communicator &comm) {
   if (comm.world() == 1) return;
   const std::string text = to_python(cfg);
   uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL; // FNV-1a
+  for (unsigned char c : text)
+    h = (h ^ c) * 0x100000001b3ULL; // FNV-1a
   std::vector<uint8_t> all = comm.all_gather_bytes(&h, sizeof h);
   for (int r = 1; r < comm.world(); ++r)
     if (std::memcmp(all.data() + r * sizeof h, all.data(), sizeof h) != 0)
-      fail("rank ", r, "'s configuration differs from rank 0's (every rank must be given the "
-                       "same config file and flags)");
+      fail("rank ", r,
+           "'s configuration differs from rank 0's (every rank must be given the "
+           "same config file and flags)");
 }
 
 } // namespace
 
-TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
-                  bool *started) {
+TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm, bool *started) {
   using clock = std::chrono::steady_clock;
   const int rank = comm.rank(), world = comm.world();
   const bool root = rank == 0;
@@ -88,16 +89,14 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
   TokenDataset val_data(find_split_files(s.data_dir, "val"));
   for (const TokenDataset *d : {&train_data, &val_data})
     FINEGPT_CHECK(d->max_token() < s.model.vocab_size, d->file_path(0), ": token id ",
-                  d->max_token(), " is outside the model's vocabulary (", s.model.vocab_size,
-                  ")");
+                  d->max_token(), " is outside the model's vocabulary (", s.model.vocab_size, ")");
   const DataOrder order = parse_data_order(cfg.data_order);
   BatchLoader loader(train_data, B, T, order, uint64_t(cfg.seed), rank, world);
   BatchLoader eval_train(train_data, B, T, order, uint64_t(cfg.seed) + 1);
   BatchLoader eval_val(val_data, B, T, order, uint64_t(cfg.seed) + 2);
 
   GPT model(s.model, B, T);
-  AdamW opt(model,
-            AdamWConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)},
+  AdamW opt(model, AdamWConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)},
             &comm, int(cfg.zero_stage));
   long iter_num = 0;
   double best_val_loss = 1e9;
@@ -105,7 +104,8 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
   if (s.resume) {
     CheckpointState st = read_checkpoint_state(s.init_path);
     if (int(st.loaders.size()) != world && order == DataOrder::Random)
-      fail(s.init_path, ": written by ", st.loaders.size(), " rank(s); resuming random batches "
+      fail(s.init_path, ": written by ", st.loaders.size(),
+           " rank(s); resuming random batches "
            "exactly needs as many ranks (or data_order = 'sequential')");
     std::vector<float> m(model.num_params()), v(model.num_params());
     load_checkpoint(s.init_path, model.params(), m.data(), v.data());
@@ -165,8 +165,7 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
       float val_loss = estimate_split(model, eval_val, cfg.eval_iters, B, T, ex, ey, comm);
       eval_rng = eval_val.state().rng;
       if (root) {
-        std::printf("step %ld: train loss %.4f, val loss %.4f\n", iter_num, train_loss,
-                    val_loss);
+        std::printf("step %ld: train loss %.4f, val loss %.4f\n", iter_num, train_loss, val_loss);
         std::fflush(stdout);
       }
       log_json({{"iter", iter_num}, {"train_loss", train_loss}, {"val_loss", val_loss}});
@@ -202,8 +201,8 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
     double loss_sum = 0.0;
     for (long micro = 0; micro < accum; ++micro) {
       // Keyed by the global micro-batch index, as the sequential loader numbers batches.
-      const uint64_t global = uint64_t(iter_num * cfg.gradient_accumulation_steps +
-                                       micro * world + rank);
+      const uint64_t global =
+          uint64_t(iter_num * cfg.gradient_accumulation_steps + micro * world + rank);
       const uint64_t key = cfg.dropout > 0 ? mix64(uint64_t(cfg.seed) ^ mix64(global + 1)) : 0;
       loss = model.forward_backward(x.data(), y.data(), B, T,
                                     1.0f / float(cfg.gradient_accumulation_steps), key);

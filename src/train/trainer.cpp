@@ -14,11 +14,11 @@
 #include "plan/gpus.h"
 
 #include <chrono>
-#include <cstdlib>
-#include <fstream>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sys/resource.h>
 
@@ -139,14 +139,14 @@ void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run) {
                      " (same tokens per step, needs ", format_bytes(need(B)), ")");
         break;
       }
-    std::string msg = cat("the run needs ", format_bytes(n), " of memory but ",
-                          format_bytes(avail), " is available: ", advice);
+    std::string msg = cat("the run needs ", format_bytes(n), " of memory but ", format_bytes(avail),
+                          " is available: ", advice);
     if (!dry_run) fail(msg);
     setup.notes.push_back("does not fit: " + msg);
     return;
   }
-  setup.notes.push_back(cat("memory: the plan takes ", format_bytes(n), " of ",
-                            format_bytes(avail), " available"));
+  setup.notes.push_back(
+      cat("memory: the plan takes ", format_bytes(n), " of ", format_bytes(avail), " available"));
 }
 
 void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
@@ -170,9 +170,9 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
   MemoryPlan plan = run_plan(cfg, s, cfg.batch_size);
   std::printf("# memory plan (%s, %s, micro-batch %ld x %ld, recompute %ld, zero_stage %ld, "
               "%d rank%s):\n%s",
-              backend_name(s.backend), s.backend == Backend::CPU || cfg.dtype == "float32"
-                                           ? "float32"
-                                           : "bfloat16 mixed precision",
+              backend_name(s.backend),
+              s.backend == Backend::CPU || cfg.dtype == "float32" ? "float32"
+                                                                  : "bfloat16 mixed precision",
               cfg.batch_size, cfg.block_size, cfg.recompute, cfg.zero_stage, s.world,
               s.world > 1 ? "s" : "", format_plan(plan).c_str());
   for (const auto &n : s.notes)

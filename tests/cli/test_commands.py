@@ -4,6 +4,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from finegpt_testing import SHAKESPEARE as SHAKESPEARE_PATH  # noqa: E402
 from finegpt_testing import CliTest, run  # noqa: E402
 
 COMMANDS = ["train", "sample", "eval", "prepare", "export", "bench", "info", "tokenize", "detokenize"]
@@ -69,6 +70,10 @@ class TrainedModel(CliTest):
                               "--tokens")
         self.assertCleanError(run("eval", f"--out_dir={self.out}", "--tokens=1000"), "multiple")
 
+    def test_sample_tokenizer_must_match_the_model(self):
+        self.assertCleanError(run("sample", f"--out_dir={self.out}", "--tokenizer=gpt2"),
+                              "50257", "65")
+
     def test_bad_sample_flags(self):
         self.assertCleanError(run("sample", f"--out_dir={self.out}", "--top_k=-1"), "--top_k")
         self.assertCleanError(run("sample", f"--out_dir={self.out}", "--num_samples=two"),
@@ -78,6 +83,23 @@ class TrainedModel(CliTest):
         self.assertCleanError(run("sample", f"--out_dir={self.out}", "--start=\u00e9t\u00e9"),
                               "vocabulary")
         self.assertCleanError(run("sample", f"--out_dir={self.tmp}/nothing"), "nothing")
+
+
+class Gpt2Model(CliTest):
+    def test_sample_with_gpt2_tokens(self):
+        text = os.path.join(self.tmp, "doc.txt")
+        with open(SHAKESPEARE_PATH) as f, open(text, "w") as g:
+            g.write(f.read()[:200000])
+        data = os.path.join(self.tmp, "gpt2data")
+        run("prepare", "--input", text, "--out", data, "--name", "shk", "--shard-tokens",
+            "20000", check=True)
+        out = os.path.join(self.tmp, "out")
+        run("train", f"--data_dir={data}", f"--out_dir={out}", "--n_layer=1", "--n_head=2",
+            "--n_embd=32", "--block_size=16", "--batch_size=4", "--gradient_accumulation_steps=1",
+            "--max_iters=10", "--eval_interval=10", "--eval_iters=1", "--device=cpu", check=True)
+        p = run("sample", f"--out_dir={out}", "--start=To be", "--num_samples=1",
+                "--max_new_tokens=20", check=True)
+        self.assertTrue(p.stdout.startswith("To be"), p.stdout)
 
 
 if __name__ == "__main__":
