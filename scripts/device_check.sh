@@ -3,8 +3,10 @@
 # network and no Debian packages: builds with CUDA for that GPU only, runs the CUDA op tests
 # (every op against the CPU op), the same tests under compute-sanitizer (memcheck; racecheck on
 # the shared-memory kernels) when it is there, and the CPU op tests as a check of the carried
-# OpenBLAS, then times each op at GPT-2 124M's shapes (bench/cuda_ops_bench.cpp); prints a short
-# table last. Full logs go into $OUT when set (else /tmp/finegpt-device).
+# OpenBLAS; runs the GPU training tests (tests/train/test_cuda_train.cpp: a step against the CPU,
+# 20 steps, exact resume) and times whole training steps of GPT-2 124M at T=1024
+# (`finegpt bench --device cuda`: tokens/s, MFU, memory against the plan), then each op at
+# GPT-2 124M's shapes (bench/cuda_ops_bench.cpp); prints a short table last. Full logs go into $OUT when set (else /tmp/finegpt-device).
 # Takes about 3-5 minutes on 16 cores; each step has a time limit and all of them end by
 # FINEGPT_DEADLINE_S (default 480 s) after the start, so the table always prints.
 #
@@ -54,6 +56,14 @@ finish() {
   echo "== finegpt device_check: $(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - t_start)) s, logs in $log"
   [ -n "${gpu:-}" ] && echo "gpu: $gpu"
   [ -f "$log/bench.log" ] && sed -n '/^op /,$p' "$log/bench.log"
+  for b in gpt2_b8 gpt2_b32; do
+    [ -f "$log/$b.log" ] && grep -E '^finegpt bench|^note|^no CUDA device' "$log/$b.log"
+  done
+  if [ -f "$log/cuda_train.log" ]; then
+    grep -E '^(loss|grad|step) ' "$log/cuda_train.log" | head -40
+    grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
+      "$log/cuda_train.log" || true
+  fi
   if [ -f "$log/cuda_ops.log" ]; then
     sed -n '/^op .*worst normwise/,$p' "$log/cuda_ops.log" | grep -v '^\[' || true
     grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
@@ -116,7 +126,7 @@ step configure 180 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -D
   -DOPENSSL_CRYPTO_LIBRARY="$tp/sys/lib/libcrypto.so" -DFINEGPT_MPI=OFF -DFINEGPT_ARROW=OFF \
   "${cublas_args[@]}" ${FINEGPT_CMAKE_ARGS:-} || finish 1
 step build 300 cmake --build "$build" -j "$jobs" --target finegpt backend_test_cuda_ops \
-  backend_test_ops cuda_ops_bench || finish 1
+  backend_test_ops train_test_cuda_train cuda_ops_bench || finish 1
 
 # ---- checks
 step info 30 "$build/finegpt" info
@@ -124,6 +134,15 @@ step plan 30 "$build/finegpt" plan --top 3  # this GPU: memory from the driver
 cat "$log/info.log" >>"$log/env.log"
 step cuda_ops 180 "$build/tests/backend_test_cuda_ops" --gtest_output="xml:$log/cuda_ops.xml"
 ops_rc=$?
+step cuda_train 180 env OMP_NUM_THREADS=8 "$build/tests/train_test_cuda_train" \
+  --gtest_output="xml:$log/cuda_train.xml"
+train_rc=$?
+[ "$ops_rc" -eq 0 ] && ops_rc=$train_rc
+# GPT-2 124M at T=1024: micro-batch 8, and 32 (which the plan puts near 20 GiB)
+step gpt2_b8 90 "$build/finegpt" bench --device cuda --batch_size 8 --seq_len 1024 --steps 10 \
+  --warmup 2
+step gpt2_b32 120 "$build/finegpt" bench --device cuda --batch_size 32 --seq_len 1024 \
+  --steps 10 --warmup 2
 if command -v compute-sanitizer >/dev/null; then
   step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 3 \
     "$build/tests/backend_test_cuda_ops" --gtest_brief=1

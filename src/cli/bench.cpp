@@ -1,18 +1,88 @@
 // finegpt bench: time full training steps (forward, backward, clip, AdamW) of a model shape on
-// random tokens; one JSON line for scripts (bench/) and a human line.
+// random tokens; one JSON line for scripts (bench/) and a human line. --device cuda times the
+// CUDA engine (model/gpt_cuda.h) and adds tokens/s, MFU against the catalog's bf16 peak for the
+// driver's GPU name, and the device memory in use against the memory plan.
+#include "backend/cuda_ops.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "model/gpt.h"
+#include "model/gpt_cuda.h"
 #include "optim/optim.h"
+#include "plan/gpus.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 
 namespace finegpt {
+
+namespace {
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Training steps of the CUDA engine; the numbers of a GPU run (see the file comment).
+int bench_cuda(const GPTConfig &c, int B, int T, int steps, int warmup) {
+  if (cuda::device_count() == 0) { // as cuda_ops_bench: a skip, not a failure
+    std::printf("no CUDA device: skipped (%s)\n", cuda::device_summary().c_str());
+    return 0;
+  }
+  CudaGPT model(c, B, T);
+  model.init_weights(1337);
+  Rng rng(42);
+  std::vector<int32_t> x(size_t(B) * T), y(x.size());
+  std::vector<double> ms;
+  for (int s = 0; s < warmup + steps; ++s) {
+    for (auto &t : x)
+      t = int32_t(rng.below(c.vocab_size));
+    for (auto &t : y)
+      t = int32_t(rng.below(c.vocab_size));
+    cuda::synchronize();
+    auto t0 = std::chrono::steady_clock::now();
+    model.forward_backward(x.data(), y.data(), B, T, 1.0f);
+    model.step(1e-4f, 1.0f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    cuda::synchronize();
+    auto t1 = std::chrono::steady_clock::now();
+    if (s >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  const double median = median_of(ms);
+  const double tok_s = double(B) * T / (median / 1e3);
+  // nanoGPT's estimate_mfu: 6 N + 12 L C T flops per token, N without position embeddings.
+  const double N = double(num_parameters_unpadded(c)) - double(c.block_size) * c.n_embd;
+  const double flops = (6.0 * N + 12.0 * c.n_layer * c.n_embd * double(T)) * tok_s;
+  cuda::DeviceInfo d;
+  cuda::device_info(0, &d);
+  double peak = 0.0;
+  std::string gpu = d.name;
+  try {
+    const GpuSpec &g = find_gpu(d.name);
+    peak = g.bf16_tflops * 1e12, gpu = g.name;
+  } catch (const Error &e) {
+    std::printf("note: %s (no MFU)\n", e.what());
+  }
+  const double used = double(d.total_bytes - d.free_bytes);
+  const double planned = double(model.plan().total_bytes());
+  std::printf("finegpt bench --device cuda: %s, %zu parameters, B=%d T=%d: median step %.2f ms, "
+              "%.0f tokens/s, %.1f TFLOP/s, MFU %s; device memory in use %s, plan %s "
+              "(arenas %s)\n",
+              gpu.c_str(), num_parameters(c), B, T, median, tok_s, flops / 1e12,
+              peak > 0 ? cat(int(100.0 * flops / peak + 0.5), "%").c_str() : "unknown",
+              format_bytes(used).c_str(), format_bytes(planned).c_str(),
+              format_bytes(double(model.device_bytes())).c_str());
+  std::printf("{\"impl\": \"finegpt-cuda\", \"gpu\": \"%s\", \"B\": %d, \"T\": %d, "
+              "\"step_ms_median\": %.3f, \"tokens_per_s\": %.0f, \"tflops\": %.2f, "
+              "\"mfu\": %.4f, \"used_bytes\": %.0f, \"plan_bytes\": %.0f}\n",
+              gpu.c_str(), B, T, median, tok_s, flops / 1e12, peak > 0 ? flops / peak : 0.0, used,
+              planned);
+  return 0;
+}
+
+} // namespace
 
 int cmd_bench(const Args &args) {
   Options o;
@@ -27,7 +97,8 @@ int cmd_bench(const Args &args) {
                 {"seq_len", "64", "T"},
                 {"steps", "5", "timed steps (the median is reported)"},
                 {"warmup", "1", "untimed steps first"},
-                {"threads", "0", "CPU threads (0 = all cores)"}},
+                {"threads", "0", "CPU threads (0 = all cores)"},
+                {"device", "cpu", "cpu | cuda"}},
                "usage: finegpt bench [options]\n\nTimes training steps of a GPT shape "
                "(default: GPT-2 124M at B=4, T=64)."))
     return 0;
@@ -42,6 +113,9 @@ int cmd_bench(const Args &args) {
   const int B = int(o.integer("batch_size")), T = int(o.integer("seq_len"));
   const int steps = int(o.integer("steps")), warmup = int(o.integer("warmup"));
   FINEGPT_CHECK(steps > 0 && warmup >= 0, "--steps must be positive and --warmup >= 0");
+  FINEGPT_CHECK(o.str("device") == "cpu" || o.str("device") == "cuda",
+                "--device must be cpu or cuda (got '", o.str("device"), "')");
+  if (o.str("device") == "cuda") return bench_cuda(c, B, T, steps, warmup);
   const int threads = set_threads(int(o.integer("threads")));
   GPT model(c, B, T);
   model.init_weights(1337);

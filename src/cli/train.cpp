@@ -1,4 +1,5 @@
 // finegpt train CONFIG.py [--key=value ...] [--dry_run]
+#include "backend/cuda_ops.h"
 #include "cli/commands.h"
 #include "config/train_config.h"
 #include "core/error.h"
@@ -60,19 +61,35 @@ int cmd_train(const Args &args) {
       dry_run ? make_single_communicator() : make_communicator(cfg.dist_timeout);
   const bool root = comm->is_root();
   RunSetup setup;
+  bool on_gpu = false;
   try {
     setup = resolve_run(cfg);
     setup.world = comm->world();
     const bool wants_cuda = cfg.device.rfind("cuda", 0) == 0;
-    if (wants_cuda && dry_run) setup.backend = Backend::CUDA; // show the GPU plan
+    // A CUDA device trains; without one a dry run still shows the GPU plan.
+    on_gpu = wants_cuda && cuda::device_count() > 0;
+    if (on_gpu) {
+      FINEGPT_CHECK(cfg.dtype != "float32",
+                    "dtype='float32' on device='cuda' is not implemented "
+                    "yet (the CUDA engine trains in bfloat16 mixed precision): use dtype = "
+                    "'bfloat16', or device = 'cpu'");
+      FINEGPT_CHECK(comm->world() == 1, "device='cuda' trains on one process for now (",
+                    comm->world(),
+                    " ranks; multi-GPU training needs NCCL, which comes later): "
+                    "use device = 'cpu' under MPI");
+    }
+    if (wants_cuda && (dry_run || on_gpu)) setup.backend = Backend::CUDA;
     fit_to_memory(cfg, setup, dry_run);
   } catch (const Error &e) {
     return report_setup_error(e, *comm);
   }
   for (const auto &n : notes)
     setup.notes.insert(setup.notes.begin(), n);
-  if (cfg.device.rfind("cuda", 0) == 0)
-    setup.notes.push_back("device='" + cfg.device + "': this build has no CUDA backend; " +
+  if (cfg.device.rfind("cuda", 0) == 0 && !on_gpu)
+    setup.notes.push_back("device='" + cfg.device + "': " +
+                          (cuda::compiled() ? "no CUDA device here (" + cuda::device_summary() + ")"
+                                            : std::string("this build has no CUDA backend")) +
+                          "; " +
                           (dry_run ? "the plan above is the CUDA engine's; training would run "
                                      "on the cpu"
                                    : "training on the cpu"));

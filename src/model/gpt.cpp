@@ -78,26 +78,33 @@ const float *GPT::layer_qkv(int l) const {
 
 void GPT::zero_grads() { std::memset(grads_.data(), 0, grads_.size() * sizeof(float)); }
 
-void GPT::init_weights(uint64_t seed) {
+void init_gpt_weights(const GPTConfig &cfg, float *params, uint64_t seed) {
   Rng rng(seed);
-  const float std_res = 0.02f / std::sqrt(2.0f * float(cfg_.n_layer));
-  std::memset(params_.data(), 0, params_.size() * sizeof(float));
+  const float std_res = 0.02f / std::sqrt(2.0f * float(cfg.n_layer));
+  const auto tensors = param_tensors(cfg);
+  std::array<float *, kNumParamTensors> at{};
+  size_t total = 0;
+  for (int i = 0; i < kNumParamTensors; ++i)
+    at[i] = params + total, total += tensors[i].count;
+  std::memset(params, 0, total * sizeof(float));
   auto normal = [&](ParamId id, float std, size_t count) {
-    float *p = param(id);
+    float *p = at[id];
     for (size_t i = 0; i < count; ++i)
       p[i] = rng.normal() * std;
   };
   // The padding rows of wte stay zero (as llm.c): they are never predicted.
-  normal(WTE, 0.02f, size_t(cfg_.vocab_size) * cfg_.n_embd);
-  normal(WPE, 0.02f, counts_[WPE]);
-  normal(QKVW, 0.02f, counts_[QKVW]);
-  normal(ATTPROJW, std_res, counts_[ATTPROJW]);
-  normal(FCW, 0.02f, counts_[FCW]);
-  normal(FCPROJW, std_res, counts_[FCPROJW]);
+  normal(WTE, 0.02f, size_t(cfg.vocab_size) * cfg.n_embd);
+  normal(WPE, 0.02f, tensors[WPE].count);
+  normal(QKVW, 0.02f, tensors[QKVW].count);
+  normal(ATTPROJW, std_res, tensors[ATTPROJW].count);
+  normal(FCW, 0.02f, tensors[FCW].count);
+  normal(FCPROJW, std_res, tensors[FCPROJW].count);
   for (ParamId id : {LN1W, LN2W, LNFW})
-    for (size_t i = 0; i < counts_[id]; ++i)
-      param(id)[i] = 1.0f;
+    for (size_t i = 0; i < tensors[id].count; ++i)
+      at[id][i] = 1.0f;
 }
+
+void GPT::init_weights(uint64_t seed) { init_gpt_weights(cfg_, params_.data(), seed); }
 
 float GPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T,
                    uint64_t dropout_key) {

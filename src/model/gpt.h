@@ -96,6 +96,10 @@ private:
   int lastB_ = 0, lastT_ = 0;
 };
 
+// GPT::init_weights on a flat fp32 parameter array (num_parameters(cfg) floats, param_tensors
+// order): the one initialisation every engine uses.
+void init_gpt_weights(const GPTConfig &cfg, float *params, uint64_t seed);
+
 // Dropout key for site `site` of layer `layer` under a step's key (0 when `key` is 0).
 uint64_t dropout_site_key(uint64_t key, int layer, int site);
 

@@ -1,7 +1,8 @@
 // The training loop (nanoGPT's train.py), data-parallel over a Communicator: each rank runs
 // gradient_accumulation_steps / world micro-steps on its own batches, gradients are summed
 // over ranks by the optimizer (all-reduce, or ZeRO-1's reduce-scatter), only rank 0 prints,
-// logs and writes checkpoints, and every rank resumes from the same checkpoint.
+// logs and writes checkpoints, and every rank resumes from the same checkpoint. The model and
+// optimizer are an Engine (train/engine.h): the CPU's, or on device='cuda' the GPU's (one rank).
 #include "core/error.h"
 #include "core/file.h"
 #include "core/rng.h"
@@ -10,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "model/gpt.h"
 #include "optim/optim.h"
+#include "train/engine.h"
 #include "train/trainer.h"
 
 #include <chrono>
@@ -25,7 +27,7 @@ namespace {
 
 // nanoGPT's estimate_loss for one split: the mean loss of eval_iters batches. Every rank draws
 // every batch (so the batches do not depend on the number of ranks) and evaluates its share.
-float estimate_split(GPT &model, BatchLoader &loader, long iters, int B, int T,
+float estimate_split(Engine &model, BatchLoader &loader, long iters, int B, int T,
                      std::vector<int32_t> &x, std::vector<int32_t> &y, Communicator &comm) {
   double sum = 0.0;
   for (long k = 0; k < iters; ++k) {
@@ -37,19 +39,21 @@ float estimate_split(GPT &model, BatchLoader &loader, long iters, int B, int T,
 }
 
 // Parameters from an llm.c model file, its position embeddings cropped to block_size rows.
-void load_llmc_into(GPT &model, const std::string &path) {
+void load_llmc_into(Engine &model, const GPTConfig &cfg, const std::string &path) {
   GPTConfig file = read_llmc_header(path);
-  if (file.block_size == model.config().block_size) return load_llmc_model(path, model.params());
   std::vector<float> full(num_parameters(file));
   load_llmc_model(path, full.data());
-  auto src = param_tensors(file);
+  if (file.block_size == cfg.block_size) return model.set_params(full.data());
+  std::vector<float> params(num_parameters(cfg));
+  auto src = param_tensors(file), dst = param_tensors(cfg);
   size_t in = 0, out = 0;
   for (int i = 0; i < kNumParamTensors; ++i) {
-    const size_t n = model.param_count(ParamId(i));
-    std::copy(full.begin() + in, full.begin() + in + n, model.params() + out);
+    const size_t n = dst[i].count;
+    std::copy(full.begin() + in, full.begin() + in + n, params.begin() + out);
     in += src[i].count;
     out += n;
   }
+  model.set_params(params.data());
 }
 
 // The same configuration on every rank, or an Error (identical on all ranks).
@@ -95,9 +99,12 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
   BatchLoader eval_train(train_data, B, T, order, uint64_t(cfg.seed) + 1);
   BatchLoader eval_val(val_data, B, T, order, uint64_t(cfg.seed) + 2);
 
-  GPT model(s.model, B, T);
-  AdamW opt(model, AdamWConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)},
-            &comm, int(cfg.zero_stage));
+  const AdamWConfig adam{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
+  std::unique_ptr<Engine> engine =
+      s.backend == Backend::CUDA
+          ? make_cuda_engine(s.model, B, T, adam, comm, int(cfg.recompute))
+          : make_cpu_engine(s.model, B, T, adam, comm, int(cfg.zero_stage), threads);
+  Engine &model = *engine, &opt = *engine;
   long iter_num = 0;
   double best_val_loss = 1e9;
   uint64_t eval_rng = Rng(uint64_t(cfg.seed) + 3).state;
@@ -107,8 +114,9 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
       fail(s.init_path, ": written by ", st.loaders.size(),
            " rank(s); resuming random batches "
            "exactly needs as many ranks (or data_order = 'sequential')");
-    std::vector<float> m(model.num_params()), v(model.num_params());
-    load_checkpoint(s.init_path, model.params(), m.data(), v.data());
+    std::vector<float> p(model.num_params()), m(p.size()), v(p.size());
+    load_checkpoint(s.init_path, p.data(), m.data(), v.data());
+    model.set_params(p.data());
     opt.load_moments(m.data(), v.data());
     opt.set_steps_taken(st.adam_steps);
     iter_num = st.iter_num;
@@ -118,7 +126,7 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
     eval_rng = st.eval_rng;
     if (root) std::printf("resuming from %s at iter %ld\n", s.init_path.c_str(), iter_num);
   } else if (!s.init_path.empty()) {
-    load_llmc_into(model, s.init_path);
+    load_llmc_into(model, s.model, s.init_path);
   } else {
     model.init_weights(uint64_t(cfg.seed));
   }
@@ -137,7 +145,7 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
     std::fflush(metrics.get());
   };
   if (root)
-    std::printf("training on cpu with %d threads%s\n", threads,
+    std::printf("training on %s%s\n", model.describe().c_str(),
                 world > 1 ? cat(" per rank, ", world, " ranks (", comm.name(), ")",
                                 cfg.zero_stage ? ", ZeRO-1" : "")
                                 .c_str()
@@ -190,7 +198,8 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
             st.config_py = to_python(cfg);
             st.data_dir = s.data_dir;
             std::printf("saving checkpoint to %s\n", cfg.out_dir.c_str());
-            save_checkpoint(cfg.out_dir + "/ckpt.bin", st, model.params(), m.data(), v.data());
+            save_checkpoint(cfg.out_dir + "/ckpt.bin", st, model.params_for_save(), m.data(),
+                            v.data());
           }
         }
       }
@@ -212,7 +221,7 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
       held = loader.state();
       loader.next(x.data(), y.data());
     }
-    const float norm = opt.step(model, lr, float(cfg.grad_clip));
+    const float norm = opt.step(lr, float(cfg.grad_clip));
     comm.allreduce_sum(&loss_sum, 1);
     const double loss_mean = loss_sum / double(cfg.gradient_accumulation_steps);
     auto t1 = clock::now();
@@ -243,6 +252,8 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
     std::printf("memory: peak resident %s; the plan is %s\n",
                 format_bytes(double(ru.ru_maxrss) * 1024.0).c_str(),
                 format_bytes(double(run_plan(cfg, s, B).total_bytes())).c_str());
+    const std::string dev = model.memory_report();
+    if (!dev.empty()) std::printf("%s\n", dev.c_str());
   }
   return result;
 }

@@ -1,6 +1,7 @@
 // nanoGPT's train.py loop on finegpt's model (see trainer.h).
 #include "train/trainer.h"
 
+#include "backend/cuda_ops.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "core/rng.h"
@@ -101,9 +102,12 @@ double host_memory_available() {
 }
 
 void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run) {
-  // Host memory bounds the CPU engine; a CUDA plan shown on a machine without the CUDA engine
-  // has no device to check against.
-  const double avail = setup.backend == Backend::CPU ? host_memory_available() : 0.0;
+  // Host memory bounds the CPU engine, the device's free memory the CUDA engine; a CUDA plan
+  // shown on a machine without a device has nothing to check against.
+  cuda::DeviceInfo dev;
+  const double avail = setup.backend == Backend::CPU ? host_memory_available()
+                       : cuda::device_info(0, &dev) ? double(dev.free_bytes)
+                                                    : 0.0;
   const int T = int(cfg.block_size);
   auto need = [&](long B) { return double(run_plan(cfg, setup, B).total_bytes()); };
   if (cfg.batch_size == 0) {

@@ -19,8 +19,8 @@ struct RunSetup {
   std::string init_path; // checkpoint or llm.c file to load ("" for scratch)
   bool resume = false;
   int world = 1; // ranks of the run (for the plan under ZeRO-1)
-  // The engine the plan is for. CPU unless a dry run of a device='cuda' config shows the CUDA
-  // engine's plan (a build without CUDA trains such a config on the CPU).
+  // The engine: CUDA when device='cuda' and a CUDA device is present (train() then runs on the
+  // GPU), or for a dry run of a device='cuda' config (to show the CUDA engine's plan); else CPU.
   Backend backend = Backend::CPU;
   std::vector<std::string> notes;
 };

@@ -1,0 +1,299 @@
+// GPT forward, backward and AdamW on the GPU (see gpt_cuda.h). The forward and backward mirror
+// model/gpt.cpp line for line (same buffer names, same op order); the differences are the
+// seam's: attention keeps its log-sum-exp ("att_lse") instead of the probabilities, the fc layer
+// fuses bias and GELU into its GEMM, and tokens and losses cross to and from the host. Shapes:
+// B batch, T time, C channels, NH heads, L layers, V vocab, Vp padded vocab, N = B*T.
+#include "model/gpt_cuda.h"
+
+#include "core/error.h"
+#include "model/gpt.h"
+
+#include <cmath>
+
+namespace finegpt {
+
+namespace cu = cuda;
+using cu::bf16;
+
+namespace {
+constexpr size_t kAlign = 256; // bytes: every activation, scratch and workspace buffer
+} // namespace
+
+CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device)
+    : cfg_(cfg), B_(B), T_(T) {
+  FINEGPT_CHECK(cfg.dropout == 0.0f, "dropout = ", cfg.dropout,
+                " is not implemented on CUDA yet (set dropout = 0.0, or device = 'cpu')");
+  FINEGPT_CHECK(recompute == 0, "recompute = ", recompute,
+                " is not implemented on CUDA yet (set recompute = 0)");
+  const int HS = cfg.n_embd / cfg.n_head;
+  FINEGPT_CHECK(HS == 32 || HS == 64 || HS == 128, "head size n_embd / n_head = ", HS,
+                " is not supported by the CUDA attention (32, 64 or 128), or use device = 'cpu'");
+  cu::set_device(device);
+  PlanOptions o;
+  o.backend = Backend::CUDA, o.precision = Precision::BF16, o.recompute = 0;
+  plan_ = plan_memory(cfg, B, T, o);
+  const auto tensors = param_tensors(cfg_);
+  for (int i = 0; i < kNumParamTensors; ++i) {
+    offsets_[i] = P_;
+    counts_[i] = tensors[i].count;
+    P_ += tensors[i].count;
+  }
+  // One arena per group. Parameters and gradients are packed tensor after tensor (the flat
+  // order of the CPU model, so offsets are shared); every other buffer starts 256-byte aligned.
+  for (MemGroup g : {MemGroup::Parameters, MemGroup::Gradients, MemGroup::Optimizer,
+                     MemGroup::Activations, MemGroup::Scratch, MemGroup::Workspace}) {
+    const bool packed = g == MemGroup::Parameters || g == MemGroup::Gradients;
+    std::vector<std::pair<const Buffer *, size_t>> at;
+    size_t bytes = 0;
+    for (const auto &b : plan_.buffers) {
+      if (b.group != g) continue;
+      if (!packed) bytes = (bytes + kAlign - 1) / kAlign * kAlign;
+      at.emplace_back(&b, bytes);
+      bytes += b.bytes;
+    }
+    if (at.empty()) continue;
+    arenas_.emplace_back(bytes);
+    allocated_ += bytes;
+    unsigned char *base = arenas_.back().data();
+    for (auto [b, off] : at)
+      named_.push_back({b->name, base + off, b->dtype_bytes});
+  }
+  params_ = buf<bf16>("wte");
+  grads_ = buf<bf16>("grad.wte");
+  FINEGPT_CHECK(buf<bf16>("lnfw") == params_ + offsets_[LNFW] &&
+                    buf<bf16>("grad.lnfw") == grads_ + offsets_[LNFW],
+                "internal: plan and parameter layout disagree");
+  master_ = buf<float>("master");
+  m_ = buf<float>("adamw.m");
+  v_ = buf<float>("adamw.v");
+  workspace_ = buf<unsigned char>("cublaslt_workspace");
+  workspace_bytes_ = plan_.find("cublaslt_workspace")->bytes;
+  cu::device_memset(grads_, 0, P_ * sizeof(bf16));
+  cu::device_memset(m_, 0, P_ * sizeof(float));
+  cu::device_memset(v_, 0, P_ * sizeof(float));
+  host_losses_.resize(size_t(B) * T);
+}
+
+CudaGPT::~CudaGPT() {
+  // The backend must not keep lending our workspace once it is freed.
+  cu::release();
+}
+
+void *CudaGPT::lookup(const char *name, size_t elem_bytes) const {
+  for (const auto &n : named_)
+    if (n.name == name) {
+      FINEGPT_CHECK(elem_bytes == 1 || size_t(n.dtype_bytes) == elem_bytes, "internal: buffer '",
+                    name, "' holds ", n.dtype_bytes, "-byte elements, not ", elem_bytes);
+      return n.ptr;
+    }
+  fail("internal: buffer '", name, "' is not in the memory plan");
+}
+
+void CudaGPT::init_weights(uint64_t seed) {
+  std::vector<float> host(P_);
+  init_gpt_weights(cfg_, host.data(), seed);
+  set_params(host.data());
+}
+
+void CudaGPT::set_params(const float *host) {
+  cu::copy_to_device(master_, host, P_ * sizeof(float));
+  std::vector<bf16> h(P_);
+  for (size_t i = 0; i < P_; ++i)
+    h[i] = cu::to_bf16(host[i]);
+  cu::copy_to_device(params_, h.data(), P_ * sizeof(bf16));
+}
+
+void CudaGPT::get_params(float *host) const { cu::copy_to_host(host, master_, P_ * sizeof(float)); }
+
+void CudaGPT::get_grads(float *host) const {
+  std::vector<bf16> h(P_);
+  cu::copy_to_host(h.data(), grads_, P_ * sizeof(bf16));
+  for (size_t i = 0; i < P_; ++i)
+    host[i] = cu::to_float(h[i]);
+}
+
+void CudaGPT::zero_grads() { cu::device_memset(grads_, 0, P_ * sizeof(bf16)); }
+
+void CudaGPT::get_moments(float *m, float *v) const {
+  cu::copy_to_host(m, m_, P_ * sizeof(float));
+  cu::copy_to_host(v, v_, P_ * sizeof(float));
+}
+
+void CudaGPT::set_moments(const float *m, const float *v) {
+  cu::copy_to_device(m_, m, P_ * sizeof(float));
+  cu::copy_to_device(v_, v, P_ * sizeof(float));
+}
+
+void CudaGPT::upload_tokens(const char *name, const int32_t *host, int N) {
+  const int V = cfg_.vocab_size;
+  for (int i = 0; i < N; ++i)
+    FINEGPT_CHECK(host[i] >= 0 && host[i] < V, "token id ", host[i], " is outside the vocabulary (",
+                  V, ")");
+  cu::copy_to_device(buf<int32_t>(name), host, sizeof(int32_t) * N);
+}
+
+float CudaGPT::mean_loss(int N) {
+  cu::copy_to_host(host_losses_.data(), buf<float>("losses"), sizeof(float) * N);
+  double sum = 0.0;
+  for (int i = 0; i < N; ++i)
+    sum += host_losses_[i];
+  return float(sum / N);
+}
+
+void CudaGPT::forward_logits(int B, int T) {
+  FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
+                ") exceeds the planned (", B_, ",", T_, ")");
+  cu::set_workspace(workspace_, workspace_bytes_);
+  const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab_size;
+  const int N = B * T;
+  const size_t BTC = size_t(N) * C;
+  const Dropout none{};
+  const int32_t *inp = buf<int32_t>("inputs");
+  bf16 *residual = buf<bf16>("encoded");
+  cu::encoder_forward(residual, inp, param(WTE), param(WPE), B, T, C, none);
+  bf16 *branch = buf<bf16>("branch_out");
+  for (int l = 0; l < L; ++l) {
+    bf16 *ln1 = buf<bf16>("ln1") + l * BTC, *qkv = buf<bf16>("qkv") + l * 3 * BTC;
+    float *ln1_mean = buf<float>("ln1_mean") + l * N, *ln1_rstd = buf<float>("ln1_rstd") + l * N;
+    bf16 *atty = buf<bf16>("atty") + l * BTC;
+    float *lse = buf<float>("att_lse") + size_t(l) * B * NH * T;
+    bf16 *res2 = buf<bf16>("residual2") + l * BTC, *ln2 = buf<bf16>("ln2") + l * BTC;
+    float *ln2_mean = buf<float>("ln2_mean") + l * N, *ln2_rstd = buf<float>("ln2_rstd") + l * N;
+    bf16 *fch = buf<bf16>("fch") + l * 4 * BTC, *fch_gelu = buf<bf16>("fch_gelu") + l * 4 * BTC;
+    bf16 *res3 = buf<bf16>("residual3") + l * BTC;
+    const bf16 *ln1b = param_or_null(LN1B), *qkvb = param_or_null(QKVB);
+    const bf16 *attprojb = param_or_null(ATTPROJB), *ln2b = param_or_null(LN2B);
+    const bf16 *fcb = param_or_null(FCB), *fcprojb = param_or_null(FCPROJB);
+    cu::layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, param(LN1W) + l * C,
+                          ln1b ? ln1b + l * C : nullptr, N, C);
+    cu::matmul_forward(qkv, ln1, param(QKVW) + size_t(l) * 3 * C * C,
+                       qkvb ? qkvb + l * 3 * C : nullptr, N, C, 3 * C);
+    cu::attention_forward(atty, lse, qkv, B, T, C, NH, none);
+    cu::matmul_forward(branch, atty, param(ATTPROJW) + size_t(l) * C * C,
+                       attprojb ? attprojb + l * C : nullptr, N, C, C);
+    cu::residual_forward(res2, residual, branch, BTC, none);
+    cu::layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, param(LN2W) + l * C,
+                          ln2b ? ln2b + l * C : nullptr, N, C);
+    const bf16 *fcw = param(FCW) + size_t(l) * 4 * C * C, *fcbl = fcb ? fcb + l * 4 * C : nullptr;
+    if ((4 * C) % 8 == 0) { // the GELU epilogue needs OC % 8 == 0
+      cu::matmul_forward_gelu(fch_gelu, fch, ln2, fcw, fcbl, N, C, 4 * C);
+    } else {
+      cu::matmul_forward(fch, ln2, fcw, fcbl, N, C, 4 * C);
+      cu::gelu_forward(fch_gelu, fch, 4 * BTC);
+    }
+    cu::matmul_forward(branch, fch_gelu, param(FCPROJW) + size_t(l) * C * 4 * C,
+                       fcprojb ? fcprojb + l * C : nullptr, N, 4 * C, C);
+    cu::residual_forward(res3, res2, branch, BTC, none);
+    residual = res3;
+  }
+  cu::layernorm_forward(buf<bf16>("lnf"), buf<float>("lnf_mean"), buf<float>("lnf_rstd"), residual,
+                        param(LNFW), param_or_null(LNFB), N, C);
+  cu::matmul_forward(buf<bf16>("logits"), buf<bf16>("lnf"), param(WTE), nullptr, N, C, Vp);
+}
+
+float CudaGPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T) {
+  const int N = B * T;
+  FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
+                ") exceeds the planned (", B_, ",", T_, ")");
+  upload_tokens("inputs", inputs, N);
+  upload_tokens("targets", targets, N);
+  forward_logits(B, T);
+  cu::crossentropy_forward_backward(buf<float>("losses"), buf<bf16>("logits"),
+                                    buf<int32_t>("targets"), N, cfg_.vocab_size,
+                                    cfg_.padded_vocab_size, 0.0f);
+  return mean_loss(N);
+}
+
+float CudaGPT::forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
+                                float loss_scale) {
+  const int N = B * T;
+  FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
+                ") exceeds the planned (", B_, ",", T_, ")");
+  upload_tokens("inputs", inputs, N);
+  upload_tokens("targets", targets, N);
+  forward_logits(B, T);
+  cu::crossentropy_forward_backward(buf<float>("losses"), buf<bf16>("logits"),
+                                    buf<int32_t>("targets"), N, cfg_.vocab_size,
+                                    cfg_.padded_vocab_size, loss_scale / float(N));
+  backward(B, T);
+  return mean_loss(N);
+}
+
+void CudaGPT::backward(int B, int T) {
+  const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab_size;
+  const int N = B * T;
+  const size_t BTC = size_t(N) * C;
+  const Dropout none{};
+  bf16 *dresidual = buf<bf16>("dresidual"), *dbtc = buf<bf16>("dbtc");
+  bf16 *dqkv = buf<bf16>("dqkv"), *dfch = buf<bf16>("dfch");
+  const bf16 *encoded = buf<bf16>("encoded"), *residual3 = buf<bf16>("residual3");
+  const bf16 *last = L > 0 ? residual3 + (L - 1) * BTC : encoded;
+  cu::matmul_backward(dbtc, grad(WTE), nullptr, buf<bf16>("logits"), buf<bf16>("lnf"), param(WTE),
+                      N, C, Vp);
+  cu::device_memset(dresidual, 0, BTC * sizeof(bf16));
+  cu::layernorm_backward(dresidual, grad(LNFW), grad_or_null(LNFB), dbtc, last, param(LNFW),
+                         buf<float>("lnf_mean"), buf<float>("lnf_rstd"), N, C);
+  auto at = [](bf16 *base, size_t off) { return base ? base + off : nullptr; };
+  for (int l = L - 1; l >= 0; --l) {
+    const bf16 *res_in = l == 0 ? encoded : residual3 + (l - 1) * BTC;
+    const bf16 *ln1 = buf<bf16>("ln1") + l * BTC, *qkv = buf<bf16>("qkv") + l * 3 * BTC;
+    const float *ln1_mean = buf<float>("ln1_mean") + l * N;
+    const float *ln1_rstd = buf<float>("ln1_rstd") + l * N;
+    const bf16 *atty = buf<bf16>("atty") + l * BTC;
+    const float *lse = buf<float>("att_lse") + size_t(l) * B * NH * T;
+    const bf16 *res2 = buf<bf16>("residual2") + l * BTC, *ln2 = buf<bf16>("ln2") + l * BTC;
+    const float *ln2_mean = buf<float>("ln2_mean") + l * N;
+    const float *ln2_rstd = buf<float>("ln2_rstd") + l * N;
+    const bf16 *fch = buf<bf16>("fch") + l * 4 * BTC;
+    const bf16 *fch_gelu = buf<bf16>("fch_gelu") + l * 4 * BTC;
+    // MLP branch: res3 = res2 + fcproj(gelu(fc(ln2(res2))))
+    cu::matmul_backward(dfch, grad(FCPROJW) + size_t(l) * C * 4 * C,
+                        at(grad_or_null(FCPROJB), l * C), dresidual, fch_gelu,
+                        param(FCPROJW) + size_t(l) * C * 4 * C, N, 4 * C, C);
+    cu::gelu_backward(dfch, fch, dfch, 4 * BTC);
+    cu::matmul_backward(dbtc, grad(FCW) + size_t(l) * 4 * C * C,
+                        at(grad_or_null(FCB), size_t(l) * 4 * C), dfch, ln2,
+                        param(FCW) + size_t(l) * 4 * C * C, N, C, 4 * C);
+    cu::layernorm_backward(dresidual, grad(LN2W) + l * C, at(grad_or_null(LN2B), l * C), dbtc, res2,
+                           param(LN2W) + l * C, ln2_mean, ln2_rstd, N, C);
+    // Attention branch: res2 = res_in + attproj(attention(qkv(ln1(res_in))))
+    cu::matmul_backward(dbtc, grad(ATTPROJW) + size_t(l) * C * C, at(grad_or_null(ATTPROJB), l * C),
+                        dresidual, atty, param(ATTPROJW) + size_t(l) * C * C, N, C, C);
+    cu::attention_backward(dqkv, dbtc, qkv, atty, lse, B, T, C, NH, none);
+    cu::matmul_backward(dbtc, grad(QKVW) + size_t(l) * 3 * C * C,
+                        at(grad_or_null(QKVB), size_t(l) * 3 * C), dqkv, ln1,
+                        param(QKVW) + size_t(l) * 3 * C * C, N, C, 3 * C);
+    cu::layernorm_backward(dresidual, grad(LN1W) + l * C, at(grad_or_null(LN1B), l * C), dbtc,
+                           res_in, param(LN1W) + l * C, ln1_mean, ln1_rstd, N, C);
+  }
+  cu::encoder_backward(grad(WTE), grad(WPE), dresidual, buf<int32_t>("inputs"), B, T, C, none);
+}
+
+float CudaGPT::step(float lr, float grad_clip, float beta1, float beta2, float eps,
+                    float weight_decay) {
+  cu::set_workspace(workspace_, workspace_bytes_);
+  float *scratch = buf<float>("reduce_scratch");
+  // Per tensor, summed in double on the host in tensor order (as optim.cpp's grad_sum_squares).
+  double ss = 0.0;
+  for (int i = 0; i < kNumParamTensors; ++i)
+    if (counts_[i]) ss += double(cu::sum_squares(grad(ParamId(i)), counts_[i], scratch));
+  const float norm = float(std::sqrt(ss));
+  float scale = 1.0f;
+  if (grad_clip > 0.0f) {
+    const float coef = grad_clip / (norm + 1e-6f);
+    if (coef < 1.0f) scale = coef;
+  }
+  ++t_;
+  const auto tensors = param_tensors(cfg_);
+  for (int i = 0; i < kNumParamTensors; ++i) {
+    const auto id = ParamId(i);
+    if (!counts_[i]) continue;
+    const size_t off = offsets_[i];
+    cu::adamw_update(param(id), grad(id), master_ + off, m_ + off, v_ + off, counts_[i], lr, beta1,
+                     beta2, eps, tensors[i].decay ? weight_decay : 0.0f, t_, scale,
+                     /*zero_grad=*/true);
+  }
+  return norm;
+}
+
+} // namespace finegpt

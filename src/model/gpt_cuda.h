@@ -1,0 +1,98 @@
+// The GPT model on a CUDA GPU in bf16 mixed precision: model/gpt.cpp's forward and backward
+// mirrored op for op against the CUDA seam (backend/cuda_ops.h), plus the AdamW step on the
+// device (fp32 master weights and moments, bf16 parameters and gradients). Every device buffer
+// comes from plan_memory(cfg, B, T, {CUDA, BF16, recompute 0}): one device arena per plan group,
+// buffers looked up by name. Host code only (it links against the CUDA stubs in a build without
+// CUDA, where constructing one throws). Not here yet: recompute levels, dropout, several GPUs.
+#pragma once
+#include "backend/cuda_ops.h"
+#include "model/plan.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace finegpt {
+
+class CudaGPT {
+public:
+  // Selects device `device`, allocates every buffer of the plan for micro-batches up to (B, T).
+  // Error for dropout > 0 or recompute > 0 (not implemented on CUDA yet). Parameters are not
+  // initialised (init_weights or set_params).
+  CudaGPT(const GPTConfig &cfg, int B, int T, int recompute = 0, int device = 0);
+  ~CudaGPT();
+  CudaGPT(const CudaGPT &) = delete;
+  CudaGPT &operator=(const CudaGPT &) = delete;
+
+  const GPTConfig &config() const { return cfg_; }
+  const MemoryPlan &plan() const { return plan_; }
+  size_t num_params() const { return P_; }
+  size_t param_offset(ParamId id) const { return offsets_[id]; }
+  size_t param_count(ParamId id) const { return counts_[id]; }
+  // Bytes of device memory this model allocated (its arenas).
+  size_t device_bytes() const { return allocated_; }
+
+  // GPT::init_weights on the host (the CPU's numbers), then set_params.
+  void init_weights(uint64_t seed);
+  // fp32 parameters (num_params, param_tensors order) become the master weights; the bf16
+  // parameters are rounded from them.
+  void set_params(const float *host);
+  // The master weights (fp32) to the host.
+  void get_params(float *host) const;
+  // The bf16 gradients, widened to fp32, to the host (tests).
+  void get_grads(float *host) const;
+  void zero_grads();
+
+  // As GPT::forward with targets (no dropout): the mean loss over the B*T positions.
+  float forward(const int32_t *inputs, const int32_t *targets, int B, int T);
+  // As GPT::forward_backward: gradients of (mean loss * loss_scale) accumulate (+=) into the
+  // bf16 gradients. Returns the unscaled mean loss.
+  float forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
+                         float loss_scale);
+
+  // AdamW (as optim/optim.h's, weight decay on 2-D tensors only) on the master weights, the
+  // gradients clipped to global norm grad_clip first (0: none); zeroes the gradients. Returns
+  // the global gradient norm before clipping.
+  float step(float lr, float grad_clip, float beta1, float beta2, float eps, float weight_decay);
+  int steps_taken() const { return t_; }
+  void set_steps_taken(int t) { t_ = t; }
+  void get_moments(float *m, float *v) const;
+  void set_moments(const float *m, const float *v);
+
+private:
+  template <typename E> E *buf(const char *name) const {
+    return static_cast<E *>(lookup(name, sizeof(E)));
+  }
+  void *lookup(const char *name, size_t elem_bytes) const;
+  void upload_tokens(const char *name, const int32_t *host, int N);
+  float mean_loss(int N);
+  void forward_logits(int B, int T);
+  void backward(int B, int T);
+  cuda::bf16 *param(ParamId id) const { return params_ + offsets_[id]; }
+  cuda::bf16 *grad(ParamId id) const { return grads_ + offsets_[id]; }
+  cuda::bf16 *param_or_null(ParamId id) const { return counts_[id] ? param(id) : nullptr; }
+  cuda::bf16 *grad_or_null(ParamId id) const { return counts_[id] ? grad(id) : nullptr; }
+
+  GPTConfig cfg_;
+  int B_, T_;
+  MemoryPlan plan_;
+  size_t P_ = 0, allocated_ = 0;
+  std::array<size_t, kNumParamTensors> offsets_{}, counts_{};
+  std::vector<cuda::DeviceArray<unsigned char>> arenas_; // one per plan group
+  struct Named {
+    std::string name;
+    void *ptr;
+    int dtype_bytes;
+  };
+  std::vector<Named> named_;
+  cuda::bf16 *params_ = nullptr, *grads_ = nullptr;
+  float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;
+  void *workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::vector<float> host_losses_;
+  int t_ = 0;
+};
+
+} // namespace finegpt
