@@ -10,7 +10,7 @@
 #include <string>
 #include <unistd.h>
 
-namespace finegpt::testing {
+namespace finegpt::testutil {
 
 // The message of the finegpt::Error that `f` throws; "" and a test failure when it throws none.
 inline std::string error_of(const std::function<void()> &f) {
@@ -37,4 +37,4 @@ struct TempDir {
   std::string file(const std::string &name) const { return (path / name).string(); }
 };
 
-} // namespace finegpt::testing
+} // namespace finegpt::testutil

@@ -5,6 +5,8 @@
 // bf16 tolerances (every element within 2e-2 of |ref| + rms(ref), and a normwise error under
 // 1e-2), and bitwise repeatability of the deterministic reductions. Without a CUDA device (or in
 // a build without CUDA) every GPU test is skipped and the binary passes.
+#include "cuda_testing.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -31,26 +33,6 @@ namespace {
 constexpr double ELEM_RTOL = 2e-2; // per element, relative to |ref| + rms(ref)
 constexpr double NORM_RTOL = 1e-2; // |got - ref| / |ref| over the tensor
 
-// A device the backend supports (compute capability 8.0 or newer), selected.
-bool have_device() {
-  static const bool ok = [] {
-    if (cu::device_count() == 0) return false;
-    try {
-      cu::set_device(0);
-      return true;
-    } catch (const Error &e) {
-      std::printf("%s\n", e.what());
-      return false;
-    }
-  }();
-  return ok;
-}
-
-#define REQUIRE_DEVICE()                                                                           \
-  do {                                                                                             \
-    if (!have_device()) GTEST_SKIP() << "no CUDA device: skipped";                                 \
-  } while (0)
-
 // Worst errors per op (the first word of a check's name), printed after the tests.
 struct Worst {
   double norm = 0.0, elem = 0.0;
@@ -65,7 +47,7 @@ std::map<std::string, Worst> &worst_errors() {
 class CudaEnvironment : public testing::Environment {
 public:
   void SetUp() override {
-    if (!have_device())
+    if (!::finegpt::testutil::have_cuda_device())
       std::printf("no CUDA device: skipped (%s)\n", cu::device_summary().c_str());
     else
       std::printf("CUDA devices:\n%s\n", cu::device_summary().c_str());

@@ -20,7 +20,7 @@
 
 namespace finegpt {
 namespace {
-using namespace finegpt::testing;
+using namespace finegpt::testutil;
 
 using py::Value;
 

@@ -20,7 +20,7 @@
 
 namespace fs = std::filesystem;
 using namespace finegpt;
-using namespace finegpt::testing;
+using namespace finegpt::testutil;
 
 namespace {
 

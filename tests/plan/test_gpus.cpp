@@ -16,7 +16,7 @@
 
 namespace finegpt {
 namespace {
-using namespace finegpt::testing;
+using namespace finegpt::testutil;
 
 // The message of the Error `f` throws; fails the test when it throws nothing.
 const GpuSpec *by_name(const std::string &name) {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 using namespace finegpt;
-using namespace finegpt::testing;
+using namespace finegpt::testutil;
 namespace fs = std::filesystem;
 
 namespace {

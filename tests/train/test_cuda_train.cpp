@@ -4,6 +4,8 @@
 // (10 steps + save/restore + 10 against 20, losses bitwise equal), at the model and through
 // train() with a checkpoint file. Without a CUDA device (or in a build without CUDA) the GPU
 // tests skip; the errors for what the CUDA engine does not do yet are tested everywhere.
+#include "cuda_testing.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,29 +26,10 @@
 #include "train/trainer.h"
 
 using namespace finegpt;
-using finegpt::testing::error_of;
-using finegpt::testing::TempDir;
+using finegpt::testutil::error_of;
+using finegpt::testutil::TempDir;
 
 namespace {
-
-bool have_device() {
-  static const bool ok = [] {
-    if (cuda::device_count() == 0) return false;
-    try {
-      cuda::set_device(0);
-      return true;
-    } catch (const Error &e) {
-      std::printf("%s\n", e.what());
-      return false;
-    }
-  }();
-  return ok;
-}
-
-#define REQUIRE_DEVICE()                                                                           \
-  do {                                                                                             \
-    if (!have_device()) GTEST_SKIP() << "no CUDA device: skipped";                                 \
-  } while (0)
 
 constexpr int B = 4, T = 64;
 
@@ -95,7 +78,7 @@ TEST(CudaTrain, UnsupportedIsAnError) {
   EXPECT_NE(error_of([&] { CudaGPT m(c, B, T); }).find("dropout"), std::string::npos);
   EXPECT_NE(error_of([&] { CudaGPT m(small_config(), B, T, 2); }).find("recompute"),
             std::string::npos);
-  if (!have_device()) { // the constructor says why there is no GPU
+  if (!::finegpt::testutil::have_cuda_device()) { // the constructor says why there is no GPU
     EXPECT_FALSE(error_of([&] { CudaGPT m(small_config(), B, T); }).empty());
   }
 }
