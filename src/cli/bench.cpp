@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 
 namespace finegpt {
 
@@ -26,14 +27,10 @@ double median_of(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Training steps of the CUDA engine; the numbers of a GPU run (see the file comment).
-int bench_cuda(const GPTConfig &c, int B, int T, int steps, int warmup) {
-  if (cuda::device_count() == 0) { // as cuda_ops_bench: a skip, not a failure
-    std::printf("no CUDA device: skipped (%s)\n", cuda::device_summary().c_str());
-    return 0;
-  }
-  CudaGPT model(c, B, T);
-  model.init_weights(1337);
+// Milliseconds of each timed training step (after `warmup` untimed ones) on fresh random
+// tokens; `step` runs one step on inputs and targets and returns when it is complete.
+std::vector<double> time_steps(const GPTConfig &c, int B, int T, int steps, int warmup,
+                               const std::function<void(const int32_t *, const int32_t *)> &step) {
   Rng rng(42);
   std::vector<int32_t> x(size_t(B) * T), y(x.size());
   std::vector<double> ms;
@@ -42,14 +39,29 @@ int bench_cuda(const GPTConfig &c, int B, int T, int steps, int warmup) {
       t = int32_t(rng.below(c.vocab_size));
     for (auto &t : y)
       t = int32_t(rng.below(c.vocab_size));
-    cuda::synchronize();
     auto t0 = std::chrono::steady_clock::now();
-    model.forward_backward(x.data(), y.data(), B, T, 1.0f);
-    model.step(1e-4f, 1.0f, 0.9f, 0.95f, 1e-8f, 0.1f);
-    cuda::synchronize();
+    step(x.data(), y.data());
     auto t1 = std::chrono::steady_clock::now();
     if (s >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
+  return ms;
+}
+
+// Training steps of the CUDA engine; the numbers of a GPU run (see the file comment).
+int bench_cuda(const GPTConfig &c, int B, int T, int steps, int warmup) {
+  if (cuda::device_count() == 0) { // as cuda_ops_bench: a skip, not a failure
+    std::printf("no CUDA device: skipped (%s)\n", cuda::device_summary().c_str());
+    return 0;
+  }
+  CudaGPT model(c, B, T);
+  model.init_weights(1337);
+  cuda::synchronize();
+  std::vector<double> ms =
+      time_steps(c, B, T, steps, warmup, [&](const int32_t *x, const int32_t *y) {
+        model.forward_backward(x, y, B, T, 1.0f);
+        model.step(1e-4f, 1.0f, 0.9f, 0.95f, 1e-8f, 0.1f);
+        cuda::synchronize();
+      });
   const double median = median_of(ms);
   const double tok_s = double(B) * T / (median / 1e3);
   // nanoGPT's estimate_mfu: 6 N + 12 L C T flops per token, N without position embeddings.
@@ -120,23 +132,12 @@ int cmd_bench(const Args &args) {
   GPT model(c, B, T);
   model.init_weights(1337);
   AdamW opt(model, AdamWConfig{});
-  Rng rng(42);
-  std::vector<int32_t> x(size_t(B) * T), y(x.size());
-  std::vector<double> ms;
-  for (int s = 0; s < warmup + steps; ++s) {
-    for (auto &t : x)
-      t = int32_t(rng.below(c.vocab_size));
-    for (auto &t : y)
-      t = int32_t(rng.below(c.vocab_size));
-    auto t0 = std::chrono::steady_clock::now();
-    model.forward_backward(x.data(), y.data(), B, T, 1.0f);
-    opt.step(model, 1e-4f, 1.0f);
-    auto t1 = std::chrono::steady_clock::now();
-    if (s >= warmup) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-  }
-  std::vector<double> sorted = ms;
-  std::sort(sorted.begin(), sorted.end());
-  const double median = sorted[sorted.size() / 2];
+  std::vector<double> ms =
+      time_steps(c, B, T, steps, warmup, [&](const int32_t *x, const int32_t *y) {
+        model.forward_backward(x, y, B, T, 1.0f);
+        opt.step(model, 1e-4f, 1.0f);
+      });
+  const double median = median_of(ms);
   std::printf("finegpt bench: %zu parameters, B=%d T=%d, %d threads: median step %.1f ms\n",
               num_parameters(c), B, T, threads, median);
   std::string list;

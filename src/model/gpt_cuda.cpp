@@ -191,7 +191,8 @@ void CudaGPT::forward_logits(int B, int T) {
   cu::matmul_forward(buf<bf16>("logits"), buf<bf16>("lnf"), param(WTE), nullptr, N, C, Vp);
 }
 
-float CudaGPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T) {
+float CudaGPT::forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T,
+                            float dloss) {
   const int N = B * T;
   FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
                 ") exceeds the planned (", B_, ",", T_, ")");
@@ -200,23 +201,19 @@ float CudaGPT::forward(const int32_t *inputs, const int32_t *targets, int B, int
   forward_logits(B, T);
   cu::crossentropy_forward_backward(buf<float>("losses"), buf<bf16>("logits"),
                                     buf<int32_t>("targets"), N, cfg_.vocab_size,
-                                    cfg_.padded_vocab_size, 0.0f);
+                                    cfg_.padded_vocab_size, dloss);
   return mean_loss(N);
+}
+
+float CudaGPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T) {
+  return forward_loss(inputs, targets, B, T, 0.0f);
 }
 
 float CudaGPT::forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
                                 float loss_scale) {
-  const int N = B * T;
-  FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
-                ") exceeds the planned (", B_, ",", T_, ")");
-  upload_tokens("inputs", inputs, N);
-  upload_tokens("targets", targets, N);
-  forward_logits(B, T);
-  cu::crossentropy_forward_backward(buf<float>("losses"), buf<bf16>("logits"),
-                                    buf<int32_t>("targets"), N, cfg_.vocab_size,
-                                    cfg_.padded_vocab_size, loss_scale / float(N));
+  const float loss = forward_loss(inputs, targets, B, T, loss_scale / float(B * T));
   backward(B, T);
-  return mean_loss(N);
+  return loss;
 }
 
 void CudaGPT::backward(int B, int T) {

@@ -68,6 +68,8 @@ private:
   void *lookup(const char *name, size_t elem_bytes) const;
   void upload_tokens(const char *name, const int32_t *host, int N);
   float mean_loss(int N);
+  // Forward with the fused loss; dloss != 0 leaves the logits' gradient for backward.
+  float forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T, float dloss);
   void forward_logits(int B, int T);
   void backward(int B, int T);
   cuda::bf16 *param(ParamId id) const { return params_ + offsets_[id]; }
