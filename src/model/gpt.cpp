@@ -36,10 +36,6 @@ uint64_t dropout_site_key(uint64_t key, int layer, int site) {
   return key ? mix64(key ^ mix64(uint64_t(layer + 1) * 16 + uint64_t(site))) : 0;
 }
 
-namespace {
-enum DropSite { kDropEmbedding = 0, kDropAttention = 1, kDropResidAttn = 2, kDropResidMlp = 3 };
-}
-
 GPT::GPT(const GPTConfig &cfg, int B, int T)
     : cfg_(cfg), B_(B), T_(T), plan_(plan_memory(cfg, B, T, PlanOptions{.optimizer = false})) {
   params_ = Arena(plan_.elems(MemGroup::Parameters));

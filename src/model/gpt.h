@@ -100,7 +100,11 @@ private:
 // order): the one initialisation every engine uses.
 void init_gpt_weights(const GPTConfig &cfg, float *params, uint64_t seed);
 
-// Dropout key for site `site` of layer `layer` under a step's key (0 when `key` is 0).
+// Where dropout applies (nanoGPT's sites): the embedding sum (layer -1), the attention
+// probabilities, and each residual branch before its add.
+enum DropSite { kDropEmbedding = 0, kDropAttention = 1, kDropResidAttn = 2, kDropResidMlp = 3 };
+// Dropout key for site `site` of layer `layer` under a step's key (0 when `key` is 0). Every
+// engine uses it, so the CPU and CUDA masks of one step are the same.
 uint64_t dropout_site_key(uint64_t key, int layer, int site);
 
 } // namespace finegpt

@@ -20,17 +20,21 @@ constexpr size_t kAlign = 256; // bytes: every activation, scratch and workspace
 } // namespace
 
 CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device)
-    : cfg_(cfg), B_(B), T_(T) {
-  FINEGPT_CHECK(cfg.dropout == 0.0f, "dropout = ", cfg.dropout,
-                " is not implemented on CUDA yet (set dropout = 0.0, or device = 'cpu')");
-  FINEGPT_CHECK(recompute == 0, "recompute = ", recompute,
-                " is not implemented on CUDA yet (set recompute = 0)");
+    : cfg_(cfg), B_(B), T_(T), recompute_(recompute),
+      // The fc GEMM's GELU epilogue (needs 4C % 8 == 0) rounds GELU from the fp32 accumulator;
+      // levels 1-2 recompute GELU from the stored bf16 pre-activation, so there the forward uses
+      // the same separate GELU pass and backward sees the forward's values bit for bit.
+      fused_gelu_((4 * cfg.n_embd) % 8 == 0 && recompute != 1 && recompute != 2) {
+  FINEGPT_CHECK(
+      recompute >= 0 && recompute <= 3,
+      "recompute must be 0 (none), 1 (GELU), 2 (GELU + LayerNorm) or 3 (whole block), got ",
+      recompute);
   const int HS = cfg.n_embd / cfg.n_head;
   FINEGPT_CHECK(HS == 32 || HS == 64 || HS == 128, "head size n_embd / n_head = ", HS,
                 " is not supported by the CUDA attention (32, 64 or 128), or use device = 'cpu'");
   cu::set_device(device);
   PlanOptions o;
-  o.backend = Backend::CUDA, o.precision = Precision::BF16, o.recompute = 0;
+  o.backend = Backend::CUDA, o.precision = Precision::BF16, o.recompute = recompute;
   plan_ = plan_memory(cfg, B, T, o);
   const auto tensors = param_tensors(cfg_);
   for (int i = 0; i < kNumParamTensors; ++i) {
@@ -140,65 +144,112 @@ float CudaGPT::mean_loss(int N) {
   return float(sum / N);
 }
 
-void CudaGPT::forward_logits(int B, int T) {
+CudaGPT::LayerActs CudaGPT::layer_acts(int l, int B, int T) const {
+  // A buffer's slice for layer l: (L, B, T, ...) buffers hold every layer; those the recompute
+  // level shrank to (1, B, T, ...) hold the layer backward is working on.
+  auto at = [&](const char *name, size_t per_token, auto *p) {
+    const Buffer *b = plan_.find(name);
+    const size_t layer = b->shape[0] == 1 ? 0 : size_t(l);
+    return p + layer * size_t(B) * T * per_token;
+  };
+  const size_t C = cfg_.n_embd, NH = cfg_.n_head;
+  LayerActs a;
+  a.ln1 = at("ln1", C, buf<bf16>("ln1"));
+  a.ln1_mean = at("ln1_mean", 1, buf<float>("ln1_mean"));
+  a.ln1_rstd = at("ln1_rstd", 1, buf<float>("ln1_rstd"));
+  a.qkv = at("qkv", 3 * C, buf<bf16>("qkv"));
+  a.atty = at("atty", C, buf<bf16>("atty"));
+  a.lse = at("att_lse", NH, buf<float>("att_lse"));
+  a.res2 = at("residual2", C, buf<bf16>("residual2"));
+  a.ln2 = at("ln2", C, buf<bf16>("ln2"));
+  a.ln2_mean = at("ln2_mean", 1, buf<float>("ln2_mean"));
+  a.ln2_rstd = at("ln2_rstd", 1, buf<float>("ln2_rstd"));
+  a.fch = at("fch", 4 * C, buf<bf16>("fch"));
+  a.fch_gelu = at("fch_gelu", 4 * C, buf<bf16>("fch_gelu"));
+  a.res3 = at("residual3", C, buf<bf16>("residual3"));
+  a.res_in = l == 0 ? buf<bf16>("encoded") : buf<bf16>("residual3") + size_t(l - 1) * B * T * C;
+  return a;
+}
+
+void CudaGPT::block_forward(int l, int B, int T, const LayerActs &a, uint64_t key,
+                            bool write_output) {
+  const int C = cfg_.n_embd, NH = cfg_.n_head, N = B * T;
+  const size_t BTC = size_t(N) * C;
+  const float p = key ? cfg_.dropout : 0.0f;
+  auto drop = [&](int site) { return Dropout{p, dropout_site_key(key, l, site)}; };
+  auto at = [](const bf16 *base, size_t off) { return base ? base + off : nullptr; };
+  bf16 *branch = buf<bf16>("branch_out");
+  cu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.res_in, param(LN1W) + l * C,
+                        at(param_or_null(LN1B), l * C), N, C);
+  cu::matmul_forward(a.qkv, a.ln1, param(QKVW) + size_t(l) * 3 * C * C,
+                     at(param_or_null(QKVB), size_t(l) * 3 * C), N, C, 3 * C);
+  cu::attention_forward(a.atty, a.lse, a.qkv, B, T, C, NH, drop(kDropAttention));
+  cu::matmul_forward(branch, a.atty, param(ATTPROJW) + size_t(l) * C * C,
+                     at(param_or_null(ATTPROJB), l * C), N, C, C);
+  cu::residual_forward(a.res2, a.res_in, branch, BTC, drop(kDropResidAttn));
+  cu::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, param(LN2W) + l * C,
+                        at(param_or_null(LN2B), l * C), N, C);
+  const bf16 *fcw = param(FCW) + size_t(l) * 4 * C * C;
+  const bf16 *fcb = at(param_or_null(FCB), size_t(l) * 4 * C);
+  if (fused_gelu_) {
+    cu::matmul_forward_gelu(a.fch_gelu, a.fch, a.ln2, fcw, fcb, N, C, 4 * C);
+  } else {
+    cu::matmul_forward(a.fch, a.ln2, fcw, fcb, N, C, 4 * C);
+    cu::gelu_forward(a.fch_gelu, a.fch, 4 * BTC);
+  }
+  if (!write_output) return; // recomputing for backward: the block's output is kept already
+  cu::matmul_forward(branch, a.fch_gelu, param(FCPROJW) + size_t(l) * C * 4 * C,
+                     at(param_or_null(FCPROJB), l * C), N, 4 * C, C);
+  cu::residual_forward(a.res3, a.res2, branch, BTC, drop(kDropResidMlp));
+}
+
+void CudaGPT::recompute_for_backward(int l, int B, int T, const LayerActs &a, uint64_t key) {
+  const int C = cfg_.n_embd, N = B * T;
+  auto at = [](const bf16 *base, size_t off) { return base ? base + off : nullptr; };
+  switch (recompute_) {
+  case 0:
+    return;
+  case 3: // the whole block, from its kept input (dropout masks are pure functions of the key)
+    block_forward(l, B, T, a, key, /*write_output=*/false);
+    return;
+  case 2: // the LayerNorm outputs from their inputs (the statistics come out the same)
+    cu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.res_in, param(LN1W) + l * C,
+                          at(param_or_null(LN1B), l * C), N, C);
+    cu::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, param(LN2W) + l * C,
+                          at(param_or_null(LN2B), l * C), N, C);
+    [[fallthrough]];
+  case 1: // GELU from the kept pre-activation, by the forward's own op (fused_gelu_ is off)
+    cu::gelu_forward(a.fch_gelu, a.fch, 4 * size_t(N) * C);
+    return;
+  }
+}
+
+void CudaGPT::forward_logits(int B, int T, uint64_t key) {
   FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
                 ") exceeds the planned (", B_, ",", T_, ")");
   cu::set_workspace(workspace_, workspace_bytes_);
-  const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab_size;
+  const int C = cfg_.n_embd, L = cfg_.n_layer, Vp = cfg_.padded_vocab_size;
   const int N = B * T;
-  const size_t BTC = size_t(N) * C;
-  const Dropout none{};
-  const int32_t *inp = buf<int32_t>("inputs");
+  const float p = key ? cfg_.dropout : 0.0f;
   bf16 *residual = buf<bf16>("encoded");
-  cu::encoder_forward(residual, inp, param(WTE), param(WPE), B, T, C, none);
-  bf16 *branch = buf<bf16>("branch_out");
-  for (int l = 0; l < L; ++l) {
-    bf16 *ln1 = buf<bf16>("ln1") + l * BTC, *qkv = buf<bf16>("qkv") + l * 3 * BTC;
-    float *ln1_mean = buf<float>("ln1_mean") + l * N, *ln1_rstd = buf<float>("ln1_rstd") + l * N;
-    bf16 *atty = buf<bf16>("atty") + l * BTC;
-    float *lse = buf<float>("att_lse") + size_t(l) * B * NH * T;
-    bf16 *res2 = buf<bf16>("residual2") + l * BTC, *ln2 = buf<bf16>("ln2") + l * BTC;
-    float *ln2_mean = buf<float>("ln2_mean") + l * N, *ln2_rstd = buf<float>("ln2_rstd") + l * N;
-    bf16 *fch = buf<bf16>("fch") + l * 4 * BTC, *fch_gelu = buf<bf16>("fch_gelu") + l * 4 * BTC;
-    bf16 *res3 = buf<bf16>("residual3") + l * BTC;
-    const bf16 *ln1b = param_or_null(LN1B), *qkvb = param_or_null(QKVB);
-    const bf16 *attprojb = param_or_null(ATTPROJB), *ln2b = param_or_null(LN2B);
-    const bf16 *fcb = param_or_null(FCB), *fcprojb = param_or_null(FCPROJB);
-    cu::layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, param(LN1W) + l * C,
-                          ln1b ? ln1b + l * C : nullptr, N, C);
-    cu::matmul_forward(qkv, ln1, param(QKVW) + size_t(l) * 3 * C * C,
-                       qkvb ? qkvb + l * 3 * C : nullptr, N, C, 3 * C);
-    cu::attention_forward(atty, lse, qkv, B, T, C, NH, none);
-    cu::matmul_forward(branch, atty, param(ATTPROJW) + size_t(l) * C * C,
-                       attprojb ? attprojb + l * C : nullptr, N, C, C);
-    cu::residual_forward(res2, residual, branch, BTC, none);
-    cu::layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, param(LN2W) + l * C,
-                          ln2b ? ln2b + l * C : nullptr, N, C);
-    const bf16 *fcw = param(FCW) + size_t(l) * 4 * C * C, *fcbl = fcb ? fcb + l * 4 * C : nullptr;
-    if ((4 * C) % 8 == 0) { // the GELU epilogue needs OC % 8 == 0
-      cu::matmul_forward_gelu(fch_gelu, fch, ln2, fcw, fcbl, N, C, 4 * C);
-    } else {
-      cu::matmul_forward(fch, ln2, fcw, fcbl, N, C, 4 * C);
-      cu::gelu_forward(fch_gelu, fch, 4 * BTC);
-    }
-    cu::matmul_forward(branch, fch_gelu, param(FCPROJW) + size_t(l) * C * 4 * C,
-                       fcprojb ? fcprojb + l * C : nullptr, N, 4 * C, C);
-    cu::residual_forward(res3, res2, branch, BTC, none);
-    residual = res3;
-  }
-  cu::layernorm_forward(buf<bf16>("lnf"), buf<float>("lnf_mean"), buf<float>("lnf_rstd"), residual,
+  cu::encoder_forward(residual, buf<int32_t>("inputs"), param(WTE), param(WPE), B, T, C,
+                      Dropout{p, dropout_site_key(key, -1, kDropEmbedding)});
+  for (int l = 0; l < L; ++l)
+    block_forward(l, B, T, layer_acts(l, B, T), key, /*write_output=*/true);
+  const bf16 *last = L > 0 ? layer_acts(L - 1, B, T).res3 : residual;
+  cu::layernorm_forward(buf<bf16>("lnf"), buf<float>("lnf_mean"), buf<float>("lnf_rstd"), last,
                         param(LNFW), param_or_null(LNFB), N, C);
   cu::matmul_forward(buf<bf16>("logits"), buf<bf16>("lnf"), param(WTE), nullptr, N, C, Vp);
 }
 
 float CudaGPT::forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T,
-                            float dloss) {
+                            float dloss, uint64_t key) {
   const int N = B * T;
   FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
                 ") exceeds the planned (", B_, ",", T_, ")");
   upload_tokens("inputs", inputs, N);
   upload_tokens("targets", targets, N);
-  forward_logits(B, T);
+  forward_logits(B, T, key);
   cu::crossentropy_forward_backward(buf<float>("losses"), buf<bf16>("logits"),
                                     buf<int32_t>("targets"), N, cfg_.vocab_size,
                                     cfg_.padded_vocab_size, dloss);
@@ -206,25 +257,31 @@ float CudaGPT::forward_loss(const int32_t *inputs, const int32_t *targets, int B
 }
 
 float CudaGPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T) {
-  return forward_loss(inputs, targets, B, T, 0.0f);
+  return forward_loss(inputs, targets, B, T, 0.0f, 0);
 }
 
 float CudaGPT::forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
-                                float loss_scale) {
-  const float loss = forward_loss(inputs, targets, B, T, loss_scale / float(B * T));
-  backward(B, T);
+                                float loss_scale, uint64_t dropout_key) {
+  const float loss = forward_loss(inputs, targets, B, T, loss_scale / float(B * T), dropout_key);
+  backward(B, T, dropout_key);
   return loss;
 }
 
-void CudaGPT::backward(int B, int T) {
+void CudaGPT::backward(int B, int T, uint64_t key) {
   const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab_size;
   const int N = B * T;
   const size_t BTC = size_t(N) * C;
-  const Dropout none{};
+  const float p = key ? cfg_.dropout : 0.0f;
+  auto drop = [&](int l, int site) { return Dropout{p, dropout_site_key(key, l, site)}; };
   bf16 *dresidual = buf<bf16>("dresidual"), *dbtc = buf<bf16>("dbtc");
-  bf16 *dqkv = buf<bf16>("dqkv"), *dfch = buf<bf16>("dfch");
-  const bf16 *encoded = buf<bf16>("encoded"), *residual3 = buf<bf16>("residual3");
-  const bf16 *last = L > 0 ? residual3 + (L - 1) * BTC : encoded;
+  bf16 *dqkv = buf<bf16>("dqkv"), *dfch = buf<bf16>("dfch"), *dbranch_buf = buf<bf16>("dbranch");
+  // The gradient entering a residual branch: dresidual itself without dropout.
+  auto branch_grad = [&](Dropout d) {
+    if (d.p == 0.0f) return dresidual;
+    cu::dropout_backward(dbranch_buf, dresidual, BTC, d);
+    return dbranch_buf;
+  };
+  const bf16 *last = L > 0 ? layer_acts(L - 1, B, T).res3 : buf<bf16>("encoded");
   cu::matmul_backward(dbtc, grad(WTE), nullptr, buf<bf16>("logits"), buf<bf16>("lnf"), param(WTE),
                       N, C, Vp);
   cu::device_memset(dresidual, 0, BTC * sizeof(bf16));
@@ -232,38 +289,32 @@ void CudaGPT::backward(int B, int T) {
                          buf<float>("lnf_mean"), buf<float>("lnf_rstd"), N, C);
   auto at = [](bf16 *base, size_t off) { return base ? base + off : nullptr; };
   for (int l = L - 1; l >= 0; --l) {
-    const bf16 *res_in = l == 0 ? encoded : residual3 + (l - 1) * BTC;
-    const bf16 *ln1 = buf<bf16>("ln1") + l * BTC, *qkv = buf<bf16>("qkv") + l * 3 * BTC;
-    const float *ln1_mean = buf<float>("ln1_mean") + l * N;
-    const float *ln1_rstd = buf<float>("ln1_rstd") + l * N;
-    const bf16 *atty = buf<bf16>("atty") + l * BTC;
-    const float *lse = buf<float>("att_lse") + size_t(l) * B * NH * T;
-    const bf16 *res2 = buf<bf16>("residual2") + l * BTC, *ln2 = buf<bf16>("ln2") + l * BTC;
-    const float *ln2_mean = buf<float>("ln2_mean") + l * N;
-    const float *ln2_rstd = buf<float>("ln2_rstd") + l * N;
-    const bf16 *fch = buf<bf16>("fch") + l * 4 * BTC;
-    const bf16 *fch_gelu = buf<bf16>("fch_gelu") + l * 4 * BTC;
-    // MLP branch: res3 = res2 + fcproj(gelu(fc(ln2(res2))))
+    const LayerActs a = layer_acts(l, B, T);
+    recompute_for_backward(l, B, T, a, key);
+    // MLP branch: res3 = res2 + drop(fcproj(gelu(fc(ln2(res2)))))
+    const bf16 *dbranch = branch_grad(drop(l, kDropResidMlp));
     cu::matmul_backward(dfch, grad(FCPROJW) + size_t(l) * C * 4 * C,
-                        at(grad_or_null(FCPROJB), l * C), dresidual, fch_gelu,
+                        at(grad_or_null(FCPROJB), l * C), dbranch, a.fch_gelu,
                         param(FCPROJW) + size_t(l) * C * 4 * C, N, 4 * C, C);
-    cu::gelu_backward(dfch, fch, dfch, 4 * BTC);
+    cu::gelu_backward(dfch, a.fch, dfch, 4 * BTC);
     cu::matmul_backward(dbtc, grad(FCW) + size_t(l) * 4 * C * C,
-                        at(grad_or_null(FCB), size_t(l) * 4 * C), dfch, ln2,
+                        at(grad_or_null(FCB), size_t(l) * 4 * C), dfch, a.ln2,
                         param(FCW) + size_t(l) * 4 * C * C, N, C, 4 * C);
-    cu::layernorm_backward(dresidual, grad(LN2W) + l * C, at(grad_or_null(LN2B), l * C), dbtc, res2,
-                           param(LN2W) + l * C, ln2_mean, ln2_rstd, N, C);
-    // Attention branch: res2 = res_in + attproj(attention(qkv(ln1(res_in))))
+    cu::layernorm_backward(dresidual, grad(LN2W) + l * C, at(grad_or_null(LN2B), l * C), dbtc,
+                           a.res2, param(LN2W) + l * C, a.ln2_mean, a.ln2_rstd, N, C);
+    // Attention branch: res2 = res_in + drop(attproj(attention(qkv(ln1(res_in)))))
+    dbranch = branch_grad(drop(l, kDropResidAttn));
     cu::matmul_backward(dbtc, grad(ATTPROJW) + size_t(l) * C * C, at(grad_or_null(ATTPROJB), l * C),
-                        dresidual, atty, param(ATTPROJW) + size_t(l) * C * C, N, C, C);
-    cu::attention_backward(dqkv, dbtc, qkv, atty, lse, B, T, C, NH, none);
+                        dbranch, a.atty, param(ATTPROJW) + size_t(l) * C * C, N, C, C);
+    cu::attention_backward(dqkv, dbtc, a.qkv, a.atty, a.lse, B, T, C, NH, drop(l, kDropAttention));
     cu::matmul_backward(dbtc, grad(QKVW) + size_t(l) * 3 * C * C,
-                        at(grad_or_null(QKVB), size_t(l) * 3 * C), dqkv, ln1,
+                        at(grad_or_null(QKVB), size_t(l) * 3 * C), dqkv, a.ln1,
                         param(QKVW) + size_t(l) * 3 * C * C, N, C, 3 * C);
     cu::layernorm_backward(dresidual, grad(LN1W) + l * C, at(grad_or_null(LN1B), l * C), dbtc,
-                           res_in, param(LN1W) + l * C, ln1_mean, ln1_rstd, N, C);
+                           a.res_in, param(LN1W) + l * C, a.ln1_mean, a.ln1_rstd, N, C);
   }
-  cu::encoder_backward(grad(WTE), grad(WPE), dresidual, buf<int32_t>("inputs"), B, T, C, none);
+  cu::encoder_backward(grad(WTE), grad(WPE), dresidual, buf<int32_t>("inputs"), B, T, C,
+                       drop(-1, kDropEmbedding));
 }
 
 float CudaGPT::step(float lr, float grad_clip, float beta1, float beta2, float eps,

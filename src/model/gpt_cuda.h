@@ -1,9 +1,12 @@
 // The GPT model on a CUDA GPU in bf16 mixed precision: model/gpt.cpp's forward and backward
 // mirrored op for op against the CUDA seam (backend/cuda_ops.h), plus the AdamW step on the
 // device (fp32 master weights and moments, bf16 parameters and gradients). Every device buffer
-// comes from plan_memory(cfg, B, T, {CUDA, BF16, recompute 0}): one device arena per plan group,
-// buffers looked up by name. Host code only (it links against the CUDA stubs in a build without
-// CUDA, where constructing one throws). Not here yet: recompute levels, dropout, several GPUs.
+// comes from plan_memory(cfg, B, T, {CUDA, BF16, recompute}): one device arena per plan group,
+// buffers looked up by name. Activation recompute: level 1 keeps one layer's GELU output and
+// recomputes it per layer in backward, level 2 also the LayerNorm outputs, level 3 the whole
+// block from its input (one more forward); the recomputed values equal the forward's bit for
+// bit. Dropout as the CPU model (the same masks: model/gpt.h dropout_site_key). Host code only
+// (it links against the CUDA stubs in a build without CUDA, where constructing one throws).
 #pragma once
 #include "backend/cuda_ops.h"
 #include "model/plan.h"
@@ -18,9 +21,9 @@ namespace finegpt {
 
 class CudaGPT {
 public:
-  // Selects device `device`, allocates every buffer of the plan for micro-batches up to (B, T).
-  // Error for dropout > 0 or recompute > 0 (not implemented on CUDA yet). Parameters are not
-  // initialised (init_weights or set_params).
+  // Selects device `device`, allocates every buffer of the plan for micro-batches up to (B, T)
+  // at recompute level `recompute` (0-3). Parameters are not initialised (init_weights or
+  // set_params).
   CudaGPT(const GPTConfig &cfg, int B, int T, int recompute = 0, int device = 0);
   ~CudaGPT();
   CudaGPT(const CudaGPT &) = delete;
@@ -48,9 +51,10 @@ public:
   // As GPT::forward with targets (no dropout): the mean loss over the B*T positions.
   float forward(const int32_t *inputs, const int32_t *targets, int B, int T);
   // As GPT::forward_backward: gradients of (mean loss * loss_scale) accumulate (+=) into the
-  // bf16 gradients. Returns the unscaled mean loss.
+  // bf16 gradients, with dropout (cfg.dropout) under `dropout_key` when it is not 0. Returns the
+  // unscaled mean loss.
   float forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
-                         float loss_scale);
+                         float loss_scale, uint64_t dropout_key = 0);
 
   // AdamW (as optim/optim.h's, weight decay on 2-D tensors only) on the master weights, the
   // gradients clipped to global norm grad_clip first (0: none); zeroes the gradients. Returns
@@ -68,10 +72,23 @@ private:
   void *lookup(const char *name, size_t elem_bytes) const;
   void upload_tokens(const char *name, const int32_t *host, int N);
   float mean_loss(int N);
+  // One layer's activations (pointers into the arenas; a recomputed tensor's single slot).
+  struct LayerActs {
+    const cuda::bf16 *res_in;
+    cuda::bf16 *ln1, *qkv, *atty, *res2, *ln2, *fch, *fch_gelu, *res3;
+    float *ln1_mean, *ln1_rstd, *lse, *ln2_mean, *ln2_rstd;
+  };
+  LayerActs layer_acts(int l, int B, int T) const;
+  // Block l from a.res_in; write_output = false stops before the MLP's output GEMM and the
+  // residual add (recompute: the block's output is kept).
+  void block_forward(int l, int B, int T, const LayerActs &a, uint64_t key, bool write_output);
+  // What the recompute level dropped of layer l, before its backward.
+  void recompute_for_backward(int l, int B, int T, const LayerActs &a, uint64_t key);
   // Forward with the fused loss; dloss != 0 leaves the logits' gradient for backward.
-  float forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T, float dloss);
-  void forward_logits(int B, int T);
-  void backward(int B, int T);
+  float forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T, float dloss,
+                     uint64_t key);
+  void forward_logits(int B, int T, uint64_t key);
+  void backward(int B, int T, uint64_t key);
   cuda::bf16 *param(ParamId id) const { return params_ + offsets_[id]; }
   cuda::bf16 *grad(ParamId id) const { return grads_ + offsets_[id]; }
   cuda::bf16 *param_or_null(ParamId id) const { return counts_[id] ? param(id) : nullptr; }
@@ -79,6 +96,8 @@ private:
 
   GPTConfig cfg_;
   int B_, T_;
+  int recompute_;
+  bool fused_gelu_;
   MemoryPlan plan_;
   size_t P_ = 0, allocated_ = 0;
   std::array<size_t, kNumParamTensors> offsets_{}, counts_{};

@@ -69,8 +69,7 @@ public:
   }
   float forward_backward(const int32_t *x, const int32_t *y, int B, int T, float loss_scale,
                          uint64_t key) override {
-    FINEGPT_CHECK(key == 0, "internal: dropout on CUDA");
-    return model_.forward_backward(x, y, B, T, loss_scale);
+    return model_.forward_backward(x, y, B, T, loss_scale, key);
   }
   float step(float lr, float grad_clip) override {
     return model_.step(lr, grad_clip, adam_.beta1, adam_.beta2, adam_.eps, adam_.weight_decay);

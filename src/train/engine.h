@@ -43,8 +43,8 @@ public:
 // The CPU engine: GPT + AdamW over `comm`, exactly as before this interface.
 std::unique_ptr<Engine> make_cpu_engine(const GPTConfig &model, int B, int T, AdamWConfig adam,
                                         Communicator &comm, int zero_stage, int threads);
-// The CUDA engine on device 0: Error without a device, for dropout or recompute (not yet
-// implemented on CUDA), and for more than one rank (NCCL comes later).
+// The CUDA engine on device 0: Error without a device and for more than one rank (NCCL comes
+// later).
 std::unique_ptr<Engine> make_cuda_engine(const GPTConfig &model, int B, int T, AdamWConfig adam,
                                          Communicator &comm, int recompute);
 

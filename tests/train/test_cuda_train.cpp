@@ -2,8 +2,8 @@
 // model from the same weights: one step's loss within 1e-2 and every gradient tensor's cosine
 // similarity above 0.999; 20 AdamW steps whose losses track the CPU's within 2%; resume exact
 // (10 steps + save/restore + 10 against 20, losses bitwise equal), at the model and through
-// train() with a checkpoint file. Without a CUDA device (or in a build without CUDA) the GPU
-// tests skip; the errors for what the CUDA engine does not do yet are tested everywhere.
+// train() with a checkpoint file; recompute levels and dropout (the CPU's masks). Without a CUDA
+// device (or in a build without CUDA) the GPU tests skip.
 #include "cuda_testing.h"
 
 #include <gtest/gtest.h>
@@ -72,15 +72,100 @@ const AdamWConfig kAdam{};
 
 } // namespace
 
-TEST(CudaTrain, UnsupportedIsAnError) {
-  GPTConfig c = small_config();
-  c.dropout = 0.1f;
-  EXPECT_NE(error_of([&] { CudaGPT m(c, B, T); }).find("dropout"), std::string::npos);
-  EXPECT_NE(error_of([&] { CudaGPT m(small_config(), B, T, 2); }).find("recompute"),
+TEST(CudaTrain, BadRecomputeOrNoDeviceIsAnError) {
+  EXPECT_NE(error_of([&] { CudaGPT m(small_config(), B, T, 4); }).find("recompute"),
             std::string::npos);
   if (!::finegpt::testutil::have_cuda_device()) { // the constructor says why there is no GPU
     EXPECT_FALSE(error_of([&] { CudaGPT m(small_config(), B, T); }).empty());
   }
+}
+
+// One forward_backward from the same weights and batch at recompute `level`: the loss and the
+// gradients (fp32 copies).
+struct StepResult {
+  float loss;
+  std::vector<float> grads;
+  size_t device_bytes;
+};
+StepResult one_step(const GPTConfig &cfg, int level, uint64_t dropout_key) {
+  const std::vector<float> w = bf16_weights(cfg, 1337);
+  CudaGPT gpu(cfg, B, T, level);
+  gpu.set_params(w.data());
+  Rng rng(7);
+  std::vector<int32_t> x, y;
+  make_batch(rng, cfg.vocab_size, x, y);
+  StepResult r;
+  r.loss = gpu.forward_backward(x.data(), y.data(), B, T, 1.0f, dropout_key);
+  r.grads.resize(gpu.num_params());
+  gpu.get_grads(r.grads.data());
+  r.device_bytes = gpu.device_bytes();
+  return r;
+}
+
+// Recompute changes memory, not numbers: levels 1-3 give bitwise the same loss and gradients
+// (the recomputed tensors equal the forward's), level 0 the same within bf16 rounding (its fc
+// GEMM rounds GELU in the epilogue), and each level allocates less than the one before. With
+// dropout too: the recomputed masks must be the forward's.
+TEST(CudaTrain, RecomputeLevelsGiveTheSameGradients) {
+  REQUIRE_DEVICE();
+  for (float dropout : {0.0f, 0.1f}) {
+    GPTConfig cfg = small_config();
+    cfg.dropout = dropout;
+    const uint64_t key = dropout > 0 ? 0x5eedULL : 0;
+    const StepResult base = one_step(cfg, 0, key);
+    StepResult prev = base;
+    for (int level = 1; level <= 3; ++level) {
+      const StepResult r = one_step(cfg, level, key);
+      std::printf("recompute %d (dropout %.1f): loss %.6f, %zu bytes (level 0: %.6f, %zu)\n", level,
+                  dropout, r.loss, r.device_bytes, base.loss, base.device_bytes);
+      EXPECT_LT(r.device_bytes, prev.device_bytes) << "level " << level;
+      EXPECT_NEAR(r.loss, base.loss, 1e-3) << "level " << level;
+      EXPECT_GT(cosine(r.grads.data(), base.grads.data(), r.grads.size()), 0.9999)
+          << "level " << level;
+      if (level >= 2) {
+        EXPECT_EQ(std::memcmp(&r.loss, &prev.loss, sizeof(float)), 0) << "level " << level;
+        EXPECT_EQ(std::memcmp(r.grads.data(), prev.grads.data(), r.grads.size() * sizeof(float)), 0)
+            << "level " << level << " against level " << level - 1;
+      }
+      prev = r;
+    }
+  }
+}
+
+// Dropout on the GPU draws the CPU's masks: one step with dropout 0.2 from the same weights and
+// key matches the CPU model as closely as without dropout (a different mask would not: the
+// gradients' cosine falls far below 0.999), and a different key changes the loss.
+TEST(CudaTrain, DropoutMatchesCpu) {
+  REQUIRE_DEVICE();
+  GPTConfig cfg = small_config();
+  cfg.dropout = 0.2f;
+  const std::vector<float> w = bf16_weights(cfg, 1337);
+  GPT cpu(cfg, B, T);
+  std::memcpy(cpu.params(), w.data(), w.size() * sizeof(float));
+  CudaGPT gpu(cfg, B, T);
+  gpu.set_params(w.data());
+  Rng rng(7);
+  std::vector<int32_t> x, y;
+  make_batch(rng, cfg.vocab_size, x, y);
+  const uint64_t key = 0x1234abcdULL;
+  const float lc = cpu.forward_backward(x.data(), y.data(), B, T, 1.0f, key);
+  const float lg = gpu.forward_backward(x.data(), y.data(), B, T, 1.0f, key);
+  std::printf("dropout loss: cpu %.6f gpu %.6f\n", lc, lg);
+  EXPECT_NEAR(lg, lc, 1e-2);
+  std::vector<float> g(gpu.num_params());
+  gpu.get_grads(g.data());
+  const auto tensors = param_tensors(cfg);
+  for (int i = 0; i < kNumParamTensors; ++i) {
+    const auto id = ParamId(i);
+    if (!cpu.param_count(id)) continue;
+    const size_t off = cpu.param_offset(id), n = cpu.param_count(id);
+    const double cs = cosine(cpu.grads() + off, g.data() + off, n);
+    std::printf("dropout grad %-9s cosine %.6f\n", tensors[i].name, cs);
+    EXPECT_GT(cs, 0.999) << tensors[i].name;
+  }
+  gpu.zero_grads();
+  const float other = gpu.forward_backward(x.data(), y.data(), B, T, 1.0f, key + 1);
+  EXPECT_GT(std::fabs(other - lg), 1e-4) << "the dropout key changes nothing";
 }
 
 TEST(CudaTrain, StepMatchesCpu) {
