@@ -1,14 +1,22 @@
 // Random numbers: a small-state generator whose whole state is one uint64 (so checkpoints can
 // save it exactly), plus counter-based hashing for dropout masks that backward regenerates
 // instead of storing. Not compatible with PyTorch's generators (nothing can be).
+// mix64 and dropout_keep are also device functions under nvcc (FINEGPT_HD), so the CUDA ops
+// compute exactly the CPU's masks from this one definition; the header needs no CUDA header.
 #pragma once
 #include <cmath>
 #include <cstdint>
 
+#ifdef __CUDACC__
+#define FINEGPT_HD __host__ __device__
+#else
+#define FINEGPT_HD
+#endif
+
 namespace finegpt {
 
 // splitmix64 finaliser: a good 64-bit mixer (Steele, Lea, Flood 2014).
-inline uint64_t mix64(uint64_t z) {
+FINEGPT_HD inline uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
@@ -46,8 +54,10 @@ struct Rng {
 };
 
 // Dropout keep decision for element `i` of the mask identified by `key` (seed, step, site):
-// a pure function, so backward recomputes exactly the forward's mask.
-inline bool dropout_keep(uint64_t key, uint64_t i, float p) {
+// a pure function, so backward recomputes exactly the forward's mask. Integer arithmetic, then
+// an exact compare (r < 2^24 converts exactly, and the scaling is by a power of two), so host
+// and device agree bit for bit.
+FINEGPT_HD inline bool dropout_keep(uint64_t key, uint64_t i, float p) {
   uint32_t r = uint32_t(mix64(key ^ mix64(i)) >> 40);
   return float(r) * (1.0f / 16777216.0f) >= p;
 }

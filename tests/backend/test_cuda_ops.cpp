@@ -3,7 +3,8 @@
 // 64 and 128, sequence lengths that are not multiples of the attention tiles), outputs poisoned
 // with NaN before an op that overwrites them and random values before one that accumulates,
 // bf16 tolerances (every element within 2e-2 of |ref| + rms(ref), and a normwise error under
-// 1e-2), and bitwise repeatability of the deterministic reductions. Without a CUDA device (or in
+// 1e-2), and bitwise repeatability of the deterministic reductions. Dropout (p = 0.1 and 0.5) is
+// compared with the CPU op under the same Dropout: the same masks. Without a CUDA device (or in
 // a build without CUDA) every GPU test is skipped and the binary passes.
 #include "cuda_testing.h"
 
@@ -428,16 +429,201 @@ TEST(CudaOps, Elementwise) {
   }
 }
 
-TEST(CudaOps, DropoutIsAnErrorForNow) {
+// ---------------------------------------------------------------- dropout
+// Every op with a Dropout against the CPU op with the same Dropout: the masks are the same hash
+// of the same element indices, so the only differences are bf16 roundings. At p = 0.5 a wrong
+// mask (an index off by one, a transposed attention index) differs in half the elements, at
+// p = 0.1 in a fifth, far outside the bf16 tolerances; dropped_elsewhere() checks that on the
+// reference itself, so a test here cannot pass by accident.
+
+const Dropout DROPOUTS[] = {{0.1f, 0x9e3779b97f4a7c15ULL}, {0.5f, 12345}};
+
+std::string dname(const Dropout &d, const std::string &what) { return cat(what, " p=", d.p); }
+
+// The same dropout with another key (another mask).
+Dropout other_mask(const Dropout &d) { return {d.p, d.key + 1}; }
+
+// Normwise relative distance |a - b| / |b|.
+double distance(const fvec &a, const fvec &b) {
+  double e = 0.0, n = 0.0;
+  for (size_t i = 0; i < b.size(); i++)
+    e += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), n += double(b[i]) * b[i];
+  return std::sqrt(e / std::max(n, 1e-300));
+}
+// The reference under another mask is far from the reference: a wrong mask would fail the check.
+void expect_mask_matters(const fvec &ref, const fvec &ref_other_mask, const std::string &what) {
+  EXPECT_GT(distance(ref_other_mask, ref), 10 * NORM_RTOL)
+      << what << ": the mask changes too little";
+}
+// Where the reference is exactly 0 (a dropped element: the inputs are non-zero), so is got, and
+// only there: the CUDA mask is the CPU mask bit for bit.
+void expect_same_zeros(const fvec &got, const fvec &ref, const std::string &what) {
+  ASSERT_EQ(got.size(), ref.size()) << what;
+  size_t bad = 0, zeros = 0;
+  for (size_t i = 0; i < ref.size(); i++) {
+    zeros += ref[i] == 0.0f;
+    if ((got[i] == 0.0f) != (ref[i] == 0.0f) && bad++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << ref[i];
+  }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " elements dropped on one side only";
+  EXPECT_GT(zeros, 0u) << what << ": nothing dropped";
+}
+
+TEST(CudaOps, DropoutOutsideZeroToOneIsAnError) {
   REQUIRE_DEVICE();
-  const Dropout d{0.1f, 7};
   auto a = poisoned<bf16>(3 * 64 * 4), b = poisoned<bf16>(3 * 64 * 4);
   auto l = poisoned<float>(64);
   auto t = upload(ivec(4, 0));
-  EXPECT_THROW(cu::residual_forward(a.data(), a.data(), b.data(), 64, d), Error);
-  EXPECT_THROW(cu::dropout_backward(a.data(), b.data(), 64, d), Error);
-  EXPECT_THROW(cu::encoder_forward(a.data(), t.data(), b.data(), b.data(), 1, 4, 64, d), Error);
-  EXPECT_THROW(cu::attention_forward(a.data(), l.data(), b.data(), 1, 4, 64, 1, d), Error);
+  for (const Dropout d : {Dropout{1.0f, 7}, Dropout{-0.1f, 7}}) {
+    EXPECT_THROW(cu::residual_forward(a.data(), a.data(), b.data(), 64, d), Error);
+    EXPECT_THROW(cu::dropout_backward(a.data(), b.data(), 64, d), Error);
+    EXPECT_THROW(cu::encoder_forward(a.data(), t.data(), b.data(), b.data(), 1, 4, 64, d), Error);
+    EXPECT_THROW(cu::encoder_backward(a.data(), b.data(), b.data(), t.data(), 1, 4, 64, d), Error);
+    EXPECT_THROW(cu::attention_forward(a.data(), l.data(), b.data(), 1, 4, 64, 1, d), Error);
+    EXPECT_THROW(
+        cu::attention_backward(a.data(), b.data(), b.data(), b.data(), l.data(), 1, 4, 64, 1, d),
+        Error);
+  }
+}
+
+TEST(CudaOps, EncoderDropout) {
+  REQUIRE_DEVICE();
+  const int V = 50, Vp = 64;
+  Rng rng(21);
+  // The SHAPES (C % 8 == 0: 8 channels per thread) and one with C odd (one per thread).
+  std::vector<Shape> shapes(std::begin(SHAPES), std::end(SHAPES));
+  shapes.push_back({2, 29, 45, 1});
+  for (const Dropout &d : DROPOUTS)
+    for (const Shape &s : shapes) {
+      const int N = s.B * s.T, C = s.C;
+      const std::string tag = dname(d, name(s, "encoder_forward dropout"));
+      const ivec inp = tokens(N, V, rng);
+      const fvec wte = randn(size_t(Vp) * C, rng), wpe = randn(size_t(s.T) * C, rng);
+      fvec ref(size_t(N) * C), ref2(ref.size());
+      cpu::encoder_forward(ref.data(), inp.data(), wte.data(), wpe.data(), s.B, s.T, C, d);
+      cpu::encoder_forward(ref2.data(), inp.data(), wte.data(), wpe.data(), s.B, s.T, C,
+                           other_mask(d));
+      expect_mask_matters(ref, ref2, tag);
+      auto d_inp = upload(inp);
+      auto d_wte = upload_bf16(wte), d_wpe = upload_bf16(wpe);
+      auto d_out = poisoned<bf16>(size_t(N) * C);
+      cu::encoder_forward(d_out.data(), d_inp.data(), d_wte.data(), d_wpe.data(), s.B, s.T, C, d);
+      const fvec got = download_f(d_out);
+      expect_close(got, ref, tag);
+      // Both sides form the same fp32 sum wte + wpe, and a non-zero sum stays non-zero in bf16.
+      expect_same_zeros(got, ref, tag);
+
+      const fvec dout = randn(size_t(N) * C, rng);
+      fvec dwte = randn(size_t(Vp) * C, rng, 0.1f), dwpe = randn(size_t(s.T) * C, rng, 0.1f);
+      auto d_dout = upload_bf16(dout);
+      auto d_dwte = upload_bf16(dwte), d_dwpe = upload_bf16(dwpe);
+      cu::encoder_backward(d_dwte.data(), d_dwpe.data(), d_dout.data(), d_inp.data(), s.B, s.T, C,
+                           d);
+      fvec dwte2 = dwte, dwpe2 = dwpe;
+      cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), inp.data(), s.B, s.T, C, d);
+      cpu::encoder_backward(dwte2.data(), dwpe2.data(), dout.data(), inp.data(), s.B, s.T, C,
+                            other_mask(d));
+      const std::string btag = dname(d, name(s, "encoder_backward dropout"));
+      expect_mask_matters(dwpe, dwpe2, btag + " dwpe");
+      expect_close(download_f(d_dwte), dwte, btag + " dwte");
+      expect_close(download_f(d_dwpe), dwpe, btag + " dwpe");
+    }
+}
+
+TEST(CudaOps, ElementwiseDropout) {
+  REQUIRE_DEVICE();
+  Rng rng(22);
+  for (const Dropout &d : DROPOUTS)
+    for (size_t n : {size_t(3 * 37 * 384), size_t(1001), size_t(8)}) { // vector and scalar paths
+      const fvec x = randn(n, rng, 2.0f), y = randn(n, rng);
+      auto d_x = upload_bf16(x), d_y = upload_bf16(y);
+
+      // residual_forward: out = x + dropout(y); where y is dropped, out is exactly x.
+      fvec ref(n), ref2(n);
+      cpu::residual_forward(ref.data(), x.data(), y.data(), n, d);
+      cpu::residual_forward(ref2.data(), x.data(), y.data(), n, other_mask(d));
+      const std::string tag = dname(d, cat("residual_forward dropout n=", n));
+      if (n > 8) expect_mask_matters(ref, ref2, tag);
+      auto d_r = poisoned<bf16>(n);
+      cu::residual_forward(d_r.data(), d_x.data(), d_y.data(), n, d);
+      const fvec got = download_f(d_r);
+      expect_close(got, ref, tag);
+      size_t bad = 0; // a dropped y leaves exactly x (a kept one may round away in bf16)
+      for (size_t i = 0; i < n; i++)
+        bad += !dropout_keep(d.key, i, d.p) && (ref[i] != x[i] || got[i] != x[i]);
+      EXPECT_EQ(bad, 0u) << tag << ": dropped elements that are not exactly a";
+      cu::residual_forward(d_x.data(), d_x.data(), d_y.data(), n, d); // out aliases a
+      EXPECT_TRUE(same_bits(download(d_x), to_h(got))) << tag << " in place";
+
+      // dropout_backward: the mask times 1/(1-p), exactly the CPU's zeros.
+      fvec dref(n);
+      cpu::dropout_backward(dref.data(), y.data(), n, d);
+      const std::string btag = dname(d, cat("dropout_backward n=", n));
+      auto d_c = poisoned<bf16>(n);
+      cu::dropout_backward(d_c.data(), d_y.data(), n, d);
+      const fvec dgot = download_f(d_c);
+      expect_close(dgot, dref, btag);
+      expect_same_zeros(dgot, dref, btag);
+      cu::dropout_backward(d_y.data(), d_y.data(), n, d); // dinp aliases dout
+      EXPECT_TRUE(same_bits(download(d_y), to_h(dgot))) << btag << " in place";
+    }
+}
+
+TEST(CudaOps, AttentionDropout) {
+  REQUIRE_DEVICE();
+  Rng rng(23);
+  for (const Dropout &d : DROPOUTS)
+    for (const Shape &s : SHAPES) {
+      const int N = s.B * s.T, C = s.C;
+      const size_t TT = size_t(s.B) * s.NH * s.T * s.T;
+      const fvec qkv = randn(size_t(N) * 3 * C, rng);
+      fvec out(size_t(N) * C), att(TT), out2(out.size()), att2(TT);
+      cpu::attention_forward(out.data(), att.data(), qkv.data(), s.B, s.T, C, s.NH, d);
+      cpu::attention_forward(out2.data(), att2.data(), qkv.data(), s.B, s.T, C, s.NH,
+                             other_mask(d));
+      const std::string tag = dname(d, name(s, "attention_forward dropout"));
+      expect_mask_matters(out, out2, tag + " out");
+      auto d_qkv = upload_bf16(qkv);
+      auto d_out = poisoned<bf16>(size_t(N) * C);
+      auto d_lse = poisoned<float>(size_t(s.B) * s.NH * s.T);
+      cu::attention_forward(d_out.data(), d_lse.data(), d_qkv.data(), s.B, s.T, C, s.NH, d);
+      expect_close(download_f(d_out), out, tag + " out");
+      // The log-sum-exp is that of the undropped probabilities.
+      expect_close(download(d_lse), lse_ref(qkv, s), tag + " lse", 1e-3, 1e-3);
+
+      const fvec dout = randn(size_t(N) * C, rng);
+      fvec dqkv(size_t(N) * 3 * C), dqkv2(dqkv.size()), scratch(TT);
+      cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), s.B,
+                              s.T, C, s.NH, d);
+      // The other mask's backward (from its own forward): each of dq, dk, dv must tell them apart.
+      cpu::attention_backward(dqkv2.data(), scratch.data(), dout.data(), qkv.data(), att2.data(),
+                              s.B, s.T, C, s.NH, other_mask(d));
+      auto d_dout = upload_bf16(dout);
+      hvec first;
+      for (int rep = 0; rep < 2; rep++) {
+        auto d_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
+        cu::attention_backward(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(),
+                               d_lse.data(), s.B, s.T, C, s.NH, d);
+        const hvec got = download(d_dqkv);
+        if (rep == 0)
+          first = got;
+        else
+          EXPECT_TRUE(same_bits(first, got)) << tag << " backward repeat";
+      }
+      const fvec got = to_f(first);
+      for (int part = 0; part < 3; part++) {
+        fvec g, r, r2;
+        for (int n = 0; n < N; n++)
+          for (int c = 0; c < C; c++) {
+            const size_t i = size_t(n) * 3 * C + part * C + c;
+            g.push_back(got[i]), r.push_back(dqkv[i]), r2.push_back(dqkv2[i]);
+          }
+        const std::string btag =
+            dname(d, name(s, cat("attention_backward dropout d", "qkv"[part]).c_str()));
+        expect_mask_matters(r, r2, btag);
+        expect_close(g, r, btag);
+      }
+    }
 }
 
 TEST(CudaOps, Crossentropy) {

@@ -11,9 +11,25 @@
 // read from a tile stored [n][k]. C (16x8): (row g | g+8, cols 2t, 2t+1). A C fragment of two
 // adjacent n-tiles is therefore an A fragment once rounded to bf16: P goes from one product to
 // the next without leaving registers.
+//
+// Dropout (p > 0; the kernels are templated on DROP so p = 0 runs the code it always ran): as on
+// the CPU, probability (query i, key j) of head bh = b*NH + h (= blockIdx.y) has the mask
+// dropout_keep(key, (bh*T + i)*T + j), its flat index in (B,NH,T,T). The coordinates of a score
+// come from the C layout: in a warp owning rows r0..r0+15 of a product, register e of n-tile nt
+// (s[nt][e]) sits at row r0 + g + 8*(e >> 1) and column nt*8 + 2t + (e & 1). In the forward and
+// dq kernels rows are queries (row_a = qt*TILE + r0 + g, row_b = row_a + 8) and columns keys
+// (kt*TILE + nt*8 + 2t + (e & 1)); the dk/dv kernel computes the transposed product, so rows are
+// keys (key_a, key_b) and columns queries (qi*QB + nt*8 + 2t + (e & 1)) and the index takes them
+// the other way round. These are the same coordinates the causal mask tests; keep_bits hashes a
+// tile's 4 * (columns / 8) mask entries per thread into one word before the products. The row sums
+// l and the saved log-sum-exp stay those of the undropped P; out = (P o Z) V / (1-p) with Z the
+// mask, the 1/(1-p) folded into the final 1/l. Backward (FlashAttention-2 with dropout), with Z' =
+// Z/(1-p): dV = (P o Z')^T dO, dP' = dO V^T, dS = P o (Z' o dP' - D), D_i = dO_i . O_i (O the
+// dropped output, so D is still rowsum(P o Z' o dP')).
 #include "backend/cuda/common.cuh"
 
 #include <cmath>
+#include <type_traits>
 
 namespace finegpt::cuda {
 
@@ -36,6 +52,25 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t *>(&v);
 }
+
+// Dropout keep bits of a warp's C fragments s[NT][4] (NT <= 8): bit 4 nt + e for s[nt][e], whose
+// mask index is base_<e >> 1> + (nt*8 + (e & 1)) * stride (see the top of the file). Computed
+// before the products so that the hashing's temporaries do not coexist with s and dp.
+template <int NT>
+__device__ __forceinline__ uint32_t keep_bits(const DropoutArgs &drop, uint64_t base_lo,
+                                              uint64_t base_hi, uint64_t stride) {
+  static_assert(NT <= 8, "32 bits");
+  uint32_t bits = 0;
+#pragma unroll 1 // four hashes in flight at a time: enough, and few registers
+  for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const uint64_t i = (e < 2 ? base_lo : base_hi) + uint64_t(nt * 8 + (e & 1)) * stride;
+      bits |= uint32_t(drop.keep(i)) << (4 * nt + e);
+    }
+  return bits;
+}
+__device__ __forceinline__ bool bit(uint32_t bits, int k) { return (bits >> k) & 1u; }
 
 // A fragment of rows r0.., columns k0.. of a row-major shared tile with row stride ld.
 __device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf *tile, int ld, int r0, int k0) {
@@ -140,10 +175,10 @@ template <int HS> constexpr size_t dkv_smem() {
 }
 
 // Grid (query tiles, B*NH); the last query tiles (most keys) are scheduled first.
-template <int HS>
+template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
     attention_forward_kernel(bf *out, float *lse, const bf *qkv, int T, int C, int NH,
-                             float scale_log2) {
+                             float scale_log2, DropoutArgs drop) {
   constexpr int LD = HS + PAD, LDT = TILE + PAD;
   extern __shared__ __align__(16) unsigned char smem[];
   bf *Qs = reinterpret_cast<bf *>(smem), *Ks = Qs + TILE * LD, *Vt = Ks + TILE * LD;
@@ -152,11 +187,16 @@ __global__ void __launch_bounds__(THREADS)
   const size_t C3 = 3 * size_t(C);
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
   const int r0 = warp * 16, row_a = qt * TILE + r0 + g, row_b = row_a + 8;
+  // Mask index of (row_a | row_b, key 0); unused without dropout.
+  const uint64_t mrow[2] = {(uint64_t(bh) * T + row_a) * T, (uint64_t(bh) * T + row_b) * T};
 
   load_tile<TILE, HS>(Qs, base, C3, qt * TILE, T);
   float o[HS / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   for (int kt = 0; kt <= qt; kt++) {
+    uint32_t kept = 0;
+    if constexpr (DROP)
+      kept = keep_bits<TILE / 8>(drop, mrow[0] + kt * TILE + 2 * t, mrow[1] + kt * TILE + 2 * t, 1);
     __syncthreads(); // the previous tile is no longer read
     load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
     load_tile_t<TILE, HS>(Vt, base + 2 * C, C3, kt * TILE, T);
@@ -202,8 +242,11 @@ __global__ void __launch_bounds__(THREADS)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const float p = exp2f(s[nt][e] - mu[e >> 1]);
-        s[nt][e] = p;
-        l[e >> 1] += p;
+        l[e >> 1] += p; // the normaliser of the undropped probabilities
+        if constexpr (DROP)
+          s[nt][e] = bit(kept, 4 * nt + e) ? p : 0.0f; // 1/(1-p) goes into inv below
+        else
+          s[nt][e] = p;
       }
 #pragma unroll
     for (int kk = 0; kk < TILE / 16; kk++) {
@@ -222,7 +265,7 @@ __global__ void __launch_bounds__(THREADS)
   for (int i = 0; i < 2; i++) {
     l[i] += __shfl_xor_sync(FULL_MASK, l[i], 1);
     l[i] += __shfl_xor_sync(FULL_MASK, l[i], 2);
-    inv[i] = 1.0f / l[i];
+    inv[i] = DROP ? drop.scale / l[i] : 1.0f / l[i];
   }
   bf *ob = out + size_t(b) * T * C + h * HS;
 #pragma unroll
@@ -242,11 +285,12 @@ __global__ void __launch_bounds__(THREADS)
 }
 
 // dq of one query tile: dq = scale * sum over key tiles of dS k, dS = P (dP - D), dP = dout v^T.
-template <int HS>
+// With dropout, dP = Z' o (dout v^T) (see the top of the file).
+template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
     attention_backward_dq_kernel(bf *dqkv, const bf *dout, const bf *qkv, const bf *out,
                                  const float *lse, int T, int C, int NH, float scale_log2,
-                                 float scale) {
+                                 float scale, DropoutArgs drop) {
   constexpr int LD = HS + PAD, LDT = TILE + PAD;
   extern __shared__ __align__(16) unsigned char smem[];
   bf *Qs = reinterpret_cast<bf *>(smem), *dOs = Qs + TILE * LD, *Ks = dOs + TILE * LD;
@@ -258,6 +302,8 @@ __global__ void __launch_bounds__(THREADS)
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
   const bf *dob = dout + size_t(b) * T * C + h * HS, *outb = out + size_t(b) * T * C + h * HS;
   const int r0 = warp * 16, row_a = qt * TILE + r0 + g, row_b = row_a + 8;
+  // Mask index of (row_a | row_b, key 0); unused without dropout.
+  const uint64_t mrow[2] = {(uint64_t(bh) * T + row_a) * T, (uint64_t(bh) * T + row_b) * T};
 
   load_tile<TILE, HS>(Qs, base, C3, qt * TILE, T);
   load_tile<TILE, HS>(dOs, dob, C, qt * TILE, T);
@@ -266,6 +312,9 @@ __global__ void __launch_bounds__(THREADS)
   const float L[2] = {Ls[r0 + g], Ls[r0 + g + 8]}, D[2] = {Ds[r0 + g], Ds[r0 + g + 8]};
   float dq[HS / 8][4] = {};
   for (int kt = 0; kt <= qt; kt++) {
+    uint32_t kept = 0;
+    if constexpr (DROP)
+      kept = keep_bits<TILE / 8>(drop, mrow[0] + kt * TILE + 2 * t, mrow[1] + kt * TILE + 2 * t, 1);
     __syncthreads();
     load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
     load_tile<TILE, HS>(Vs, base + 2 * C, C3, kt * TILE, T);
@@ -293,7 +342,9 @@ __global__ void __launch_bounds__(THREADS)
         const int key = kt * TILE + nt * 8 + 2 * t + (e & 1), row = e < 2 ? row_a : row_b;
         const bool valid = key <= row && key < T && row < T;
         const float p = valid ? exp2f(s[nt][e] * scale_log2 - L[e >> 1]) : 0.0f;
-        s[nt][e] = p * (dp[nt][e] - D[e >> 1]);
+        float dpe = dp[nt][e];
+        if constexpr (DROP) dpe = bit(kept, 4 * nt + e) ? dpe * drop.scale : 0.0f;
+        s[nt][e] = p * (dpe - D[e >> 1]);
       }
 #pragma unroll
     for (int kk = 0; kk < TILE / 16; kk++) {
@@ -321,12 +372,13 @@ __global__ void __launch_bounds__(THREADS)
 }
 
 // dk, dv of one key tile, over the query tiles at or after it (transposed products: rows are
-// keys). dv = sum P^T dout, dk = scale * sum dS^T q.
-template <int HS>
+// keys). dv = sum P^T dout, dk = scale * sum dS^T q. With dropout, dv = 1/(1-p) sum (P o Z)^T
+// dout (the 1/(1-p) applied at the store) and dS as in the dq kernel.
+template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
     attention_backward_dkv_kernel(bf *dqkv, const bf *dout, const bf *qkv, const bf *out,
                                   const float *lse, int T, int C, int NH, float scale_log2,
-                                  float scale) {
+                                  float scale, DropoutArgs drop) {
   constexpr int QB = KV_QTILE, LD = HS + PAD, LDT = QB + PAD;
   extern __shared__ __align__(16) unsigned char smem[];
   bf *Ks = reinterpret_cast<bf *>(smem), *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD;
@@ -352,6 +404,11 @@ __global__ void __launch_bounds__(THREADS)
     load_stats<HS>(Ls, Ds, lse + size_t(bh) * T, dob, outb, C, qi * QB, QB, T);
     __syncthreads();
     if (kt * TILE + k0 > qi * QB + QB - 1) continue; // this warp's keys are all in the future
+    uint32_t kept = 0;
+    if constexpr (DROP) { // transposed: the query (column) is the mask's row, the key its column
+      const uint64_t q0 = uint64_t(bh) * T + qi * QB + 2 * t;
+      kept = keep_bits<QB / 8>(drop, q0 * T + key_a, q0 * T + key_b, uint64_t(T));
+    }
     float s[QB / 8][4] = {}, dp[QB / 8][4] = {};
 #pragma unroll
     for (int kk = 0; kk < HS / 16; kk++) {
@@ -375,8 +432,14 @@ __global__ void __launch_bounds__(THREADS)
         const int key = e < 2 ? key_a : key_b;
         const bool valid = q >= key && q < T && key < T;
         const float p = valid ? exp2f(s[nt][e] * scale_log2 - Ls[ql]) : 0.0f;
-        s[nt][e] = p;
-        dp[nt][e] = p * (dp[nt][e] - Ds[ql]);
+        if constexpr (DROP) {
+          const bool keep = bit(kept, 4 * nt + e);
+          s[nt][e] = keep ? p : 0.0f; // 1/(1-p) goes into dv at the store
+          dp[nt][e] = p * ((keep ? dp[nt][e] * drop.scale : 0.0f) - Ds[ql]);
+        } else {
+          s[nt][e] = p;
+          dp[nt][e] = p * (dp[nt][e] - Ds[ql]);
+        }
       }
 #pragma unroll
     for (int kk = 0; kk < QB / 16; kk++) {
@@ -394,6 +457,13 @@ __global__ void __launch_bounds__(THREADS)
     }
   }
   bf *dkb = dqkv + size_t(b) * T * C3 + C + h * HS, *dvb = dkb + C;
+  if constexpr (DROP) {
+#pragma unroll
+    for (int dn = 0; dn < HS / 8; dn++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        dv[dn][e] *= drop.scale;
+  }
 #pragma unroll
   for (int dn = 0; dn < HS / 8; dn++) {
     const int d = dn * 8 + 2 * t;
@@ -425,60 +495,70 @@ void check_shapes(const char *op, const void *a, const void *b, const void *c, i
                 ": internal: attention buffers must be 16-byte aligned");
 }
 
-template <int HS>
-void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
+template <int HS, bool DROP>
+void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH, Dropout drop) {
   const dim3 grid((T + TILE - 1) / TILE, B * NH);
   const float scale_log2 = LOG2E / std::sqrt(float(HS));
-  allow_smem(attention_forward_kernel<HS>, forward_smem<HS>());
-  attention_forward_kernel<HS><<<grid, THREADS, forward_smem<HS>(), stream()>>>(
-      dev(out), lse, dev(qkv), T, C, NH, scale_log2);
+  allow_smem(attention_forward_kernel<HS, DROP>, forward_smem<HS>());
+  attention_forward_kernel<HS, DROP><<<grid, THREADS, forward_smem<HS>(), stream()>>>(
+      dev(out), lse, dev(qkv), T, C, NH, scale_log2, dropout_args(drop));
   LAUNCH_CHECK();
 }
 
-template <int HS>
+template <int HS, bool DROP>
 void backward_hs(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse,
-                 int B, int T, int C, int NH) {
+                 int B, int T, int C, int NH, Dropout drop) {
   const dim3 grid((T + TILE - 1) / TILE, B * NH);
   const float scale = 1.0f / std::sqrt(float(HS)), scale_log2 = LOG2E * scale;
-  allow_smem(attention_backward_dq_kernel<HS>, dq_smem<HS>());
-  attention_backward_dq_kernel<HS><<<grid, THREADS, dq_smem<HS>(), stream()>>>(
-      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale);
+  const DropoutArgs d = dropout_args(drop);
+  allow_smem(attention_backward_dq_kernel<HS, DROP>, dq_smem<HS>());
+  attention_backward_dq_kernel<HS, DROP><<<grid, THREADS, dq_smem<HS>(), stream()>>>(
+      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
   LAUNCH_CHECK();
-  allow_smem(attention_backward_dkv_kernel<HS>, dkv_smem<HS>());
-  attention_backward_dkv_kernel<HS><<<grid, THREADS, dkv_smem<HS>(), stream()>>>(
-      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale);
+  allow_smem(attention_backward_dkv_kernel<HS, DROP>, dkv_smem<HS>());
+  attention_backward_dkv_kernel<HS, DROP><<<grid, THREADS, dkv_smem<HS>(), stream()>>>(
+      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
   LAUNCH_CHECK();
+}
+
+// The head size and whether dropout is on, as template arguments of f.
+template <typename F> void dispatch(int HS, bool dropping, F f) {
+  auto with_hs = [&](auto drop) {
+    switch (HS) {
+    case 32:
+      return f(std::integral_constant<int, 32>{}, drop);
+    case 64:
+      return f(std::integral_constant<int, 64>{}, drop);
+    default:
+      return f(std::integral_constant<int, 128>{}, drop);
+    }
+  };
+  if (dropping)
+    with_hs(std::true_type{});
+  else
+    with_hs(std::false_type{});
 }
 
 } // namespace
 
 void attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH,
                        Dropout drop) {
-  check_no_dropout(drop, "attention_forward");
+  check_dropout(drop, "attention_forward");
   check_shapes("attention_forward", out, qkv, qkv, C, NH);
-  switch (C / NH) {
-  case 32:
-    return forward_hs<32>(out, lse, qkv, B, T, C, NH);
-  case 64:
-    return forward_hs<64>(out, lse, qkv, B, T, C, NH);
-  default:
-    return forward_hs<128>(out, lse, qkv, B, T, C, NH);
-  }
+  dispatch(C / NH, drop.p > 0.0f, [&](auto hs, auto dropping) {
+    forward_hs<decltype(hs)::value, decltype(dropping)::value>(out, lse, qkv, B, T, C, NH, drop);
+  });
 }
 
 void attention_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out,
                         const float *lse, int B, int T, int C, int NH, Dropout drop) {
-  check_no_dropout(drop, "attention_backward");
+  check_dropout(drop, "attention_backward");
   check_shapes("attention_backward", dqkv, dout, qkv, C, NH);
   FINEGPT_CHECK(aligned16(out), "attention_backward: internal: out must be 16-byte aligned");
-  switch (C / NH) {
-  case 32:
-    return backward_hs<32>(dqkv, dout, qkv, out, lse, B, T, C, NH);
-  case 64:
-    return backward_hs<64>(dqkv, dout, qkv, out, lse, B, T, C, NH);
-  default:
-    return backward_hs<128>(dqkv, dout, qkv, out, lse, B, T, C, NH);
-  }
+  dispatch(C / NH, drop.p > 0.0f, [&](auto hs, auto dropping) {
+    backward_hs<decltype(hs)::value, decltype(dropping)::value>(dqkv, dout, qkv, out, lse, B, T, C,
+                                                                NH, drop);
+  });
 }
 
 } // namespace finegpt::cuda

@@ -10,6 +10,7 @@
 
 #include "backend/cuda_ops.h"
 #include "core/error.h"
+#include "core/rng.h"
 
 namespace finegpt::cuda::detail {
 
@@ -47,8 +48,22 @@ struct Workspace {
 };
 Workspace workspace();
 
-// The one error for dropout on CUDA in this version.
-void check_no_dropout(const Dropout &d, const char *op);
+// Dropout probability in [0, 1), as the CPU ops check it.
+void check_dropout(const Dropout &d, const char *op);
+
+// A Dropout as kernels take it: the mask of element i is core/rng.h's dropout_keep (the CPU's
+// masks bit for bit), and kept elements are scaled by `scale` = 1/(1-p), computed on the host
+// with the CPU's expression (cpu::detail::dropout_scale) so both sides use the same float.
+struct DropoutArgs {
+  uint64_t key;
+  float p, scale;
+  __device__ __forceinline__ bool keep(uint64_t i) const { return dropout_keep(key, i, p); }
+  // x * scale if element i is kept, else 0 (the CPU ops' expression).
+  __device__ __forceinline__ float apply(float x, uint64_t i) const {
+    return keep(i) ? x * scale : 0.0f;
+  }
+};
+inline DropoutArgs dropout_args(const Dropout &d) { return {d.key, d.p, 1.0f / (1.0f - d.p)}; }
 
 // Blocks of `threads` covering n items.
 inline unsigned blocks_for(size_t n, int threads) { return unsigned((n + threads - 1) / threads); }

@@ -1,6 +1,6 @@
-// CUDA bodies of the elementwise ops: tanh-GELU forward and backward, residual add, and the
-// backward of dropout (p = 0 only in this version: a copy). Memory-bound single passes with
-// 16-byte accesses where the pointers allow; math in fp32.
+// CUDA bodies of the elementwise ops: tanh-GELU forward and backward, residual add with dropout,
+// and the backward of dropout. Memory-bound single passes with 16-byte accesses where the pointers
+// allow; math in fp32. Dropout masks are dropout_keep(key, i) of the flat index i, as on the CPU.
 #include "backend/cuda/common.cuh"
 
 namespace finegpt::cuda {
@@ -72,6 +72,42 @@ template <typename F> void binary(bf16 *out, const bf16 *a, const bf16 *b, size_
   LAUNCH_CHECK();
 }
 
+// out[i] = a[i] + dropout(b[i]), or dropout(b[i]) alone when a is null (p > 0; the mask of
+// element i is dropout_keep(key, i), kept elements scaled by 1/(1-p)). VEC: 8 per thread.
+template <bool VEC>
+__global__ void dropout_kernel(bf *out, const bf *a, const bf *b, size_t n, DropoutArgs drop) {
+  const size_t i0 = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) * (VEC ? 8 : 1);
+  if (i0 >= n) return;
+  if constexpr (VEC) {
+    const Pack8 pb = load8(b + i0);
+    Pack8 pa;
+    if (a) pa = load8(a + i0);
+    Pack8 o;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const float x = drop.apply(__bfloat162float(pb.v[k]), i0 + k);
+      o.v[k] = __float2bfloat16(a ? __bfloat162float(pa.v[k]) + x : x);
+    }
+    store8(out + i0, o);
+  } else {
+    const float x = drop.apply(__bfloat162float(b[i0]), i0);
+    out[i0] = __float2bfloat16(a ? __bfloat162float(a[i0]) + x : x);
+  }
+}
+
+void dropout(bf16 *out, const bf16 *a, const bf16 *b, size_t n, const Dropout &drop) {
+  if (n == 0) return;
+  const int threads = 256;
+  const bool vec = n % 8 == 0 && aligned16(out) && aligned16(b) && (a == nullptr || aligned16(a));
+  if (vec)
+    dropout_kernel<true><<<blocks_for(n / 8, threads), threads, 0, stream()>>>(
+        dev(out), dev(a), dev(b), n, dropout_args(drop));
+  else
+    dropout_kernel<false><<<blocks_for(n, threads), threads, 0, stream()>>>(
+        dev(out), dev(a), dev(b), n, dropout_args(drop));
+  LAUNCH_CHECK();
+}
+
 } // namespace
 
 void gelu_forward(bf16 *out, const bf16 *inp, size_t N) {
@@ -83,13 +119,19 @@ void gelu_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N) {
 }
 
 void residual_forward(bf16 *out, const bf16 *a, const bf16 *b, size_t N, Dropout drop) {
-  check_no_dropout(drop, "residual_forward");
-  binary(out, a, b, N, Add{});
+  check_dropout(drop, "residual_forward");
+  if (drop.p > 0.0f)
+    dropout(out, a, b, N, drop);
+  else
+    binary(out, a, b, N, Add{});
 }
 
 void dropout_backward(bf16 *dinp, const bf16 *dout, size_t N, Dropout drop) {
-  check_no_dropout(drop, "dropout_backward");
-  if (dinp != dout) binary(dinp, dout, nullptr, N, Copy{});
+  check_dropout(drop, "dropout_backward");
+  if (drop.p > 0.0f)
+    dropout(dinp, nullptr, dout, N, drop);
+  else if (dinp != dout)
+    binary(dinp, dout, nullptr, N, Copy{});
 }
 
 } // namespace finegpt::cuda

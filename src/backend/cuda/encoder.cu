@@ -1,6 +1,8 @@
 // CUDA bodies of the token + position embedding. The backward's scatter into dwte is made
 // deterministic without atomics: a stable radix sort (CUB) groups positions by token in
 // position order, and one block per token run sums its rows in fp32 and adds them once.
+// Dropout (p > 0): the mask of out[n][c] is dropout_keep(key, n * C + c), the CPU's; backward
+// regenerates it for each element of dout it reads.
 #include "backend/cuda/common.cuh"
 
 #include <cub/device/device_radix_sort.cuh>
@@ -12,9 +14,9 @@ using namespace detail;
 namespace {
 
 // One thread per 8 channels (C % 8 == 0, 16-byte aligned rows) or per channel otherwise.
-template <bool VEC>
+template <bool VEC, bool DROP>
 __global__ void encoder_forward_kernel(bf *out, const int32_t *inp, const bf *wte, const bf *wpe,
-                                       int N, int T, int C) {
+                                       int N, int T, int C, DropoutArgs drop) {
   const int per = VEC ? 8 : 1;
   const size_t i = (size_t(blockIdx.x) * blockDim.x + threadIdx.x) * per;
   if (i >= size_t(N) * C) return;
@@ -25,21 +27,38 @@ __global__ void encoder_forward_kernel(bf *out, const int32_t *inp, const bf *wt
     const Pack8 a = load8(we), b = load8(wp);
     Pack8 o;
 #pragma unroll
-    for (int k = 0; k < 8; k++)
-      o.v[k] = __float2bfloat16(__bfloat162float(a.v[k]) + __bfloat162float(b.v[k]));
+    for (int k = 0; k < 8; k++) {
+      float x = __bfloat162float(a.v[k]) + __bfloat162float(b.v[k]);
+      if constexpr (DROP) x = drop.apply(x, i + k);
+      o.v[k] = __float2bfloat16(x);
+    }
     store8(out + i, o);
   } else {
-    out[i] = __float2bfloat16(__bfloat162float(*we) + __bfloat162float(*wp));
+    float x = __bfloat162float(*we) + __bfloat162float(*wp);
+    if constexpr (DROP) x = drop.apply(x, i);
+    out[i] = __float2bfloat16(x);
   }
 }
 
+// The gradient entering the encoder at flat index i of (B,T,C): dout[i] through the mask.
+template <bool DROP>
+__device__ __forceinline__ float grad_at(const bf *dout, size_t i, const DropoutArgs &drop) {
+  const float g = __bfloat162float(dout[i]);
+  if constexpr (DROP)
+    return drop.apply(g, i);
+  else
+    return g;
+}
+
 // dwpe[t][c] += sum_b dout[b][t][c], b in order.
-__global__ void encoder_backward_wpe_kernel(bf *dwpe, const bf *dout, int B, int T, int C) {
+template <bool DROP>
+__global__ void encoder_backward_wpe_kernel(bf *dwpe, const bf *dout, int B, int T, int C,
+                                            DropoutArgs drop) {
   const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= size_t(T) * C) return;
   float acc = 0.0f;
   for (int b = 0; b < B; b++)
-    acc += __bfloat162float(dout[size_t(b) * T * C + i]);
+    acc += grad_at<DROP>(dout, size_t(b) * T * C + i, drop);
   dwpe[i] = __float2bfloat16(__bfloat162float(dwpe[i]) + acc);
 }
 
@@ -51,8 +70,10 @@ __global__ void iota_kernel(int32_t *x, int n) {
 // Block k looks at sorted position k; if it starts a run of equal tokens, it sums the run's
 // rows (ascending positions) per channel and adds the sums to that token's row of dwte.
 // (A long run, such as a frequent token's, is summed by one block: correct, not yet fast.)
+template <bool DROP>
 __global__ void encoder_backward_wte_kernel(bf *dwte, const bf *dout, const uint32_t *tok_sorted,
-                                            const int32_t *pos_sorted, int N, int C) {
+                                            const int32_t *pos_sorted, int N, int C,
+                                            DropoutArgs drop) {
   const int k = blockIdx.x;
   const uint32_t tok = tok_sorted[k];
   if (k > 0 && tok_sorted[k - 1] == tok) return;
@@ -63,7 +84,7 @@ __global__ void encoder_backward_wte_kernel(bf *dwte, const bf *dout, const uint
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     float acc = 0.0f;
     for (int j = k; j < end; j++)
-      acc += __bfloat162float(dout[size_t(pos_sorted[j]) * C + c]);
+      acc += grad_at<DROP>(dout, size_t(pos_sorted[j]) * C + c, drop);
     row[c] = __float2bfloat16(__bfloat162float(row[c]) + acc);
   }
 }
@@ -72,26 +93,30 @@ __global__ void encoder_backward_wte_kernel(bf *dwte, const bf *dout, const uint
 
 void encoder_forward(bf16 *out, const int32_t *inp, const bf16 *wte, const bf16 *wpe, int B, int T,
                      int C, Dropout drop) {
-  check_no_dropout(drop, "encoder_forward");
+  check_dropout(drop, "encoder_forward");
   const int N = B * T;
   const bool vec = C % 8 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe);
   const int threads = 256;
-  if (vec) {
-    encoder_forward_kernel<true><<<blocks_for(size_t(N) * C / 8, threads), threads, 0, stream()>>>(
-        dev(out), inp, dev(wte), dev(wpe), N, T, C);
-  } else {
-    encoder_forward_kernel<false><<<blocks_for(size_t(N) * C, threads), threads, 0, stream()>>>(
-        dev(out), inp, dev(wte), dev(wpe), N, T, C);
-  }
+  const unsigned blocks = blocks_for(size_t(N) * C / (vec ? 8 : 1), threads);
+  const auto kernel =
+      drop.p > 0.0f
+          ? (vec ? encoder_forward_kernel<true, true> : encoder_forward_kernel<false, true>)
+          : (vec ? encoder_forward_kernel<true, false> : encoder_forward_kernel<false, false>);
+  kernel<<<blocks, threads, 0, stream()>>>(dev(out), inp, dev(wte), dev(wpe), N, T, C,
+                                           dropout_args(drop));
   LAUNCH_CHECK();
 }
 
 void encoder_backward(bf16 *dwte, bf16 *dwpe, const bf16 *dout, const int32_t *inp, int B, int T,
                       int C, Dropout drop) {
-  check_no_dropout(drop, "encoder_backward");
+  check_dropout(drop, "encoder_backward");
   const int N = B * T;
-  encoder_backward_wpe_kernel<<<blocks_for(size_t(T) * C, 256), 256, 0, stream()>>>(
-      dev(dwpe), dev(dout), B, T, C);
+  const bool dropping = drop.p > 0.0f;
+  const DropoutArgs d = dropout_args(drop);
+  (dropping
+       ? encoder_backward_wpe_kernel<true>
+       : encoder_backward_wpe_kernel<false>)<<<blocks_for(size_t(T) * C, 256), 256, 0, stream()>>>(
+      dev(dwpe), dev(dout), B, T, C, d);
   LAUNCH_CHECK();
 
   // Workspace: sorted tokens, positions (in and out), then CUB's temporary storage. Token ids
@@ -114,8 +139,9 @@ void encoder_backward(bf16 *dwte, bf16 *dwpe, const bf16 *dout, const int32_t *i
   LAUNCH_CHECK();
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, tokens, tok_sorted, pos, pos_sorted,
                                              N, 0, 16, stream()));
-  encoder_backward_wte_kernel<<<N, 128, 0, stream()>>>(dev(dwte), dev(dout), tok_sorted, pos_sorted,
-                                                       N, C);
+  (dropping ? encoder_backward_wte_kernel<true>
+            : encoder_backward_wte_kernel<false>)<<<N, 128, 0, stream()>>>(
+      dev(dwte), dev(dout), tok_sorted, pos_sorted, N, C, d);
   LAUNCH_CHECK();
 }
 

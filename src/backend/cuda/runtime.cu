@@ -20,9 +20,9 @@ void cublas_fail(cublasStatus_t st, const char *expr, const char *file, int line
        cublasLtGetStatusString(st), ") in ", expr);
 }
 
-void check_no_dropout(const Dropout &d, const char *op) {
-  FINEGPT_CHECK(d.p == 0.0f, op, ": dropout ", d.p,
-                " is not implemented by the CUDA backend yet; set dropout = 0.0");
+void check_dropout(const Dropout &d, const char *op) {
+  FINEGPT_CHECK(d.p >= 0.0f && d.p < 1.0f, op, ": dropout probability ", d.p,
+                " is outside [0, 1); set dropout to a value in [0, 1)");
 }
 
 namespace {
@@ -79,8 +79,8 @@ bool device_info(int index, DeviceInfo *out) noexcept {
   if (index < 0 || index >= n) return false;
   cudaDeviceProp p{};
   int previous = 0;
-  if (cudaGetDeviceProperties(&p, index) != cudaSuccess || cudaGetDevice(&previous) != cudaSuccess ||
-      cudaSetDevice(index) != cudaSuccess) {
+  if (cudaGetDeviceProperties(&p, index) != cudaSuccess ||
+      cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(index) != cudaSuccess) {
     cudaGetLastError();
     return false;
   }
