@@ -3,8 +3,9 @@
 # network and no Debian packages: builds with CUDA for that GPU only, runs the CUDA op tests
 # (every op against the CPU op), the same tests under compute-sanitizer (memcheck; racecheck on
 # the shared-memory kernels) when it is there, and the CPU op tests as a check of the carried
-# OpenBLAS; runs the GPU training tests (tests/train/test_cuda_train.cpp: a step against the CPU,
-# 20 steps, exact resume) and times whole training steps of GPT-2 124M at T=1024
+# OpenBLAS; runs the NCCL communicator tests on one GPU (tests/dist/test_nccl.cpp; NCCL from the
+# toolkit or PyTorch's nvidia-nccl wheel, found by CMake); runs the GPU training tests
+# (tests/train/test_cuda_train.cpp: a step against the CPU, 20 steps, exact resume) and times whole training steps of GPT-2 124M at T=1024
 # (`finegpt bench --device cuda`: tokens/s, MFU, memory against the plan), then each op at
 # GPT-2 124M's shapes (bench/cuda_ops_bench.cpp); prints a short table last. Full logs go into $OUT when set (else /tmp/finegpt-device).
 # Takes about 3-5 minutes on 16 cores; each step has a time limit and all of them end by
@@ -64,6 +65,11 @@ finish() {
     grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
       "$log/cuda_train.log" || true
   fi
+  [ -f "$log/configure.log" ] && grep -E '^-- finegpt NCCL' "$log/configure.log"
+  for t in nccl nccl_timeout; do
+    [ -f "$log/$t.log" ] && grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
+      "$log/$t.log"
+  done
   if [ -f "$log/cuda_ops.log" ]; then
     sed -n '/^op .*worst normwise/,$p' "$log/cuda_ops.log" | grep -v '^\[' || true
     grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
@@ -126,7 +132,7 @@ step configure 180 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -D
   -DOPENSSL_CRYPTO_LIBRARY="$tp/sys/lib/libcrypto.so" -DFINEGPT_MPI=OFF -DFINEGPT_ARROW=OFF \
   "${cublas_args[@]}" ${FINEGPT_CMAKE_ARGS:-} || finish 1
 step build 300 cmake --build "$build" -j "$jobs" --target finegpt backend_test_cuda_ops \
-  backend_test_ops train_test_cuda_train cuda_ops_bench || finish 1
+  backend_test_ops train_test_cuda_train dist_test_nccl cuda_ops_bench || finish 1
 
 # ---- checks
 step info 30 "$build/finegpt" info
@@ -138,6 +144,15 @@ step cuda_train 180 env OMP_NUM_THREADS=8 "$build/tests/train_test_cuda_train" \
   --gtest_output="xml:$log/cuda_train.xml"
 train_rc=$?
 [ "$ops_rc" -eq 0 ] && ops_rc=$train_rc
+# NCCL on one GPU (a single-rank communicator); the init-timeout test alone, as it leaves NCCL's
+# bootstrap thread for the rank that never comes behind in its process.
+step nccl 90 "$build/tests/dist_test_nccl" --gtest_filter='-NcclDevice.InitTimesOut*' \
+  --gtest_output="xml:$log/nccl.xml"
+nccl_rc=$?
+step nccl_timeout 60 "$build/tests/dist_test_nccl" --gtest_filter='NcclDevice.InitTimesOut*'
+timeout_rc=$?
+[ "$nccl_rc" -eq 0 ] && nccl_rc=$timeout_rc
+[ "$ops_rc" -eq 0 ] && ops_rc=$nccl_rc
 # GPT-2 124M at T=1024: micro-batch 8, and 32 (which the plan puts near 20 GiB)
 step gpt2_b8 90 "$build/finegpt" bench --device cuda --batch_size 8 --seq_len 1024 --steps 10 \
   --warmup 2
