@@ -5,8 +5,10 @@
 # the shared-memory kernels) when it is there, and the CPU op tests as a check of the carried
 # OpenBLAS; runs the NCCL communicator tests on one GPU (tests/dist/test_nccl.cpp; NCCL from the
 # toolkit or PyTorch's nvidia-nccl wheel, found by CMake); runs the GPU training tests
-# (tests/train/test_cuda_train.cpp: a step against the CPU, 20 steps, exact resume) and times whole training steps of GPT-2 124M at T=1024
-# (`finegpt bench --device cuda`: tokens/s, MFU, memory against the plan), then each op at
+# (tests/train/test_cuda_train.cpp: a step against the CPU, 20 steps, exact resume, recompute,
+# dropout, one-rank NCCL) and times whole training steps of GPT-2 124M at T=1024
+# (`finegpt bench --device cuda`: tokens/s, MFU, memory against the plan; also the guide's 24 GB
+# row, GPT-2 medium and whole-block recompute), then each op at
 # GPT-2 124M's shapes (bench/cuda_ops_bench.cpp); prints a short table last. Full logs go into $OUT when set (else /tmp/finegpt-device).
 # Takes about 3-5 minutes on 16 cores; each step has a time limit and all of them end by
 # FINEGPT_DEADLINE_S (default 480 s) after the start, so the table always prints.
@@ -28,6 +30,7 @@ jobs=${JOBS:-$(nproc)}
 t_start=$(date +%s)
 deadline=$((t_start + ${FINEGPT_DEADLINE_S:-480}))
 rows=()
+bench_rows=()
 
 # step NAME LIMIT_S CMD...: runs CMD with output in $log/NAME.log, for at most LIMIT_S seconds
 # and never past the deadline; records status and seconds.
@@ -57,8 +60,8 @@ finish() {
   echo "== finegpt device_check: $(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - t_start)) s, logs in $log"
   [ -n "${gpu:-}" ] && echo "gpu: $gpu"
   [ -f "$log/bench.log" ] && sed -n '/^op /,$p' "$log/bench.log"
-  for b in gpt2_b8 gpt2_b32; do
-    [ -f "$log/$b.log" ] && grep -E '^finegpt bench|^note|^no CUDA device' "$log/$b.log"
+  for b in "${bench_rows[@]}"; do
+    [ -f "$log/$b.log" ] && grep -E '^finegpt bench|^memory|^note|^no CUDA device' "$log/$b.log"
   done
   if [ -f "$log/cuda_train.log" ]; then
     grep -E '^(loss|grad|step) ' "$log/cuda_train.log" | head -40
@@ -153,11 +156,20 @@ step nccl_timeout 60 "$build/tests/dist_test_nccl" --gtest_filter='NcclDevice.In
 timeout_rc=$?
 [ "$nccl_rc" -eq 0 ] && nccl_rc=$timeout_rc
 [ "$ops_rc" -eq 0 ] && ops_rc=$nccl_rc
-# GPT-2 124M at T=1024: micro-batch 8, and 32 (which the plan puts near 20 GiB)
+# GPT-2 124M at T=1024: micro-batch 8, and 64 (llm.c's; the plan puts it near 38 GiB); the guide's
+# 24 GB row (10/10/640, B=32) and GPT-2 medium at B=16 (memory against the plan: both must fit a
+# 24 GB card); 124M at B=64 with whole-block recompute (its cost in time, its saving in memory).
+bench_rows=(gpt2_b8 gpt2_b64 guide24_b32 medium_b16 gpt2_b64_r3)
 step gpt2_b8 90 "$build/finegpt" bench --device cuda --batch_size 8 --seq_len 1024 --steps 10 \
   --warmup 2
-step gpt2_b32 120 "$build/finegpt" bench --device cuda --batch_size 32 --seq_len 1024 \
+step gpt2_b64 120 "$build/finegpt" bench --device cuda --batch_size 64 --seq_len 1024 \
   --steps 10 --warmup 2
+step guide24_b32 90 "$build/finegpt" bench --device cuda --n_layer 10 --n_head 10 --n_embd 640 \
+  --batch_size 32 --seq_len 1024 --steps 5 --warmup 2
+step medium_b16 90 "$build/finegpt" bench --device cuda --n_layer 24 --n_head 16 --n_embd 1024 \
+  --batch_size 16 --seq_len 1024 --steps 5 --warmup 2
+step gpt2_b64_r3 120 "$build/finegpt" bench --device cuda --batch_size 64 --seq_len 1024 \
+  --recompute 3 --steps 5 --warmup 2
 if command -v compute-sanitizer >/dev/null; then
   step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 3 \
     "$build/tests/backend_test_cuda_ops" --gtest_brief=1

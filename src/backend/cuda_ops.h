@@ -10,7 +10,7 @@
 //   backward reads the forward output instead of a scratch matrix;
 // - AdamW takes the fp32 master weights and writes the bf16 parameters from them;
 // - sum_squares returns fp32 and takes a device scratch of REDUCE_SCRATCH floats;
-// - matmul_forward_gelu fuses the fc layer's bias and GELU into the GEMM (cuBLASLt epilogue);
+// - matmul_forward_gelu fuses the fc layer's bias and GELU into the GEMM (cuBLASLt epilogue).
 // Dropout (p in [0, 1)) is as on the CPU: the masks are core/rng.h's dropout_keep of the same
 // element indices, so the CUDA and CPU ops drop exactly the same elements.
 // Ops run in order on one stream; a temporary they need comes from the workspace (set_workspace),

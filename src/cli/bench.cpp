@@ -48,12 +48,16 @@ std::vector<double> time_steps(const GPTConfig &c, int B, int T, int steps, int 
 }
 
 // Training steps of the CUDA engine; the numbers of a GPU run (see the file comment).
-int bench_cuda(const GPTConfig &c, int B, int T, int steps, int warmup) {
+int bench_cuda(const GPTConfig &c, int B, int T, int recompute, int steps, int warmup) {
   if (cuda::device_count() == 0) { // as cuda_ops_bench: a skip, not a failure
     std::printf("no CUDA device: skipped (%s)\n", cuda::device_summary().c_str());
     return 0;
   }
-  CudaGPT model(c, B, T);
+  // Device memory in use before the model: the CUDA context (and any other process's memory).
+  cuda::set_device(0);
+  cuda::DeviceInfo d0;
+  cuda::device_info(0, &d0);
+  CudaGPT model(c, B, T, recompute);
   model.init_weights(1337);
   cuda::synchronize();
   std::vector<double> ms =
@@ -77,20 +81,30 @@ int bench_cuda(const GPTConfig &c, int B, int T, int steps, int warmup) {
   } catch (const Error &e) {
     std::printf("note: %s (no MFU)\n", e.what());
   }
+  // What the model and its training steps took (free memory before - after), against the plan;
+  // the part outside the plan (cuBLASLt's handle and kernels, allocator rounding) is the fixed
+  // overhead the planner adds.
+  const double before = double(d0.total_bytes - d0.free_bytes);
   const double used = double(d.total_bytes - d.free_bytes);
+  const double delta = used - before;
   const double planned = double(model.plan().total_bytes());
-  std::printf("finegpt bench --device cuda: %s, %zu parameters, B=%d T=%d: median step %.2f ms, "
-              "%.0f tokens/s, %.1f TFLOP/s, MFU %s; device memory in use %s, plan %s "
-              "(arenas %s)\n",
-              gpu.c_str(), num_parameters(c), B, T, median, tok_s, flops / 1e12,
-              peak > 0 ? cat(int(100.0 * flops / peak + 0.5), "%").c_str() : "unknown",
-              format_bytes(used).c_str(), format_bytes(planned).c_str(),
-              format_bytes(double(model.device_bytes())).c_str());
+  std::printf("finegpt bench --device cuda: %s, %zu parameters, B=%d T=%d recompute %d: median "
+              "step %.2f ms, %.0f tokens/s, %.1f TFLOP/s, MFU %s\n",
+              gpu.c_str(), num_parameters(c), B, T, recompute, median, tok_s, flops / 1e12,
+              peak > 0 ? cat(int(100.0 * flops / peak + 0.5), "%").c_str() : "unknown");
+  std::printf("memory: context %s; the model took %s = plan %s x %.4f (arenas %s; outside the "
+              "plan %s); in use %s of %s\n",
+              format_bytes(before).c_str(), format_bytes(delta).c_str(),
+              format_bytes(planned).c_str(), delta / planned,
+              format_bytes(double(model.device_bytes())).c_str(),
+              format_bytes(delta - planned).c_str(), format_bytes(used).c_str(),
+              format_bytes(double(d.total_bytes)).c_str());
   std::printf("{\"impl\": \"finegpt-cuda\", \"gpu\": \"%s\", \"B\": %d, \"T\": %d, "
-              "\"step_ms_median\": %.3f, \"tokens_per_s\": %.0f, \"tflops\": %.2f, "
-              "\"mfu\": %.4f, \"used_bytes\": %.0f, \"plan_bytes\": %.0f}\n",
-              gpu.c_str(), B, T, median, tok_s, flops / 1e12, peak > 0 ? flops / peak : 0.0, used,
-              planned);
+              "\"recompute\": %d, \"step_ms_median\": %.3f, \"tokens_per_s\": %.0f, "
+              "\"tflops\": %.2f, \"mfu\": %.4f, \"context_bytes\": %.0f, \"model_bytes\": %.0f, "
+              "\"plan_bytes\": %.0f}\n",
+              gpu.c_str(), B, T, recompute, median, tok_s, flops / 1e12,
+              peak > 0 ? flops / peak : 0.0, before, delta, planned);
   return 0;
 }
 
@@ -110,7 +124,8 @@ int cmd_bench(const Args &args) {
                 {"steps", "5", "timed steps (the median is reported)"},
                 {"warmup", "1", "untimed steps first"},
                 {"threads", "0", "CPU threads (0 = all cores)"},
-                {"device", "cpu", "cpu | cuda"}},
+                {"device", "cpu", "cpu | cuda"},
+                {"recompute", "0", "activation recompute 0-3 (cuda)"}},
                "usage: finegpt bench [options]\n\nTimes training steps of a GPT shape "
                "(default: GPT-2 124M at B=4, T=64)."))
     return 0;
@@ -127,7 +142,11 @@ int cmd_bench(const Args &args) {
   FINEGPT_CHECK(steps > 0 && warmup >= 0, "--steps must be positive and --warmup >= 0");
   FINEGPT_CHECK(o.str("device") == "cpu" || o.str("device") == "cuda",
                 "--device must be cpu or cuda (got '", o.str("device"), "')");
-  if (o.str("device") == "cuda") return bench_cuda(c, B, T, steps, warmup);
+  const int recompute = int(o.integer("recompute"));
+  FINEGPT_CHECK(recompute >= 0 && recompute <= 3, "--recompute must be 0..3 (got ", recompute, ")");
+  if (o.str("device") == "cuda") return bench_cuda(c, B, T, recompute, steps, warmup);
+  FINEGPT_CHECK(recompute == 0, "--recompute is for --device cuda (the CPU engine keeps every "
+                                "activation)");
   const int threads = set_threads(int(o.integer("threads")));
   GPT model(c, B, T);
   model.init_weights(1337);

@@ -4,6 +4,7 @@
 #include "config/train_config.h"
 #include "core/error.h"
 #include "dist/comm.h"
+#include "dist/nccl.h"
 #include "train/trainer.h"
 
 #include <cstdio>
@@ -73,10 +74,9 @@ int cmd_train(const Args &args) {
                     "dtype='float32' on device='cuda' is not implemented "
                     "yet (the CUDA engine trains in bfloat16 mixed precision): use dtype = "
                     "'bfloat16', or device = 'cpu'");
-      FINEGPT_CHECK(comm->world() == 1, "device='cuda' trains on one process for now (",
-                    comm->world(),
-                    " ranks; multi-GPU training needs NCCL, which comes later): "
-                    "use device = 'cpu' under MPI");
+      FINEGPT_CHECK(comm->world() == 1 || nccl_compiled_in(), "device='cuda' on ", comm->world(),
+                    " ranks needs NCCL, and this build has none: use device = 'cpu' under MPI, "
+                    "or build with NCCL");
     }
     if (wants_cuda && (dry_run || on_gpu)) setup.backend = Backend::CUDA;
     fit_to_memory(cfg, setup, dry_run);

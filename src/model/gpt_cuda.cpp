@@ -6,9 +6,12 @@
 #include "model/gpt_cuda.h"
 
 #include "core/error.h"
+#include "dist/nccl.h"
 #include "model/gpt.h"
 
+#include <algorithm>
 #include <cmath>
+#include <tuple>
 
 namespace finegpt {
 
@@ -19,12 +22,14 @@ namespace {
 constexpr size_t kAlign = 256; // bytes: every activation, scratch and workspace buffer
 } // namespace
 
-CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device)
+CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device,
+                 CudaParallel parallel)
     : cfg_(cfg), B_(B), T_(T), recompute_(recompute),
       // The fc GEMM's GELU epilogue (needs 4C % 8 == 0) rounds GELU from the fp32 accumulator;
       // levels 1-2 recompute GELU from the stored bf16 pre-activation, so there the forward uses
       // the same separate GELU pass and backward sees the forward's values bit for bit.
-      fused_gelu_((4 * cfg.n_embd) % 8 == 0 && recompute != 1 && recompute != 2) {
+      fused_gelu_((4 * cfg.n_embd) % 8 == 0 && recompute != 1 && recompute != 2), par_(parallel),
+      world_(parallel.host ? parallel.host->world() : 1) {
   FINEGPT_CHECK(
       recompute >= 0 && recompute <= 3,
       "recompute must be 0 (none), 1 (GELU), 2 (GELU + LayerNorm) or 3 (whole block), got ",
@@ -34,7 +39,11 @@ CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device)
                 " is not supported by the CUDA attention (32, 64 or 128), or use device = 'cpu'");
   cu::set_device(device);
   PlanOptions o;
+  FINEGPT_CHECK(world_ == 1 || par_.device, "internal: ", world_, " ranks without NCCL");
+  FINEGPT_CHECK(par_.zero_stage == 0 || par_.zero_stage == 1, "zero_stage must be 0 or 1 (got ",
+                par_.zero_stage, ")");
   o.backend = Backend::CUDA, o.precision = Precision::BF16, o.recompute = recompute;
+  o.zero_stage = par_.zero_stage, o.world = world_;
   plan_ = plan_memory(cfg, B, T, o);
   const auto tensors = param_tensors(cfg_);
   for (int i = 0; i < kNumParamTensors; ++i) {
@@ -42,6 +51,9 @@ CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device)
     counts_[i] = tensors[i].count;
     P_ += tensors[i].count;
   }
+  shard_end_ = P_;
+  if (par_.zero_stage == 1)
+    std::tie(shard_begin_, shard_end_) = par_.host->shard_range(P_, par_.host->rank());
   // One arena per group. Parameters and gradients are packed tensor after tensor (the flat
   // order of the CPU model, so offsets are shared); every other buffer starts 256-byte aligned.
   for (MemGroup g : {MemGroup::Parameters, MemGroup::Gradients, MemGroup::Optimizer,
@@ -73,8 +85,8 @@ CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device)
   workspace_ = buf<unsigned char>("cublaslt_workspace");
   workspace_bytes_ = plan_.find("cublaslt_workspace")->bytes;
   cu::device_memset(grads_, 0, P_ * sizeof(bf16));
-  cu::device_memset(m_, 0, P_ * sizeof(float));
-  cu::device_memset(v_, 0, P_ * sizeof(float));
+  cu::device_memset(m_, 0, plan_.find("adamw.m")->bytes);
+  cu::device_memset(v_, 0, plan_.find("adamw.v")->bytes);
   host_losses_.resize(size_t(B) * T);
 }
 
@@ -100,14 +112,19 @@ void CudaGPT::init_weights(uint64_t seed) {
 }
 
 void CudaGPT::set_params(const float *host) {
-  cu::copy_to_device(master_, host, P_ * sizeof(float));
+  cu::copy_to_device(master_, host + shard_begin_, (shard_end_ - shard_begin_) * sizeof(float));
   std::vector<bf16> h(P_);
   for (size_t i = 0; i < P_; ++i)
     h[i] = cu::to_bf16(host[i]);
   cu::copy_to_device(params_, h.data(), P_ * sizeof(bf16));
 }
 
-void CudaGPT::get_params(float *host) const { cu::copy_to_host(host, master_, P_ * sizeof(float)); }
+void CudaGPT::gather_shards(float *host, const float *device_shard) const {
+  cu::copy_to_host(host + shard_begin_, device_shard, (shard_end_ - shard_begin_) * sizeof(float));
+  if (par_.zero_stage == 1) par_.host->all_gather(host, P_);
+}
+
+void CudaGPT::get_params(float *host) const { gather_shards(host, master_); }
 
 void CudaGPT::get_grads(float *host) const {
   std::vector<bf16> h(P_);
@@ -119,13 +136,14 @@ void CudaGPT::get_grads(float *host) const {
 void CudaGPT::zero_grads() { cu::device_memset(grads_, 0, P_ * sizeof(bf16)); }
 
 void CudaGPT::get_moments(float *m, float *v) const {
-  cu::copy_to_host(m, m_, P_ * sizeof(float));
-  cu::copy_to_host(v, v_, P_ * sizeof(float));
+  gather_shards(m, m_);
+  gather_shards(v, v_);
 }
 
 void CudaGPT::set_moments(const float *m, const float *v) {
-  cu::copy_to_device(m_, m, P_ * sizeof(float));
-  cu::copy_to_device(v_, v, P_ * sizeof(float));
+  const size_t bytes = (shard_end_ - shard_begin_) * sizeof(float);
+  cu::copy_to_device(m_, m + shard_begin_, bytes);
+  cu::copy_to_device(v_, v + shard_begin_, bytes);
 }
 
 void CudaGPT::upload_tokens(const char *name, const int32_t *host, int N) {
@@ -261,13 +279,25 @@ float CudaGPT::forward(const int32_t *inputs, const int32_t *targets, int B, int
 }
 
 float CudaGPT::forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
-                                float loss_scale, uint64_t dropout_key) {
+                                float loss_scale, uint64_t dropout_key, bool last_micro_step) {
   const float loss = forward_loss(inputs, targets, B, T, loss_scale / float(B * T), dropout_key);
-  backward(B, T, dropout_key);
+  backward(B, T, dropout_key, last_micro_step && par_.device);
   return loss;
 }
 
-void CudaGPT::backward(int B, int T, uint64_t key) {
+void CudaGPT::reduce_grads(size_t begin, size_t n) {
+  if (par_.zero_stage == 0) {
+    par_.device->allreduce_sum(grads_ + begin, n);
+    return;
+  }
+  for (int r = 0; r < world_; ++r) {
+    const auto [rb, re] = par_.host->shard_range(P_, r);
+    const size_t lo = std::max(begin, rb), hi = std::min(begin + n, re);
+    if (lo < hi) par_.device->reduce_sum(grads_ + lo, hi - lo, r);
+  }
+}
+
+void CudaGPT::backward(int B, int T, uint64_t key, bool reduce) {
   const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab_size;
   const int N = B * T;
   const size_t BTC = size_t(N) * C;
@@ -312,19 +342,45 @@ void CudaGPT::backward(int B, int T, uint64_t key) {
                         param(QKVW) + size_t(l) * 3 * C * C, N, C, 3 * C);
     cu::layernorm_backward(dresidual, grad(LN1W) + l * C, at(grad_or_null(LN1B), l * C), dbtc,
                            a.res_in, param(LN1W) + l * C, a.ln1_mean, a.ln1_rstd, N, C);
+    if (reduce) { // layer l's gradients are final: sum them while the layers below run
+      par_.device->after_compute();
+      par_.device->group_start();
+      for (int id = LN1W; id <= FCPROJB; ++id)
+        if (counts_[id])
+          reduce_grads(offsets_[id] + size_t(l) * (counts_[id] / L), counts_[id] / L);
+      par_.device->group_end();
+    }
   }
   cu::encoder_backward(grad(WTE), grad(WPE), dresidual, buf<int32_t>("inputs"), B, T, C,
                        drop(-1, kDropEmbedding));
+  if (reduce) {
+    par_.device->after_compute();
+    par_.device->group_start();
+    for (ParamId id : {WTE, WPE, LNFW, LNFB})
+      if (counts_[id]) reduce_grads(offsets_[id], counts_[id]);
+    par_.device->group_end();
+  }
+  grads_reduced_ = reduce;
 }
 
 float CudaGPT::step(float lr, float grad_clip, float beta1, float beta2, float eps,
                     float weight_decay) {
   cu::set_workspace(workspace_, workspace_bytes_);
+  FINEGPT_CHECK(!par_.device || grads_reduced_,
+                "internal: step() after a backward that did not sum gradients over ranks");
+  if (par_.device) { // the gradient sums: waited for here, where a dead rank's hang is caught
+    par_.device->synchronize();
+    par_.device->compute_waits();
+  }
   float *scratch = buf<float>("reduce_scratch");
-  // Per tensor, summed in double on the host in tensor order (as optim.cpp's grad_sum_squares).
+  // Per tensor (this rank's part of it under ZeRO-1), summed in double on the host in tensor
+  // order (as optim.cpp's grad_sum_squares), then over ranks.
   double ss = 0.0;
-  for (int i = 0; i < kNumParamTensors; ++i)
-    if (counts_[i]) ss += double(cu::sum_squares(grad(ParamId(i)), counts_[i], scratch));
+  for (int i = 0; i < kNumParamTensors; ++i) {
+    const auto [lo, hi] = owned(offsets_[i], offsets_[i] + counts_[i]);
+    if (lo < hi) ss += double(cu::sum_squares(grads_ + lo, hi - lo, scratch));
+  }
+  if (par_.zero_stage == 1) par_.host->allreduce_sum(&ss, 1);
   const float norm = float(std::sqrt(ss));
   float scale = 1.0f;
   if (grad_clip > 0.0f) {
@@ -333,14 +389,27 @@ float CudaGPT::step(float lr, float grad_clip, float beta1, float beta2, float e
   }
   ++t_;
   const auto tensors = param_tensors(cfg_);
+  const bool sharded = par_.zero_stage == 1;
   for (int i = 0; i < kNumParamTensors; ++i) {
-    const auto id = ParamId(i);
-    if (!counts_[i]) continue;
-    const size_t off = offsets_[i];
-    cu::adamw_update(param(id), grad(id), master_ + off, m_ + off, v_ + off, counts_[i], lr, beta1,
+    const auto [lo, hi] = owned(offsets_[i], offsets_[i] + counts_[i]);
+    if (lo >= hi) continue;
+    const size_t s = lo - shard_begin_;
+    cu::adamw_update(params_ + lo, grads_ + lo, master_ + s, m_ + s, v_ + s, hi - lo, lr, beta1,
                      beta2, eps, tensors[i].decay ? weight_decay : 0.0f, t_, scale,
-                     /*zero_grad=*/true);
+                     /*zero_grad=*/!sharded);
   }
+  if (sharded) { // every rank's parameters from their owners; gradients of all ranges zeroed
+    cu::device_memset(grads_, 0, P_ * sizeof(bf16));
+    par_.device->after_compute();
+    par_.device->group_start();
+    for (int r = 0; r < world_; ++r) {
+      const auto [rb, re] = par_.host->shard_range(P_, r);
+      if (rb < re) par_.device->broadcast(params_ + rb, re - rb, r);
+    }
+    par_.device->group_end();
+    par_.device->compute_waits();
+  }
+  grads_reduced_ = false;
   return norm;
 }
 

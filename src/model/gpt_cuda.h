@@ -9,8 +9,10 @@
 // (it links against the CUDA stubs in a build without CUDA, where constructing one throws).
 #pragma once
 #include "backend/cuda_ops.h"
+#include "dist/comm.h"
 #include "model/plan.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -19,12 +21,27 @@
 
 namespace finegpt {
 
+class DeviceComm; // dist/nccl.h
+
+// Data parallelism on GPUs: gradients are summed over the ranks of `device` (NCCL) during the
+// backward of the micro-batch that ends a step, each layer's gradients as soon as that layer's
+// backward has finished (on NCCL's stream, overlapping the layers below). zero_stage 1 shards
+// the fp32 master weights and AdamW moments (Communicator::shard_range): gradients are reduced
+// to the rank owning each range, each rank updates its shard, and the bf16 parameters are
+// broadcast from their owners. `host` (MPI) carries scalars and the gathers for checkpoints.
+struct CudaParallel {
+  Communicator *host = nullptr;
+  DeviceComm *device = nullptr;
+  int zero_stage = 0;
+};
+
 class CudaGPT {
 public:
   // Selects device `device`, allocates every buffer of the plan for micro-batches up to (B, T)
   // at recompute level `recompute` (0-3). Parameters are not initialised (init_weights or
   // set_params).
-  CudaGPT(const GPTConfig &cfg, int B, int T, int recompute = 0, int device = 0);
+  CudaGPT(const GPTConfig &cfg, int B, int T, int recompute = 0, int device = 0,
+          CudaParallel parallel = {});
   ~CudaGPT();
   CudaGPT(const CudaGPT &) = delete;
   CudaGPT &operator=(const CudaGPT &) = delete;
@@ -42,7 +59,8 @@ public:
   // fp32 parameters (num_params, param_tensors order) become the master weights; the bf16
   // parameters are rounded from them.
   void set_params(const float *host);
-  // The master weights (fp32) to the host.
+  // The master weights (fp32, every parameter) to the host; under ZeRO-1 a collective (each rank
+  // holds a shard).
   void get_params(float *host) const;
   // The bf16 gradients, widened to fp32, to the host (tests).
   void get_grads(float *host) const;
@@ -51,10 +69,11 @@ public:
   // As GPT::forward with targets (no dropout): the mean loss over the B*T positions.
   float forward(const int32_t *inputs, const int32_t *targets, int B, int T);
   // As GPT::forward_backward: gradients of (mean loss * loss_scale) accumulate (+=) into the
-  // bf16 gradients, with dropout (cfg.dropout) under `dropout_key` when it is not 0. Returns the
-  // unscaled mean loss.
+  // bf16 gradients, with dropout (cfg.dropout) under `dropout_key` when it is not 0. With a
+  // DeviceComm (even of one rank), `last_micro_step` (the micro-batch before step()) sums the
+  // gradients over ranks as backward goes. Returns the unscaled mean loss.
   float forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
-                         float loss_scale, uint64_t dropout_key = 0);
+                         float loss_scale, uint64_t dropout_key = 0, bool last_micro_step = true);
 
   // AdamW (as optim/optim.h's, weight decay on 2-D tensors only) on the master weights, the
   // gradients clipped to global norm grad_clip first (0: none); zeroes the gradients. Returns
@@ -62,6 +81,7 @@ public:
   float step(float lr, float grad_clip, float beta1, float beta2, float eps, float weight_decay);
   int steps_taken() const { return t_; }
   void set_steps_taken(int t) { t_ = t; }
+  // Moments of every parameter (a collective under ZeRO-1); set_moments keeps this rank's shard.
   void get_moments(float *m, float *v) const;
   void set_moments(const float *m, const float *v);
 
@@ -88,7 +108,16 @@ private:
   float forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T, float dloss,
                      uint64_t key);
   void forward_logits(int B, int T, uint64_t key);
-  void backward(int B, int T, uint64_t key);
+  void backward(int B, int T, uint64_t key, bool reduce);
+  // Sums gradients [begin, begin + n) over ranks (ZeRO-1: onto the ranks owning each part).
+  void reduce_grads(size_t begin, size_t n);
+  // This rank's part of [begin, end) of the flat parameters (ZeRO-1: its shard).
+  std::pair<size_t, size_t> owned(size_t begin, size_t end) const {
+    return {std::max(begin, shard_begin_), std::min(end, shard_end_)};
+  }
+  // Copies this rank's shard of a device fp32 array (shard-sized) into the full host array,
+  // then gathers the other ranks' shards.
+  void gather_shards(float *host, const float *device_shard) const;
   cuda::bf16 *param(ParamId id) const { return params_ + offsets_[id]; }
   cuda::bf16 *grad(ParamId id) const { return grads_ + offsets_[id]; }
   cuda::bf16 *param_or_null(ParamId id) const { return counts_[id] ? param(id) : nullptr; }
@@ -98,6 +127,10 @@ private:
   int B_, T_;
   int recompute_;
   bool fused_gelu_;
+  CudaParallel par_;
+  int world_ = 1;
+  size_t shard_begin_ = 0, shard_end_ = 0; // this rank's optimizer shard of the parameters
+  bool grads_reduced_ = false;             // the last backward summed gradients over ranks
   MemoryPlan plan_;
   size_t P_ = 0, allocated_ = 0;
   std::array<size_t, kNumParamTensors> offsets_{}, counts_{};

@@ -187,7 +187,7 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
   } else {
     add("reduce_scratch", S, {1024}, 4); // partial sums for the gradient norm and loss
     add("cublaslt_workspace", MemGroup::Workspace, {32 << 20}, 1); // as llm.c
-    add("cudnn_workspace", MemGroup::Workspace, {256 << 20}, 1);   // fused attention
+    // No cuDNN workspace: attention is our own flash kernel, which needs none.
   }
   return plan;
 }

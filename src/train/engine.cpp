@@ -4,6 +4,7 @@
 
 #include "backend/cuda_ops.h"
 #include "core/error.h"
+#include "dist/nccl.h"
 #include "model/gpt.h"
 #include "model/gpt_cuda.h"
 
@@ -29,7 +30,7 @@ public:
     return model_.forward(x, y, B, T);
   }
   float forward_backward(const int32_t *x, const int32_t *y, int B, int T, float loss_scale,
-                         uint64_t key) override {
+                         uint64_t key, bool) override {
     return model_.forward_backward(x, y, B, T, loss_scale, key);
   }
   float step(float lr, float grad_clip) override { return opt_.step(model_, lr, grad_clip); }
@@ -50,26 +51,27 @@ private:
 
 class CudaEngine final : public Engine {
 public:
-  CudaEngine(const GPTConfig &cfg, int B, int T, AdamWConfig adam, int recompute)
-      : model_(cfg, B, T, recompute), adam_(adam) {}
+  CudaEngine(const GPTConfig &cfg, int B, int T, AdamWConfig adam, Communicator &comm,
+             int recompute, int zero_stage, double timeout_s)
+      : device_(local_device_index()),
+        nccl_(comm.world() > 1 ? make_nccl_comm(comm, timeout_s) : nullptr),
+        model_(cfg, B, T, recompute, device_, CudaParallel{&comm, nccl_.get(), zero_stage}),
+        adam_(adam) {}
   std::string describe() const override {
     cuda::DeviceInfo d;
-    return cat("cuda (", cuda::device_info(0, &d) ? d.name : "device 0", ", bfloat16)");
+    return cat("cuda (", cuda::device_info(device_, &d) ? d.name : cat("device ", device_),
+               ", bfloat16", nccl_ ? ", NCCL" : "", ")");
   }
   size_t num_params() const override { return model_.num_params(); }
   void init_weights(uint64_t seed) override { model_.init_weights(seed); }
   void set_params(const float *host) override { model_.set_params(host); }
-  const float *params_for_save() override {
-    host_.resize(model_.num_params());
-    model_.get_params(host_.data());
-    return host_.data();
-  }
+  const float *params_for_save() override { return host_.data(); }
   float forward(const int32_t *x, const int32_t *y, int B, int T) override {
     return model_.forward(x, y, B, T);
   }
   float forward_backward(const int32_t *x, const int32_t *y, int B, int T, float loss_scale,
-                         uint64_t key) override {
-    return model_.forward_backward(x, y, B, T, loss_scale, key);
+                         uint64_t key, bool last_micro_step) override {
+    return model_.forward_backward(x, y, B, T, loss_scale, key, last_micro_step);
   }
   float step(float lr, float grad_clip) override {
     return model_.step(lr, grad_clip, adam_.beta1, adam_.beta2, adam_.eps, adam_.weight_decay);
@@ -81,11 +83,13 @@ public:
     m.resize(model_.num_params());
     v.resize(model_.num_params());
     model_.get_moments(m.data(), v.data());
+    host_.resize(model_.num_params());
+    model_.get_params(host_.data());
   }
   void load_moments(const float *m, const float *v) override { model_.set_moments(m, v); }
   std::string memory_report() const override {
     cuda::DeviceInfo d;
-    if (!cuda::device_info(0, &d)) return "";
+    if (!cuda::device_info(device_, &d)) return "";
     return cat("GPU memory: ", format_bytes(double(d.total_bytes - d.free_bytes)), " of ",
                format_bytes(double(d.total_bytes)),
                " in use (this process and others); the "
@@ -94,6 +98,8 @@ public:
   }
 
 private:
+  int device_;
+  std::unique_ptr<DeviceComm> nccl_; // before model_: the model uses it until destroyed
   CudaGPT model_;
   AdamWConfig adam_;
   std::vector<float> host_;
@@ -107,11 +113,12 @@ std::unique_ptr<Engine> make_cpu_engine(const GPTConfig &model, int B, int T, Ad
 }
 
 std::unique_ptr<Engine> make_cuda_engine(const GPTConfig &model, int B, int T, AdamWConfig adam,
-                                         Communicator &comm, int recompute) {
-  FINEGPT_CHECK(comm.world() == 1, "device='cuda' trains on one process for now (", comm.world(),
-                " ranks: multi-GPU training needs NCCL, which comes later; use device='cpu' "
-                "under MPI)");
-  return std::make_unique<CudaEngine>(model, B, T, adam, recompute);
+                                         Communicator &comm, int recompute, int zero_stage,
+                                         double timeout_s) {
+  FINEGPT_CHECK(comm.world() == 1 || nccl_compiled_in(), "device='cuda' on ", comm.world(),
+                " ranks needs NCCL, and this build has none (configure with NCCL found, or use "
+                "device='cpu' under MPI)");
+  return std::make_unique<CudaEngine>(model, B, T, adam, comm, recompute, zero_stage, timeout_s);
 }
 
 } // namespace finegpt

@@ -23,17 +23,21 @@ public:
   virtual void init_weights(uint64_t seed) = 0;
   // All parameters as fp32 (num_params floats); on CUDA the master weights.
   virtual void set_params(const float *host) = 0;
-  // The fp32 parameters for a checkpoint: valid until the next call on the engine.
+  // The fp32 parameters for a checkpoint, valid until the next call on the engine. Call
+  // gather_moments() first, on every rank: under ZeRO-1 on CUDA it also gathers the parameters.
   virtual const float *params_for_save() = 0;
   virtual float forward(const int32_t *x, const int32_t *y, int B, int T) = 0;
+  // Gradients of loss * loss_scale accumulate. `last_micro_step` marks the micro-batch before
+  // step() (nanoGPT's require_backward_grad_sync): the CUDA engine sums gradients over ranks
+  // during that backward; the CPU engine does it in step().
   virtual float forward_backward(const int32_t *x, const int32_t *y, int B, int T, float loss_scale,
-                                 uint64_t dropout_key) = 0;
+                                 uint64_t dropout_key, bool last_micro_step) = 0;
   // Gradient exchange (CPU: over ranks), clipping, AdamW, zeroed gradients; the norm.
   virtual float step(float lr, float grad_clip) = 0;
   virtual double comm_seconds() const = 0;
   virtual int steps_taken() const = 0;
   virtual void set_steps_taken(int t) = 0;
-  // Moments of every parameter (a collective under ZeRO-1 on the CPU).
+  // Moments of every parameter (a collective under ZeRO-1).
   virtual void gather_moments(std::vector<float> &m, std::vector<float> &v) = 0;
   virtual void load_moments(const float *m, const float *v) = 0;
   // A line on memory after training ("" when there is nothing to say).
@@ -43,9 +47,12 @@ public:
 // The CPU engine: GPT + AdamW over `comm`, exactly as before this interface.
 std::unique_ptr<Engine> make_cpu_engine(const GPTConfig &model, int B, int T, AdamWConfig adam,
                                         Communicator &comm, int zero_stage, int threads);
-// The CUDA engine on device 0: Error without a device and for more than one rank (NCCL comes
-// later).
+// The CUDA engine on this rank's device (dist/nccl.h local_device_index): Error without a
+// device. With more than one rank, gradients travel over NCCL, bootstrapped through `comm`
+// (Error in a build without NCCL; a collective stuck for timeout_s is an Error); zero_stage 1
+// shards the optimizer state.
 std::unique_ptr<Engine> make_cuda_engine(const GPTConfig &model, int B, int T, AdamWConfig adam,
-                                         Communicator &comm, int recompute);
+                                         Communicator &comm, int recompute, int zero_stage,
+                                         double timeout_s);
 
 } // namespace finegpt

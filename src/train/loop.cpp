@@ -102,7 +102,8 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
   const AdamWConfig adam{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
   std::unique_ptr<Engine> engine =
       s.backend == Backend::CUDA
-          ? make_cuda_engine(s.model, B, T, adam, comm, int(cfg.recompute))
+          ? make_cuda_engine(s.model, B, T, adam, comm, int(cfg.recompute), int(cfg.zero_stage),
+                             cfg.dist_timeout)
           : make_cpu_engine(s.model, B, T, adam, comm, int(cfg.zero_stage), threads);
   Engine &model = *engine, &opt = *engine;
   long iter_num = 0;
@@ -214,7 +215,8 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
           uint64_t(iter_num * cfg.gradient_accumulation_steps + micro * world + rank);
       const uint64_t key = cfg.dropout > 0 ? mix64(uint64_t(cfg.seed) ^ mix64(global + 1)) : 0;
       loss = model.forward_backward(x.data(), y.data(), B, T,
-                                    1.0f / float(cfg.gradient_accumulation_steps), key);
+                                    1.0f / float(cfg.gradient_accumulation_steps), key,
+                                    micro == accum - 1);
       FINEGPT_CHECK(std::isfinite(loss), "loss became ", loss, " at iter ", iter_num,
                     " (try a lower learning_rate)");
       loss_sum += loss;

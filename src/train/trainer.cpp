@@ -8,6 +8,7 @@
 #include "core/threads.h"
 #include "data/prepare.h"
 #include "data/tokens.h"
+#include "dist/nccl.h"
 #include "io/checkpoint.h"
 #include "model/gpt.h"
 #include "optim/optim.h"
@@ -105,9 +106,9 @@ void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run) {
   // Host memory bounds the CPU engine, the device's free memory the CUDA engine; a CUDA plan
   // shown on a machine without a device has nothing to check against.
   cuda::DeviceInfo dev;
-  const double avail = setup.backend == Backend::CPU ? host_memory_available()
-                       : cuda::device_info(0, &dev) ? double(dev.free_bytes)
-                                                    : 0.0;
+  const double avail = setup.backend == Backend::CPU                   ? host_memory_available()
+                       : cuda::device_info(local_device_index(), &dev) ? double(dev.free_bytes)
+                                                                       : 0.0;
   const int T = int(cfg.block_size);
   auto need = [&](long B) { return double(run_plan(cfg, setup, B).total_bytes()); };
   if (cfg.batch_size == 0) {

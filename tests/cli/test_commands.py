@@ -104,3 +104,25 @@ class Gpt2Model(CliTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Bench(CliTest):
+    TINY = ["--n_layer=1", "--n_head=2", "--n_embd=64", "--vocab_size=100", "--block_size=32",
+            "--batch_size=2", "--seq_len=32", "--steps=2", "--warmup=0", "--threads=1"]
+
+    def test_cpu_run_reports_a_median(self):
+        p = run("bench", *self.TINY, check=True)
+        self.assertIn('"step_ms_median"', p.stdout)
+
+    def test_cuda_without_a_device_is_a_skip(self):
+        p = run("info", check=True)
+        if "0: " in p.stdout.split("devices:")[-1]:
+            self.skipTest("a CUDA device is present")
+        p = run("bench", *self.TINY, "--device=cuda", check=True)
+        self.assertIn("no CUDA device: skipped", p.stdout)
+
+    def test_bad_flags(self):
+        self.assertCleanError(run("bench", *self.TINY, "--device=tpu"), "--device")
+        self.assertCleanError(run("bench", *self.TINY, "--steps=0"), "--steps")
+        self.assertCleanError(run("bench", *self.TINY, "--recompute=4"), "--recompute")
+        self.assertCleanError(run("bench", *self.TINY, "--recompute=1"), "--recompute", "cuda")
