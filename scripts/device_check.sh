@@ -63,21 +63,14 @@ finish() {
   for b in "${bench_rows[@]}"; do
     [ -f "$log/$b.log" ] && grep -E '^finegpt bench|^memory|^note|^no CUDA device' "$log/$b.log"
   done
-  if [ -f "$log/cuda_train.log" ]; then
-    grep -E '^(loss|grad|step) ' "$log/cuda_train.log" | head -40
-    grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
-      "$log/cuda_train.log" || true
-  fi
-  [ -f "$log/configure.log" ] && grep -E '^-- finegpt NCCL' "$log/configure.log"
-  for t in nccl nccl_timeout; do
-    [ -f "$log/$t.log" ] && grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
-      "$log/$t.log"
+  grep -E '^(loss|grad|step|recompute|dropout) ' "$log/cuda_train.log" 2>/dev/null | head -40
+  [ -f "$log/configure.log" ] && grep -E '^-- finegpt (NCCL|cuDNN)' "$log/configure.log"
+  [ -f "$log/cuda_ops.log" ] && { sed -n '/^op .*worst normwise/,$p' "$log/cuda_ops.log" | grep -v '^\['; }
+  # Each test binary's totals and failed tests, named by its step.
+  for t in cuda_ops cuda_train nccl nccl_timeout; do
+    [ -f "$log/$t.log" ] && grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
+      "$log/$t.log" | sed "s/^/$t: /"
   done
-  if [ -f "$log/cuda_ops.log" ]; then
-    sed -n '/^op .*worst normwise/,$p' "$log/cuda_ops.log" | grep -v '^\[' || true
-    grep -E '^\[  (PASSED|FAILED|SKIPPED)  \] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
-      "$log/cuda_ops.log" || true
-  fi
   printf '%s\n' "${rows[@]}"
   exit "${1:-0}"
 }
