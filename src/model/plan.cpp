@@ -123,7 +123,9 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
   const bool cpu = opt.backend == Backend::CPU;
   if (cpu) {
     FINEGPT_CHECK(opt.precision == Precision::FP32, "the CPU engine trains in float32 only");
-    FINEGPT_CHECK(opt.recompute == 0, "activation recompute is not implemented by the CPU engine");
+    FINEGPT_CHECK(opt.recompute == 0, "recompute = ", opt.recompute,
+                  " is for the CUDA engine; the CPU engine keeps every activation (set "
+                  "recompute = 0)");
   }
   MemoryPlan plan;
   auto add = [&](std::string name, MemGroup g, std::vector<int64_t> shape, int dtype_bytes) {

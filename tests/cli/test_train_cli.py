@@ -107,6 +107,10 @@ class BadInput(CliTest):
     def test_embd_not_divisible(self):
         self.assertCleanError(run("train", "--n_embd=100", "--n_head=3", "--dry_run"), "n_embd")
 
+    def test_recompute_on_the_cpu(self):
+        self.assertCleanError(run("train", "--device=cpu", "--recompute=1", "--dry_run"),
+                              "recompute = 1", "CUDA")
+
     def test_missing_data(self):
         out = os.path.join(self.tmp, "out")
         p = run("train", f"--data_dir={self.tmp}/nowhere", f"--out_dir={out}", "--device=cpu",
