@@ -2,12 +2,14 @@
 // NH=12, Vp=50304; AdamW over 124M parameters): median milliseconds of batches of launches, with
 // the useful FLOP rate of the GEMM-like ops and the memory rate of the memory-bound ones (bytes
 // each op must move at least once). A first look at speed, not a training benchmark: inputs are
-// random bf16 values (never zeros), every op runs on its own. Usage: cuda_ops_bench [B T]
+// random bf16 values (never zeros), every op runs on its own. Attention is timed at T and 2T,
+// ours beside cuDNN's fused attention (when the build has it). Usage: cuda_ops_bench [B T]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda_ops.h"
@@ -65,6 +67,51 @@ void row(const char *op, const char *shape, double ms, double flops, double byte
   std::printf("\n");
 }
 
+// Our attention and cuDNN's at one shape, on buffers of their own, rows side by side; then one
+// line with cuDNN's time over ours. cuDNN's failures (not in this build, unsupported here, a
+// workspace larger than the backend's that cannot be allocated) are printed as its row. `ws` holds
+// a workspace larger than the backend's when cuDNN needs one (lent with set_workspace; it must
+// outlive the ops: release() before it is freed).
+void attention_rows(int B, int T, int C, int NH, cu::DeviceArray<unsigned char> &ws) {
+  const size_t N = size_t(B) * T;
+  auto qkv = random_bf16(N * 3 * C, 21), out = random_bf16(N * C, 22);
+  auto dout = random_bf16(N * C, 23), dqkv = random_bf16(N * 3 * C, 24);
+  auto lse = filled(size_t(B) * NH * T, 0.0f);
+  char shape[64];
+  std::snprintf(shape, sizeof shape, "B%d T%d NH%d HS%d", B, T, NH, C / NH);
+  const double af = 2.0 * 2.0 * double(B) * NH * T * T * (C / NH) / 2;
+  const double fwd =
+      time_ms([&] { cu::attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH, {}); });
+  row("attention_forward", shape, fwd, af, 0);
+  const double bwd = time_ms([&] {
+    cu::attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C,
+                           NH, {});
+  });
+  row("attention_backward", shape, bwd, 2.5 * af, 0);
+  try {
+    // The backward's fp32 dQ accumulator may exceed the backend's 32 MiB at long T.
+    const size_t need = cu::cudnn_attention_workspace_bytes(B, T, C, NH);
+    if (need > cu::WORKSPACE_BYTES && need > ws.size()) {
+      cu::synchronize();
+      cu::DeviceArray<unsigned char> bigger(need);
+      cu::set_workspace(bigger.data(), bigger.size());
+      ws = std::move(bigger); // the old one (if any) is freed after the backend stopped using it
+    }
+    const double cf = time_ms(
+        [&] { cu::attention_forward_cudnn(out.data(), lse.data(), qkv.data(), B, T, C, NH, {}); });
+    row("attention_fwd_cudnn", shape, cf, af, 0);
+    const double cb = time_ms([&] {
+      cu::attention_backward_cudnn(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B,
+                                   T, C, NH, {});
+    });
+    row("attention_bwd_cudnn", shape, cb, 2.5 * af, 0);
+    std::printf("%-22s %-26s fwd %.2fx, bwd %.2fx of ours (workspace %.1f MiB)\n",
+                "attention cudnn/ours", shape, cf / fwd, cb / bwd, double(need) / (1 << 20));
+  } catch (const std::exception &e) {
+    std::printf("%-22s %-26s %s\n", "attention_cudnn", shape, e.what());
+  }
+}
+
 } // namespace
 
 int main(int argc, char **argv) try {
@@ -105,18 +152,11 @@ int main(int argc, char **argv) try {
       }),
       2.0 * double(N) * C * 4 * C, 0);
 
-  // Attention: useful FLOPs of the causal half (forward 2 products, backward 5 as in FA2).
-  auto lse = filled(size_t(B) * NH * T, 0.0f);
-  std::snprintf(shape, sizeof shape, "B%d T%d NH%d HS%d", B, T, NH, C / NH);
-  const double af = 2.0 * 2.0 * double(B) * NH * T * T * (C / NH) / 2;
-  row("attention_forward", shape,
-      time_ms([&] { cu::attention_forward(out.data(), lse.data(), x.data(), B, T, C, NH, {}); }),
-      af, 0);
-  row("attention_backward", shape, time_ms([&] {
-        cu::attention_backward(dx.data(), dout.data(), x.data(), out.data(), lse.data(), B, T, C,
-                               NH, {});
-      }),
-      2.5 * af, 0);
+  // Attention, ours and cuDNN's (at T and at 2T): useful FLOPs of the causal half (forward 2
+  // products, backward 5 as in FA2).
+  cu::DeviceArray<unsigned char> cudnn_ws; // a larger workspace, if cuDNN needs one
+  for (int t : {T, 2 * T})
+    attention_rows(B, t, C, NH, cudnn_ws);
 
   auto mean = filled(N, 0.0f), rstd = filled(N, 1.0f);
   auto lnw = random_bf16(C, 10);

@@ -9,7 +9,8 @@
 # dropout, one-rank NCCL) and times whole training steps of GPT-2 124M at T=1024
 # (`finegpt bench --device cuda`: tokens/s, MFU, memory against the plan; also the guide's 24 GB
 # row, GPT-2 medium and whole-block recompute), then each op at
-# GPT-2 124M's shapes (bench/cuda_ops_bench.cpp); prints a short table last. Full logs go into $OUT when set (else /tmp/finegpt-device).
+# GPT-2 124M's shapes (bench/cuda_ops_bench.cpp, attention also through cuDNN when the build has
+# it); prints a short table last. Full logs go into $OUT when set (else /tmp/finegpt-device).
 # Takes about 3-5 minutes on 16 cores; each step has a time limit and all of them end by
 # FINEGPT_DEADLINE_S (default 480 s) after the start, so the table always prints.
 #
@@ -116,6 +117,18 @@ if ! ls /usr/local/cuda/lib64/libcublasLt.so* >/dev/null 2>&1 &&
   fi
 fi
 
+# cuDNN (the cuDNN attention, compared with ours in the op tests and the bench): the toolkit's or
+# PyTorch's nvidia-cudnn wheel, found by CMake; libcudnn.so.9 dlopens its sub-libraries by name,
+# so the wheel's folder goes on LD_LIBRARY_PATH. The frontend headers come from third_party/.
+cudnn_lib=$(python3 -c "import nvidia.cudnn, os; print(os.path.join(os.path.dirname(nvidia.cudnn.__file__) if nvidia.cudnn.__file__ else list(nvidia.cudnn.__path__)[0], 'lib'))" 2>/dev/null)
+if [ -n "$cudnn_lib" ] && [ -d "$cudnn_lib" ]; then
+  LD_LIBRARY_PATH=$cudnn_lib:$LD_LIBRARY_PATH
+  echo "cuDNN wheel: $cudnn_lib" >>"$log/env.log"
+fi
+cudnn_args=()
+[ -f third_party/cudnn_frontend/include/cudnn_frontend.h ] &&
+  cudnn_args=(-DFINEGPT_CUDNN_FRONTEND_INCLUDE="$root/third_party/cudnn_frontend/include")
+
 # ---- build (only what the checks run); FINEGPT_CMAKE_ARGS is split at spaces on purpose
 # shellcheck disable=SC2086
 step configure 180 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFINEGPT_CUDA=ON \
@@ -126,7 +139,7 @@ step configure 180 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -D
   -DFINEGPT_ZSTD_INCLUDE="$tp/sys/include" -DFINEGPT_ZSTD_LIB="$tp/sys/lib/libzstd.so" \
   -DOPENSSL_ROOT_DIR="$tp/sys" -DOPENSSL_INCLUDE_DIR="$tp/sys/include" \
   -DOPENSSL_CRYPTO_LIBRARY="$tp/sys/lib/libcrypto.so" -DFINEGPT_MPI=OFF -DFINEGPT_ARROW=OFF \
-  "${cublas_args[@]}" ${FINEGPT_CMAKE_ARGS:-} || finish 1
+  "${cublas_args[@]}" "${cudnn_args[@]}" ${FINEGPT_CMAKE_ARGS:-} || finish 1
 step build 300 cmake --build "$build" -j "$jobs" --target finegpt backend_test_cuda_ops \
   backend_test_ops train_test_cuda_train dist_test_nccl cuda_ops_bench || finish 1
 
@@ -164,8 +177,9 @@ step medium_b16 90 "$build/finegpt" bench --device cuda --n_layer 24 --n_head 16
 step gpt2_b64_r3 120 "$build/finegpt" bench --device cuda --batch_size 64 --seq_len 1024 \
   --recompute 3 --steps 5 --warmup 2
 if command -v compute-sanitizer >/dev/null; then
+  # Our kernels only: cuDNN's own are not ours to check, and slow under the sanitizer.
   step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 3 \
-    "$build/tests/backend_test_cuda_ops" --gtest_brief=1
+    "$build/tests/backend_test_cuda_ops" --gtest_brief=1 --gtest_filter='-CudaOps.Cudnn*'
   step racecheck 180 compute-sanitizer --tool racecheck --error-exitcode 3 \
     "$build/tests/backend_test_cuda_ops" --gtest_brief=1 \
     --gtest_filter='CudaOps.Attention:CudaOps.LayerNorm:CudaOps.Crossentropy:CudaOps.SumSquares'

@@ -38,6 +38,10 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check \
   "pyarrow==26.0.1" "tiktoken==0.14.0" "regex==2026.11.19" "datasets==5.2.0"
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "openai-whisper==20250625"
+# nvidia-cudnn-frontend for its header-only C++ API (site-packages/include), which the cuDNN
+# attention op compiles against when CMake also finds cuDNN 9; without its Python dependencies
+# (CUTLASS DSL, TVM FFI), which only its Python bindings need.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "nvidia-cudnn-frontend==1.32.0"
 # The GPT-2 rank file, verified against tiktoken's published hash.
 gpt2_ranks=$(.venv/bin/python -c "import importlib.util as u, os; print(os.path.join(u.find_spec('whisper').submodule_search_locations[0], 'assets', 'gpt2.tiktoken'))")
 echo "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930  $gpt2_ranks" | sha256sum -c --quiet -

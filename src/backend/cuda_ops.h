@@ -121,6 +121,23 @@ void attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int
 void attention_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out,
                         const float *lse, int B, int T, int C, int NH, Dropout drop);
 
+// The same two ops through cuDNN's fused attention (cudnn-frontend SDPA graphs,
+// backend/cuda/attention_cudnn.cpp), to compare with ours; the model uses ours. Same layouts,
+// same arguments: cuDNN's softmax statistics are our lse (natural log), so the (out, lse) of
+// either forward may go to either backward. Differences: dropout p > 0 is an Error (cuDNN's masks
+// are not the CPU's); the backward is not bitwise repeatable (fp32 atomics on dQ); head sizes are
+// multiples of 8 up to 128. One graph per shape and direction, built on first use (slow: seconds)
+// and kept until release(); temporaries in the workspace, an Error naming the size if it is too
+// small. Without cuDNN in the build (or without CUDA) they throw "this build has no cuDNN
+// attention".
+bool cudnn_attention_compiled() noexcept;
+// The larger of the two graphs' workspace needs at this shape, in bytes (builds both graphs).
+size_t cudnn_attention_workspace_bytes(int B, int T, int C, int NH);
+void attention_forward_cudnn(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH,
+                             Dropout drop);
+void attention_backward_cudnn(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out,
+                              const float *lse, int B, int T, int C, int NH, Dropout drop);
+
 void gelu_forward(bf16 *out, const bf16 *inp, size_t N);
 void gelu_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N); // may alias
 void residual_forward(bf16 *out, const bf16 *a, const bf16 *b, size_t N, Dropout drop);

@@ -396,6 +396,130 @@ TEST(CudaOps, AttentionRejectsUnsupportedHeads) {
   EXPECT_THROW(cu::attention_forward(d.data(), l.data(), d.data(), 1, 4, 48, 1, {}), Error);
 }
 
+// ---------------------------------------------------------------- cuDNN attention
+
+// Without cuDNN in the build, or without a device, the cuDNN attention is one-line Error.
+TEST(CudaHost, CudnnAttentionWithoutCudnnOrDeviceIsAnError) {
+  if (cu::cudnn_attention_compiled() && ::finegpt::testutil::have_cuda_device())
+    GTEST_SKIP() << "cuDNN and a device are here";
+  auto one_line_error = [](auto &&f, const char *what) {
+    try {
+      f();
+      ADD_FAILURE() << what << ": no exception";
+    } catch (const Error &e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << what << ": " << msg;
+      if (!cu::cudnn_attention_compiled()) {
+        EXPECT_NE(msg.find("no cuDNN attention"), std::string::npos) << what << ": " << msg;
+      }
+    }
+  };
+  one_line_error([] { cu::attention_forward_cudnn(nullptr, nullptr, nullptr, 1, 8, 64, 1, {}); },
+                 "attention_forward_cudnn");
+  one_line_error(
+      [] {
+        cu::attention_backward_cudnn(nullptr, nullptr, nullptr, nullptr, nullptr, 1, 8, 64, 1, {});
+      },
+      "attention_backward_cudnn");
+  one_line_error([] { cu::cudnn_attention_workspace_bytes(1, 8, 64, 1); },
+                 "cudnn_attention_workspace_bytes");
+}
+
+#define REQUIRE_CUDNN()                                                                            \
+  do {                                                                                             \
+    REQUIRE_DEVICE();                                                                              \
+    if (!cu::cudnn_attention_compiled()) GTEST_SKIP() << "no cuDNN attention in this build";       \
+  } while (0)
+
+// dqkv (N, 3C) against the reference, q, k and v gradients separately (each has its own scale).
+void expect_dqkv_close(const fvec &got, const fvec &ref, int N, int C, const std::string &what) {
+  for (int part = 0; part < 3; part++) {
+    fvec g, r;
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < C; c++) {
+        g.push_back(got[size_t(n) * 3 * C + part * C + c]);
+        r.push_back(ref[size_t(n) * 3 * C + part * C + c]);
+      }
+    expect_close(g, r, cat(what, " d", "qkv"[part]));
+  }
+}
+
+// cuDNN's fused attention against the CPU op; its lse against our kernel's (both are
+// log sum_j exp(scale q.k_j)), and each backward fed the other forward's (out, lse).
+TEST(CudaOps, CudnnAttention) {
+  REQUIRE_CUDNN();
+  // HS 64 (odd T, odd B; one full tile) and 128 (even T over several tiles; odd T).
+  const Shape shapes[] = {{3, 37, 192, 3}, {4, 64, 128, 2}, {2, 150, 256, 2}, {1, 77, 256, 2}};
+  Rng rng(31);
+  for (const Shape &s : shapes) {
+    const int N = s.B * s.T, C = s.C;
+    const size_t nlse = size_t(s.B) * s.NH * s.T;
+    const fvec qkv = randn(size_t(N) * 3 * C, rng);
+    fvec out(size_t(N) * C), att(size_t(s.B) * s.NH * s.T * s.T);
+    cpu::attention_forward(out.data(), att.data(), qkv.data(), s.B, s.T, C, s.NH, {});
+    auto d_qkv = upload_bf16(qkv);
+    auto d_out = poisoned<bf16>(size_t(N) * C);
+    auto d_lse = poisoned<float>(nlse);
+    cu::attention_forward_cudnn(d_out.data(), d_lse.data(), d_qkv.data(), s.B, s.T, C, s.NH, {});
+    expect_close(download_f(d_out), out, name(s, "attention_cudnn_forward out"));
+    const fvec lse = download(d_lse);
+    expect_close(lse, lse_ref(qkv, s), name(s, "attention_cudnn_forward lse"), 1e-3, 1e-3);
+    auto o_out = poisoned<bf16>(size_t(N) * C);
+    auto o_lse = poisoned<float>(nlse);
+    cu::attention_forward(o_out.data(), o_lse.data(), d_qkv.data(), s.B, s.T, C, s.NH, {});
+    expect_close(lse, download(o_lse), name(s, "attention_cudnn_forward lse-vs-ours"), 1e-3, 1e-3);
+
+    const fvec dout = randn(size_t(N) * C, rng);
+    fvec dqkv(size_t(N) * 3 * C), scratch(att.size());
+    cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), s.B,
+                            s.T, C, s.NH, {});
+    auto d_dout = upload_bf16(dout);
+    auto d_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
+    cu::attention_backward_cudnn(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(),
+                                 d_lse.data(), s.B, s.T, C, s.NH, {});
+    expect_dqkv_close(download_f(d_dqkv), dqkv, N, C, name(s, "attention_cudnn_backward"));
+    // Interchangeable: our backward on cuDNN's forward, cuDNN's backward on ours.
+    auto m_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
+    cu::attention_backward(m_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(), d_lse.data(),
+                           s.B, s.T, C, s.NH, {});
+    expect_dqkv_close(download_f(m_dqkv), dqkv, N, C,
+                      name(s, "attention_mixed_backward ours-on-cudnn"));
+    auto n_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
+    cu::attention_backward_cudnn(n_dqkv.data(), d_dout.data(), d_qkv.data(), o_out.data(),
+                                 o_lse.data(), s.B, s.T, C, s.NH, {});
+    expect_dqkv_close(download_f(n_dqkv), dqkv, N, C,
+                      name(s, "attention_mixed_backward cudnn-on-ours"));
+  }
+  // The graphs are cached per shape: a second call of a built shape gives the same forward.
+  const Shape &s = shapes[0];
+  const fvec qkv = randn(size_t(s.B) * s.T * 3 * s.C, rng);
+  auto d_qkv = upload_bf16(qkv);
+  hvec first;
+  for (int rep = 0; rep < 2; rep++) {
+    auto d_out = poisoned<bf16>(size_t(s.B) * s.T * s.C);
+    auto d_lse = poisoned<float>(size_t(s.B) * s.NH * s.T);
+    cu::attention_forward_cudnn(d_out.data(), d_lse.data(), d_qkv.data(), s.B, s.T, s.C, s.NH, {});
+    if (rep == 0)
+      first = download(d_out);
+    else
+      EXPECT_TRUE(same_bits(first, download(d_out))) << name(s, "attention_cudnn_forward repeat");
+  }
+  std::printf("cuDNN attention workspace at B=8 T=1024 C=768 NH=12: %zu bytes\n",
+              cu::cudnn_attention_workspace_bytes(8, 1024, 768, 12));
+}
+
+TEST(CudaOps, CudnnAttentionRejectsDropoutAndBadHeads) {
+  REQUIRE_CUDNN();
+  auto d = poisoned<bf16>(3 * 64 * 4);
+  auto l = poisoned<float>(4);
+  const Dropout drop{0.1f, 7};
+  EXPECT_THROW(cu::attention_forward_cudnn(d.data(), l.data(), d.data(), 1, 4, 64, 1, drop), Error);
+  EXPECT_THROW(cu::attention_backward_cudnn(d.data(), d.data(), d.data(), d.data(), l.data(), 1, 4,
+                                            64, 1, drop),
+               Error);
+  EXPECT_THROW(cu::attention_forward_cudnn(d.data(), l.data(), d.data(), 1, 4, 60, 1, {}), Error);
+}
+
 TEST(CudaOps, Elementwise) {
   REQUIRE_DEVICE();
   Rng rng(16);

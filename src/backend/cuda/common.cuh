@@ -1,55 +1,21 @@
-// Internal helpers of the CUDA bodies (backend/cuda/*.cu): status checks that throw
-// finegpt::Error with file:line, bf16 views of the seam's pointers, warp reductions, 16-byte
-// vector access, and the shared state (cuBLASLt handle, workspace). Not part of the seam.
+// Internal helpers of the CUDA bodies (backend/cuda/*.cu): the host part (status checks that
+// throw finegpt::Error with file:line, the shared state: stream, cuBLASLt handle, workspace) in
+// common_host.h, and here bf16 views of the seam's pointers, warp reductions and 16-byte vector
+// access. Not part of the seam.
 #pragma once
-#include <cublasLt.h>
 #include <cuda_bf16.h>
-#include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "backend/cuda_ops.h"
-#include "core/error.h"
+#include "backend/cuda/common_host.h"
 #include "core/rng.h"
 
 namespace finegpt::cuda::detail {
-
-[[noreturn]] void cuda_fail(cudaError_t err, const char *expr, const char *file, int line);
-[[noreturn]] void cublas_fail(cublasStatus_t st, const char *expr, const char *file, int line);
-
-// Every CUDA runtime call goes through CUDA_CHECK, every cuBLASLt call through CUBLAS_CHECK,
-// and every launch is followed by LAUNCH_CHECK() (launch errors; asynchronous faults surface
-// at the next checked call or synchronize()).
-#define CUDA_CHECK(expr)                                                                           \
-  do {                                                                                             \
-    const cudaError_t err_ = (expr);                                                               \
-    if (err_ != cudaSuccess) ::finegpt::cuda::detail::cuda_fail(err_, #expr, __FILE__, __LINE__);  \
-  } while (0)
-#define CUBLAS_CHECK(expr)                                                                         \
-  do {                                                                                             \
-    const cublasStatus_t st_ = (expr);                                                             \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                              \
-      ::finegpt::cuda::detail::cublas_fail(st_, #expr, __FILE__, __LINE__);                        \
-  } while (0)
-#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
 using bf = __nv_bfloat16;
 static_assert(sizeof(bf) == sizeof(bf16), "bf16 and __nv_bfloat16 differ in size");
 inline bf *dev(bf16 *p) { return reinterpret_cast<bf *>(p); }
 inline const bf *dev(const bf16 *p) { return reinterpret_cast<const bf *>(p); }
-
-// Shared state: the stream every op runs on (the legacy default stream for now), the
-// cuBLASLt handle and the workspace (created on first use).
-cudaStream_t stream();
-cublasLtHandle_t cublaslt();
-struct Workspace {
-  void *ptr;
-  size_t bytes;
-};
-Workspace workspace();
-
-// Dropout probability in [0, 1), as the CPU ops check it.
-void check_dropout(const Dropout &d, const char *op);
 
 // A Dropout as kernels take it: the mask of element i is core/rng.h's dropout_keep (the CPU's
 // masks bit for bit), and kept elements are scaled by `scale` = 1/(1-p), computed on the host

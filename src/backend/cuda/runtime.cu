@@ -177,6 +177,7 @@ void set_workspace(void *ptr, size_t bytes) {
 }
 
 void release() noexcept {
+  release_cudnn(); // its graphs and handle first: they run in the workspace freed below
   State &s = state();
   std::lock_guard<std::mutex> lock(s.mu);
   cudaStreamSynchronize(stream());
