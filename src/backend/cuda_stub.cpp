@@ -9,9 +9,6 @@ namespace {
 [[noreturn]] void no_cuda() {
   fail("this build has no CUDA backend (configure with -DFINEGPT_CUDA=ON)");
 }
-[[noreturn]] void no_cudnn() {
-  fail("this build has no cuDNN attention (no CUDA backend: configure with -DFINEGPT_CUDA=ON)");
-}
 } // namespace
 
 bool compiled() noexcept { return false; }
@@ -55,15 +52,6 @@ void attention_forward(bf16 *, float *, const bf16 *, int, int, int, int, Dropou
 void attention_backward(bf16 *, const bf16 *, const bf16 *, const bf16 *, const float *, int, int,
                         int, int, Dropout) {
   no_cuda();
-}
-bool cudnn_attention_compiled() noexcept { return false; }
-size_t cudnn_attention_workspace_bytes(int, int, int, int) { no_cudnn(); }
-void attention_forward_cudnn(bf16 *, float *, const bf16 *, int, int, int, int, Dropout) {
-  no_cudnn();
-}
-void attention_backward_cudnn(bf16 *, const bf16 *, const bf16 *, const bf16 *, const float *, int,
-                              int, int, int, Dropout) {
-  no_cudnn();
 }
 void gelu_forward(bf16 *, const bf16 *, size_t) { no_cuda(); }
 void gelu_backward(bf16 *, const bf16 *, const bf16 *, size_t) { no_cuda(); }

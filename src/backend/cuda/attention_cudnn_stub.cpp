@@ -1,18 +1,21 @@
-// The cuDNN attention (backend/cuda_ops.h) in a CUDA build without cuDNN or its frontend headers
-// (-DFINEGPT_CUDNN=OFF, or not found): every function but the query throws one Error.
-#include "backend/cuda/common_host.h"
+// The cuDNN attention (backend/cuda_ops.h) in a build without it: without the CUDA backend, or
+// without cuDNN 9 or the cudnn-frontend headers (-DFINEGPT_CUDNN=OFF, or not found). Every
+// function but the query throws one Error. Host code that needs no CUDA header.
+#include "backend/cuda_ops.h"
+#include "core/error.h"
 
 namespace finegpt::cuda {
 
 namespace {
 [[noreturn]] void no_cudnn() {
-  fail("this build has no cuDNN attention (needs cuDNN 9 and the cudnn-frontend headers: run "
-       "scripts/setup.sh or point -DFINEGPT_CUDNN_FRONTEND_INCLUDE at them, then configure with "
+  fail("this build has no cuDNN attention (it needs the CUDA backend, cuDNN 9 and the "
+       "cudnn-frontend headers: run scripts/setup.sh, then configure with -DFINEGPT_CUDA=ON "
        "-DFINEGPT_CUDNN=ON)");
 }
 } // namespace
 
 namespace detail {
+void release_cudnn() noexcept; // backend/cuda/common_host.h: cuda::release() calls it
 void release_cudnn() noexcept {}
 } // namespace detail
 
