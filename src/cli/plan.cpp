@@ -50,6 +50,11 @@ void print_header(const Device &dev, const PlanSettings &s) {
   std::printf("memory = the plan (parameters, gradients, AdamW, activations, workspaces) + "
               "%.2f GiB fixed (CUDA context)\n",
               s.overhead_gib);
+  if (dev.known_peak && !dev.bf16)
+    std::printf("note: the %s has no bfloat16 tensor cores (compute capability below 8.0) and "
+                "finegpt's CUDA engine trains in bfloat16 only: train stops with an error on this "
+                "card for now. The plan below is float32 training's.\n",
+                dev.name.c_str());
 }
 
 void print_table(const std::vector<Candidate> &cs) {
