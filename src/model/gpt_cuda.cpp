@@ -40,6 +40,7 @@ CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device,
   cu::set_device(device);
   PlanOptions o;
   FINEGPT_CHECK(world_ == 1 || par_.device, "internal: ", world_, " ranks without NCCL");
+  if (!par_.device) par_.zero_stage = 0; // one rank without NCCL: nothing to shard, same plan
   FINEGPT_CHECK(par_.zero_stage == 0 || par_.zero_stage == 1, "zero_stage must be 0 or 1 (got ",
                 par_.zero_stage, ")");
   o.backend = Backend::CUDA, o.precision = Precision::BF16, o.recompute = recompute;
@@ -91,6 +92,14 @@ CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device,
 }
 
 CudaGPT::~CudaGPT() {
+  // Collectives still running on our gradients finish (or time out and abort) before the arenas
+  // go: after an error between the last backward and step(), for instance.
+  if (par_.device) {
+    try {
+      par_.device->synchronize();
+    } catch (const Error &) {
+    }
+  }
   // The backend must not keep lending our workspace once it is freed.
   cu::release();
 }

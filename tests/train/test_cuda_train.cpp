@@ -256,7 +256,8 @@ TEST(CudaTrain, ResumeIsExact) {
 
 // The NCCL path on one rank: gradients summed over NCCL during the last micro-batch's backward
 // (all-reduce; with ZeRO-1 reduce to the owner and parameters broadcast back) give bitwise the
-// losses of the plain engine over 10 steps of 2 micro-batches (a one-rank sum is the identity).
+// losses and final weights of the plain engine over 10 steps of 2 micro-batches (a one-rank sum
+// is the identity); so does zero_stage 1 on one rank without NCCL.
 TEST(CudaTrain, SingleRankNcclEqualsPlain) {
   REQUIRE_DEVICE();
   if (!nccl_compiled_in()) GTEST_SKIP() << "no NCCL in this build";
@@ -289,6 +290,9 @@ TEST(CudaTrain, SingleRankNcclEqualsPlain) {
     EXPECT_EQ(std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)), 0)
         << "zero_stage " << zero;
   }
+  // zero_stage = 1 on one GPU without NCCL (what train() builds for one rank) is the plain run.
+  const std::vector<float> alone = losses({host.get(), nullptr, 1});
+  EXPECT_EQ(std::memcmp(alone.data(), plain.data(), alone.size() * sizeof(float)), 0);
 }
 
 // Through train(): device='cuda', 20 iterations against 10, a checkpoint, and 10 more.
