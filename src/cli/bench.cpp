@@ -12,6 +12,7 @@
 #include "model/gpt_cuda.h"
 #include "optim/optim.h"
 #include "plan/gpus.h"
+#include "plan/planner.h"
 
 #include <algorithm>
 #include <chrono>
@@ -69,18 +70,16 @@ int bench_cuda(const GPTConfig &c, int B, int T, int recompute, int steps, int w
   const double median = median_of(ms);
   const double tok_s = double(B) * T / (median / 1e3);
   // nanoGPT's estimate_mfu: 6 N + 12 L C T flops per token, N without position embeddings.
-  const double N = double(num_parameters_unpadded(c)) - double(c.block_size) * c.n_embd;
-  const double flops = (6.0 * N + 12.0 * c.n_layer * c.n_embd * double(T)) * tok_s;
+  const double flops = flops_per_token(c, T, 0) * tok_s;
   cuda::DeviceInfo d;
   cuda::device_info(0, &d);
-  double peak = 0.0;
+  const double peak = peak_flops_of(d.name);
   std::string gpu = d.name;
-  try {
-    const GpuSpec &g = find_gpu(d.name);
-    peak = g.bf16_tflops * 1e12, gpu = g.name;
-  } catch (const Error &e) {
-    std::printf("note: %s (no MFU)\n", e.what());
-  }
+  if (peak > 0)
+    gpu = find_gpu(d.name).name;
+  else
+    std::printf("note: '%s' is not in the GPU catalog (finegpt plan --list): no MFU\n",
+                d.name.c_str());
   // What the model and its training steps took (free memory before - after), against the plan;
   // the part outside the plan (cuBLASLt's handle and kernels, allocator rounding) is the fixed
   // overhead the planner adds.

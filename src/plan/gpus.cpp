@@ -346,6 +346,14 @@ const GpuSpec &find_gpu(const std::string &name) {
   fail("unknown GPU '", name, "'", hint, "; see finegpt plan --list");
 }
 
+double peak_flops_of(const std::string &driver_name) noexcept {
+  try {
+    return find_gpu(driver_name).bf16_tflops * 1e12;
+  } catch (const std::exception &) {
+    return 0.0;
+  }
+}
+
 // Units are binary whatever their spelling: users say "24GB" of a card with 24 GiB (the
 // marketing number is the GiB count), so GB/G/GiB are GiB, MB/M/MiB are MiB and TB/T/TiB are
 // TiB. No unit means GiB.

@@ -26,6 +26,10 @@ const std::vector<GpuSpec> &gpu_catalog();
 // find the RTX 4090. A name must say every word that tells entries apart: "3090" is the RTX
 // 3090 (the Ti needs "ti"), "a100" is ambiguous (40GB or 80GB), "h100" too (PCIe or SXM).
 const GpuSpec &find_gpu(const std::string &name);
+// The dense bf16 peak in FLOP/s (fp16 where the card has no bf16) of the catalog GPU that
+// `driver_name` (cudaDeviceProp::name) matches, or 0 when none matches or the name is ambiguous:
+// the denominator of MFU.
+double peak_flops_of(const std::string &driver_name) noexcept;
 // Parses "24GB", "24 GiB", "24", "23.5G", "16384MiB", "2TB" into GiB; Error on nonsense (empty,
 // not a number, an unknown unit, <= 0, more than 4096 GiB). GB means GiB as users say it (a
 // "24GB" card has 24 GiB); MB means MiB and TB TiB likewise.

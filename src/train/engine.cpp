@@ -7,6 +7,7 @@
 #include "dist/nccl.h"
 #include "model/gpt.h"
 #include "model/gpt_cuda.h"
+#include "plan/gpus.h"
 
 #include <cstring>
 
@@ -42,6 +43,7 @@ public:
   }
   void load_moments(const float *m, const float *v) override { opt_.load_moments(m, v); }
   std::string memory_report() const override { return ""; }
+  double peak_flops() const override { return 0.0; }
 
 private:
   GPT model_;
@@ -87,6 +89,10 @@ public:
     model_.get_params(host_.data());
   }
   void load_moments(const float *m, const float *v) override { model_.set_moments(m, v); }
+  double peak_flops() const override {
+    cuda::DeviceInfo d;
+    return cuda::device_info(device_, &d) ? peak_flops_of(d.name) : 0.0;
+  }
   std::string memory_report() const override {
     cuda::DeviceInfo d;
     if (!cuda::device_info(device_, &d)) return "";

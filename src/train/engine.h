@@ -42,6 +42,9 @@ public:
   virtual void load_moments(const float *m, const float *v) = 0;
   // A line on memory after training ("" when there is nothing to say).
   virtual std::string memory_report() const = 0;
+  // This device's peak FLOP/s for MFU (the catalog's bf16 figure for the GPU), 0 when unknown
+  // (always on the CPU).
+  virtual double peak_flops() const = 0;
 };
 
 // The CPU engine: GPT + AdamW over `comm`, exactly as before this interface.

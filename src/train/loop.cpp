@@ -11,6 +11,7 @@
 #include "io/checkpoint.h"
 #include "model/gpt.h"
 #include "optim/optim.h"
+#include "plan/planner.h"
 #include "train/engine.h"
 #include "train/trainer.h"
 
@@ -106,6 +107,7 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
                              cfg.dist_timeout)
           : make_cpu_engine(s.model, B, T, adam, comm, int(cfg.zero_stage), threads);
   Engine &model = *engine, &opt = *engine;
+  const double peak = model.peak_flops();
   long iter_num = 0;
   double best_val_loss = 1e9;
   uint64_t eval_rng = Rng(uint64_t(cfg.seed) + 3).state;
@@ -233,14 +235,20 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
     result.iters.push_back(iter_num);
     if (iter_num % cfg.log_interval == 0 && root) {
       const double tok_s = double(cfg.gradient_accumulation_steps) * B * T / dt;
-      std::printf("iter %ld: loss %.4f, time %.2fms, tok/s %.0f, lr %.3e, norm %.4f\n", iter_num,
-                  loss, dt * 1e3, tok_s, lr, norm);
+      // MFU as nanoGPT's estimate_mfu (model flops only, recompute not counted) over every
+      // rank's peak; on a GPU the catalog knows (none on the CPU).
+      const double mfu = peak > 0 ? flops_per_token(s.model, T, 0) * tok_s / (peak * world) : 0;
+      char mfu_text[32] = "";
+      if (peak > 0) std::snprintf(mfu_text, sizeof mfu_text, ", mfu %.2f%%", 100.0 * mfu);
+      std::printf("iter %ld: loss %.4f, time %.2fms, tok/s %.0f, lr %.3e, norm %.4f%s\n", iter_num,
+                  loss, dt * 1e3, tok_s, lr, norm, mfu_text);
       std::fflush(stdout);
       log_json({{"iter", iter_num},
                 {"loss", loss},
                 {"loss_mean", loss_mean},
                 {"ms", dt * 1e3},
                 {"tok_per_s", tok_s},
+                {"mfu", mfu},
                 {"lr", lr},
                 {"grad_norm", norm},
                 {"comm_ms", opt.comm_seconds() * 1e3}});

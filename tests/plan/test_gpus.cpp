@@ -312,5 +312,17 @@ TEST(ParseVram, Errors) {
   EXPECT_NE(error_of([] { parse_vram_gib("-3GB"); }).find("'-3GB'"), std::string::npos);
 }
 
+// MFU's denominator from the name the driver reports: the catalog's dense bf16 figure, 0 for a
+// card the catalog does not know or cannot tell apart (no MFU rather than a wrong one).
+TEST(Gpus, PeakFlopsFromDriverNames) {
+  EXPECT_DOUBLE_EQ(peak_flops_of("NVIDIA H100 80GB HBM3"), 989.0e12);
+  EXPECT_DOUBLE_EQ(peak_flops_of("NVIDIA H100 PCIe"), 756.0e12);
+  EXPECT_DOUBLE_EQ(peak_flops_of("NVIDIA GeForce RTX 4090"), 165.2e12);
+  EXPECT_DOUBLE_EQ(peak_flops_of("NVIDIA A100-SXM4-80GB"), 312.0e12);
+  EXPECT_EQ(peak_flops_of("NVIDIA A100"), 0.0);        // 40GB or 80GB
+  EXPECT_EQ(peak_flops_of("Some Future GPU X1"), 0.0); // not in the catalog
+  EXPECT_EQ(peak_flops_of(""), 0.0);
+}
+
 } // namespace
 } // namespace finegpt
