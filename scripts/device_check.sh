@@ -164,8 +164,9 @@ timeout_rc=$?
 [ "$ops_rc" -eq 0 ] && ops_rc=$nccl_rc
 # GPT-2 124M at T=1024: micro-batch 8, and 64 (llm.c's; the plan puts it near 38 GiB); the guide's
 # 24 GB row (10/10/640, B=32) and GPT-2 medium at B=16 (memory against the plan: both must fit a
-# 24 GB card); 124M at B=64 with whole-block recompute (its cost in time, its saving in memory).
-bench_rows=(gpt2_b8 gpt2_b64 guide24_b32 medium_b16 gpt2_b64_r3)
+# 24 GB card); 124M at B=64 with whole-block recompute (its cost in time, its saving in memory)
+# and with cuDNN's attention instead of ours (the whole step, beside the op rows of `bench`).
+bench_rows=(gpt2_b8 gpt2_b64 guide24_b32 medium_b16 gpt2_b64_r3 gpt2_b64_cudnn)
 step gpt2_b8 90 "$build/finegpt" bench --device cuda --batch_size 8 --seq_len 1024 --steps 10 \
   --warmup 2
 step gpt2_b64 120 "$build/finegpt" bench --device cuda --batch_size 64 --seq_len 1024 \
@@ -176,6 +177,8 @@ step medium_b16 90 "$build/finegpt" bench --device cuda --n_layer 24 --n_head 16
   --batch_size 16 --seq_len 1024 --steps 5 --warmup 2
 step gpt2_b64_r3 120 "$build/finegpt" bench --device cuda --batch_size 64 --seq_len 1024 \
   --recompute 3 --steps 5 --warmup 2
+step gpt2_b64_cudnn 120 "$build/finegpt" bench --device cuda --batch_size 64 --seq_len 1024 \
+  --attention cudnn --steps 10 --warmup 2
 if command -v compute-sanitizer >/dev/null; then
   # Our kernels only: cuDNN's own are not ours to check, and slow under the sanitizer.
   step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 3 \

@@ -49,7 +49,7 @@ std::vector<double> time_steps(const GPTConfig &c, int B, int T, int steps, int 
 }
 
 // Training steps of the CUDA engine; the numbers of a GPU run (see the file comment).
-int bench_cuda(const GPTConfig &c, int B, int T, int recompute, int steps, int warmup) {
+int bench_cuda(const GPTConfig &c, int B, int T, CudaModelOptions opt, int steps, int warmup) {
   if (cuda::device_count() == 0) { // as cuda_ops_bench: a skip, not a failure
     std::printf("no CUDA device: skipped (%s)\n", cuda::device_summary().c_str());
     return 0;
@@ -58,7 +58,7 @@ int bench_cuda(const GPTConfig &c, int B, int T, int recompute, int steps, int w
   cuda::set_device(0);
   cuda::DeviceInfo d0;
   cuda::device_info(0, &d0);
-  CudaGPT model(c, B, T, recompute);
+  CudaGPT model(c, B, T, opt);
   model.init_weights(1337);
   cuda::synchronize();
   std::vector<double> ms =
@@ -87,9 +87,10 @@ int bench_cuda(const GPTConfig &c, int B, int T, int recompute, int steps, int w
   const double used = double(d.total_bytes - d.free_bytes);
   const double delta = used - before;
   const double planned = double(model.plan().total_bytes());
-  std::printf("finegpt bench --device cuda: %s, %zu parameters, B=%d T=%d recompute %d: median "
-              "step %.2f ms, %.0f tokens/s, %.1f TFLOP/s, MFU %s\n",
-              gpu.c_str(), num_parameters(c), B, T, recompute, median, tok_s, flops / 1e12,
+  std::printf("finegpt bench --device cuda: %s, %zu parameters, B=%d T=%d recompute %d, %s "
+              "attention: median step %.2f ms, %.0f tokens/s, %.1f TFLOP/s, MFU %s\n",
+              gpu.c_str(), num_parameters(c), B, T, opt.recompute,
+              opt.cudnn_attention ? "cudnn" : "finegpt", median, tok_s, flops / 1e12,
               peak > 0 ? cat(int(100.0 * flops / peak + 0.5), "%").c_str() : "unknown");
   std::printf("memory: context %s; the model took %s = plan %s x %.4f (arenas %s; outside the "
               "plan %s); in use %s of %s\n",
@@ -102,7 +103,7 @@ int bench_cuda(const GPTConfig &c, int B, int T, int recompute, int steps, int w
               "\"recompute\": %d, \"step_ms_median\": %.3f, \"tokens_per_s\": %.0f, "
               "\"tflops\": %.2f, \"mfu\": %.4f, \"context_bytes\": %.0f, \"model_bytes\": %.0f, "
               "\"plan_bytes\": %.0f}\n",
-              gpu.c_str(), B, T, recompute, median, tok_s, flops / 1e12,
+              gpu.c_str(), B, T, opt.recompute, median, tok_s, flops / 1e12,
               peak > 0 ? flops / peak : 0.0, before, delta, planned);
   return 0;
 }
@@ -124,7 +125,8 @@ int cmd_bench(const Args &args) {
                 {"warmup", "1", "untimed steps first"},
                 {"threads", "0", "CPU threads (0 = all cores)"},
                 {"device", "cpu", "cpu | cuda"},
-                {"recompute", "0", "activation recompute 0-3 (cuda)"}},
+                {"recompute", "0", "activation recompute 0-3 (cuda)"},
+                {"attention", "finegpt", "finegpt | cudnn (cuda)"}},
                "usage: finegpt bench [options]\n\nTimes training steps of a GPT shape "
                "(default: GPT-2 124M at B=4, T=64)."))
     return 0;
@@ -143,9 +145,15 @@ int cmd_bench(const Args &args) {
                 "--device must be cpu or cuda (got '", o.str("device"), "')");
   const int recompute = int(o.integer("recompute"));
   FINEGPT_CHECK(recompute >= 0 && recompute <= 3, "--recompute must be 0..3 (got ", recompute, ")");
-  if (o.str("device") == "cuda") return bench_cuda(c, B, T, recompute, steps, warmup);
+  const std::string attention = o.str("attention");
+  FINEGPT_CHECK(attention == "finegpt" || attention == "cudnn",
+                "--attention must be finegpt or cudnn (got '", attention, "')");
+  if (o.str("device") == "cuda")
+    return bench_cuda(c, B, T, {.recompute = recompute, .cudnn_attention = attention == "cudnn"},
+                      steps, warmup);
   FINEGPT_CHECK(recompute == 0, "--recompute is for --device cuda (the CPU engine keeps every "
                                 "activation)");
+  FINEGPT_CHECK(attention == "finegpt", "--attention cudnn is for --device cuda");
   const int threads = set_threads(int(o.integer("threads")));
   GPT model(c, B, T);
   model.init_weights(1337);

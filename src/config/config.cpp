@@ -80,6 +80,7 @@ const std::vector<KeyDef> &key_table() {
       FINEGPT_KEY(recompute),
       FINEGPT_KEY(zero_stage),
       FINEGPT_KEY(dist_timeout),
+      FINEGPT_KEY(attention),
       FINEGPT_KEY(tokens_per_step),
   };
   return keys;
@@ -272,8 +273,15 @@ void validate(const TrainConfig &c) {
     fail("recompute must be 0 (none), 1 (GELU), 2 (GELU + LayerNorm) or 3 (whole block), got ",
          c.recompute);
   if (c.zero_stage != 0 && c.zero_stage != 1) fail("zero_stage must be 0 or 1, got ", c.zero_stage);
+  if (c.attention != "finegpt" && c.attention != "cudnn")
+    fail("attention must be 'finegpt' (our flash attention) or 'cudnn' (cuDNN's), got '",
+         c.attention, "'");
+  if (c.attention == "cudnn" && c.dropout > 0)
+    fail("attention = 'cudnn' cannot apply dropout (cuDNN's masks are not finegpt's): set "
+         "dropout = 0.0, or attention = 'finegpt'");
   at_least_0_l("tokens_per_step", c.tokens_per_step);
-  if (!(c.dist_timeout > 0)) fail("dist_timeout must be positive seconds (got ", c.dist_timeout, ")");
+  if (!(c.dist_timeout > 0))
+    fail("dist_timeout must be positive seconds (got ", c.dist_timeout, ")");
   positive("gradient_accumulation_steps", c.gradient_accumulation_steps);
   positive("eval_iters", c.eval_iters);
   positive("eval_interval", c.eval_interval);

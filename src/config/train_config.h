@@ -49,10 +49,11 @@ struct TrainConfig {
   std::string data_order = "random"; // 'random' (nanoGPT) | 'sequential' (llm.c)
   long threads = 0;                  // 0: all cores
   long vocab_size = 0;               // 0 (also None): from the dataset's meta.json, else 50257
-  long recompute = 0;       // activation recompute: 0 none, 1 GELU, 2 + LayerNorm, 3 whole block
-  long zero_stage = 0;      // 1: optimizer state sharded over ranks (issue 6)
+  long recompute = 0;        // activation recompute: 0 none, 1 GELU, 2 + LayerNorm, 3 whole block
+  long zero_stage = 0;       // 1: optimizer state sharded over ranks (issue 6)
   double dist_timeout = 300; // seconds a collective may wait before the run is declared dead
-  long tokens_per_step = 0; // batch_size='auto' keeps this many tokens per optimizer step
+  std::string attention = "finegpt"; // CUDA attention: 'finegpt' (ours) | 'cudnn' (cuDNN SDPA)
+  long tokens_per_step = 0;          // batch_size='auto' keeps this many tokens per optimizer step
                             // (0: batch_size x block_size x gradient_accumulation_steps, or
                             // 524288 with 'auto')
 

@@ -22,22 +22,35 @@ namespace {
 constexpr size_t kAlign = 256; // bytes: every activation, scratch and workspace buffer
 } // namespace
 
-CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device,
-                 CudaParallel parallel)
-    : cfg_(cfg), B_(B), T_(T), recompute_(recompute),
+CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, CudaModelOptions opt)
+    : cfg_(cfg), B_(B), T_(T), recompute_(opt.recompute), cudnn_attention_(opt.cudnn_attention),
       // The fc GEMM's GELU epilogue (needs 4C % 8 == 0) rounds GELU from the fp32 accumulator;
       // levels 1-2 recompute GELU from the stored bf16 pre-activation, so there the forward uses
       // the same separate GELU pass and backward sees the forward's values bit for bit.
-      fused_gelu_((4 * cfg.n_embd) % 8 == 0 && recompute != 1 && recompute != 2), par_(parallel),
-      world_(parallel.host ? parallel.host->world() : 1) {
+      fused_gelu_((4 * cfg.n_embd) % 8 == 0 && opt.recompute != 1 && opt.recompute != 2),
+      par_(opt.parallel), world_(opt.parallel.host ? opt.parallel.host->world() : 1) {
+  const int recompute = opt.recompute;
   FINEGPT_CHECK(
       recompute >= 0 && recompute <= 3,
       "recompute must be 0 (none), 1 (GELU), 2 (GELU + LayerNorm) or 3 (whole block), got ",
       recompute);
+  if (cudnn_attention_) {
+    FINEGPT_CHECK(cu::cudnn_attention_compiled(),
+                  "attention = 'cudnn': this build has no cuDNN attention (it needs cuDNN 9 and "
+                  "the cudnn-frontend headers: scripts/setup.sh); use attention = 'finegpt'");
+    FINEGPT_CHECK(cfg.dropout == 0.0f, "attention = 'cudnn' cannot apply dropout (cuDNN's masks "
+                                       "are not finegpt's): set dropout = 0.0, or attention = "
+                                       "'finegpt'");
+    // cuDNN wants 16-byte aligned tensors: every layer's slice of att_lse (B NH T floats).
+    FINEGPT_CHECK(size_t(B) * cfg.n_head * T % 4 == 0,
+                  "attention = 'cudnn' needs batch_size x n_head x block_size to be a multiple of "
+                  "4 (got ",
+                  B, " x ", cfg.n_head, " x ", T, "); or use attention = 'finegpt'");
+  }
   const int HS = cfg.n_embd / cfg.n_head;
   FINEGPT_CHECK(HS == 32 || HS == 64 || HS == 128, "head size n_embd / n_head = ", HS,
                 " is not supported by the CUDA attention (32, 64 or 128), or use device = 'cpu'");
-  cu::set_device(device);
+  cu::set_device(opt.device);
   PlanOptions o;
   FINEGPT_CHECK(world_ == 1 || par_.device, "internal: ", world_, " ranks without NCCL");
   if (!par_.device) par_.zero_stage = 0; // one rank without NCCL: nothing to shard, same plan
@@ -45,6 +58,7 @@ CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device,
                 par_.zero_stage, ")");
   o.backend = Backend::CUDA, o.precision = Precision::BF16, o.recompute = recompute;
   o.zero_stage = par_.zero_stage, o.world = world_;
+  o.cudnn_attention = cudnn_attention_;
   plan_ = plan_memory(cfg, B, T, o);
   const auto tensors = param_tensors(cfg_);
   for (int i = 0; i < kNumParamTensors; ++i) {
@@ -85,6 +99,13 @@ CudaGPT::CudaGPT(const GPTConfig &cfg, int B, int T, int recompute, int device,
   v_ = buf<float>("adamw.v");
   workspace_ = buf<unsigned char>("cublaslt_workspace");
   workspace_bytes_ = plan_.find("cublaslt_workspace")->bytes;
+  if (cudnn_attention_) { // cuDNN's own figure (it builds the graphs) against the plan's
+    const size_t need = cu::cudnn_attention_workspace_bytes(B, T, cfg.n_embd, cfg.n_head);
+    FINEGPT_CHECK(need <= workspace_bytes_, "attention = 'cudnn' needs ",
+                  format_bytes(double(need)), " of workspace at micro-batch ", B, " x ", T,
+                  ", the plan has ", format_bytes(double(workspace_bytes_)),
+                  " (the plan's estimate is low: please report it); use attention = 'finegpt'");
+  }
   cu::device_memset(grads_, 0, P_ * sizeof(bf16));
   cu::device_memset(m_, 0, plan_.find("adamw.m")->bytes);
   cu::device_memset(v_, 0, plan_.find("adamw.v")->bytes);
@@ -198,9 +219,26 @@ CudaGPT::LayerActs CudaGPT::layer_acts(int l, int B, int T) const {
   return a;
 }
 
+void CudaGPT::attention_forward(const LayerActs &a, int B, int T, Dropout drop) {
+  const int C = cfg_.n_embd, NH = cfg_.n_head;
+  if (cudnn_attention_)
+    cu::attention_forward_cudnn(a.atty, a.lse, a.qkv, B, T, C, NH, drop);
+  else
+    cu::attention_forward(a.atty, a.lse, a.qkv, B, T, C, NH, drop);
+}
+
+void CudaGPT::attention_backward(bf16 *dqkv, const bf16 *dout, const LayerActs &a, int B, int T,
+                                 Dropout drop) {
+  const int C = cfg_.n_embd, NH = cfg_.n_head;
+  if (cudnn_attention_)
+    cu::attention_backward_cudnn(dqkv, dout, a.qkv, a.atty, a.lse, B, T, C, NH, drop);
+  else
+    cu::attention_backward(dqkv, dout, a.qkv, a.atty, a.lse, B, T, C, NH, drop);
+}
+
 void CudaGPT::block_forward(int l, int B, int T, const LayerActs &a, uint64_t key,
                             bool write_output) {
-  const int C = cfg_.n_embd, NH = cfg_.n_head, N = B * T;
+  const int C = cfg_.n_embd, N = B * T;
   const size_t BTC = size_t(N) * C;
   const float p = key ? cfg_.dropout : 0.0f;
   auto drop = [&](int site) { return Dropout{p, dropout_site_key(key, l, site)}; };
@@ -210,7 +248,7 @@ void CudaGPT::block_forward(int l, int B, int T, const LayerActs &a, uint64_t ke
                         at(param_or_null(LN1B), l * C), N, C);
   cu::matmul_forward(a.qkv, a.ln1, param(QKVW) + size_t(l) * 3 * C * C,
                      at(param_or_null(QKVB), size_t(l) * 3 * C), N, C, 3 * C);
-  cu::attention_forward(a.atty, a.lse, a.qkv, B, T, C, NH, drop(kDropAttention));
+  attention_forward(a, B, T, drop(kDropAttention));
   cu::matmul_forward(branch, a.atty, param(ATTPROJW) + size_t(l) * C * C,
                      at(param_or_null(ATTPROJB), l * C), N, C, C);
   cu::residual_forward(a.res2, a.res_in, branch, BTC, drop(kDropResidAttn));
@@ -307,7 +345,7 @@ void CudaGPT::reduce_grads(size_t begin, size_t n) {
 }
 
 void CudaGPT::backward(int B, int T, uint64_t key, bool reduce) {
-  const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab_size;
+  const int C = cfg_.n_embd, L = cfg_.n_layer, Vp = cfg_.padded_vocab_size;
   const int N = B * T;
   const size_t BTC = size_t(N) * C;
   const float p = key ? cfg_.dropout : 0.0f;
@@ -345,7 +383,7 @@ void CudaGPT::backward(int B, int T, uint64_t key, bool reduce) {
     dbranch = branch_grad(drop(l, kDropResidAttn));
     cu::matmul_backward(dbtc, grad(ATTPROJW) + size_t(l) * C * C, at(grad_or_null(ATTPROJB), l * C),
                         dbranch, a.atty, param(ATTPROJW) + size_t(l) * C * C, N, C, C);
-    cu::attention_backward(dqkv, dbtc, a.qkv, a.atty, a.lse, B, T, C, NH, drop(l, kDropAttention));
+    attention_backward(dqkv, dbtc, a, B, T, drop(l, kDropAttention));
     cu::matmul_backward(dbtc, grad(QKVW) + size_t(l) * 3 * C * C,
                         at(grad_or_null(QKVB), size_t(l) * 3 * C), dqkv, a.ln1,
                         param(QKVW) + size_t(l) * 3 * C * C, N, C, 3 * C);

@@ -35,13 +35,21 @@ struct CudaParallel {
   int zero_stage = 0;
 };
 
+struct CudaModelOptions {
+  int recompute = 0; // activation recompute level, 0-3
+  int device = 0;    // CUDA device index
+  // Attention through cuDNN's fused SDPA (backend/cuda_ops.h attention_forward_cudnn) instead of
+  // ours: no dropout, backward not bitwise repeatable, a larger op workspace (the plan's).
+  bool cudnn_attention = false;
+  CudaParallel parallel{};
+};
+
 class CudaGPT {
 public:
-  // Selects device `device`, allocates every buffer of the plan for micro-batches up to (B, T)
-  // at recompute level `recompute` (0-3). Parameters are not initialised (init_weights or
+  // Selects device opt.device, allocates every buffer of the plan for micro-batches up to (B, T)
+  // at recompute level opt.recompute (0-3). Parameters are not initialised (init_weights or
   // set_params).
-  CudaGPT(const GPTConfig &cfg, int B, int T, int recompute = 0, int device = 0,
-          CudaParallel parallel = {});
+  CudaGPT(const GPTConfig &cfg, int B, int T, CudaModelOptions opt = {});
   ~CudaGPT();
   CudaGPT(const CudaGPT &) = delete;
   CudaGPT &operator=(const CudaGPT &) = delete;
@@ -104,6 +112,10 @@ private:
   void block_forward(int l, int B, int T, const LayerActs &a, uint64_t key, bool write_output);
   // What the recompute level dropped of layer l, before its backward.
   void recompute_for_backward(int l, int B, int T, const LayerActs &a, uint64_t key);
+  // Attention through ours or cuDNN's (cudnn_attention_).
+  void attention_forward(const LayerActs &a, int B, int T, Dropout drop);
+  void attention_backward(cuda::bf16 *dqkv, const cuda::bf16 *dout, const LayerActs &a, int B,
+                          int T, Dropout drop);
   // Forward with the fused loss; dloss != 0 leaves the logits' gradient for backward.
   float forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T, float dloss,
                      uint64_t key);
@@ -126,6 +138,7 @@ private:
   GPTConfig cfg_;
   int B_, T_;
   int recompute_;
+  bool cudnn_attention_;
   bool fused_gelu_;
   CudaParallel par_;
   int world_ = 1;

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <numeric>
 
@@ -188,8 +189,13 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
     add("datt", S, {B, NH, T, T}, 4);
   } else {
     add("reduce_scratch", S, {1024}, 4); // partial sums for the gradient norm and loss
-    add("cublaslt_workspace", MemGroup::Workspace, {32 << 20}, 1); // as llm.c
-    // No cuDNN workspace: attention is our own flash kernel, which needs none.
+    // The op workspace: cuBLASLt's (32 MiB, as llm.c), lent between ops to the ones that need a
+    // temporary. Our attention needs none; cuDNN's backward keeps an fp32 dQ accumulator and
+    // softmax sums, 4 (B T C + B NH T) bytes (an estimate from its documented algorithm: the
+    // model checks cuDNN's own figure at start and stops if it is larger).
+    int64_t workspace = int64_t(32) << 20;
+    if (opt.cudnn_attention) workspace = std::max(workspace, 4 * (B * T * C + B * NH * T));
+    add("cublaslt_workspace", MemGroup::Workspace, {(workspace + 255) / 256 * 256}, 1);
   }
   return plan;
 }

@@ -95,6 +95,9 @@ struct PlanOptions {
   int zero_stage = 0; // 1: master weights and AdamW moments sharded over `world` ranks
   int world = 1;
   bool optimizer = true; // AdamW state (and master weights) at all
+  // CUDA: attention through cuDNN (attention = 'cudnn') instead of ours; its backward needs a
+  // larger op workspace.
+  bool cudnn_attention = false;
 };
 const char *backend_name(Backend b);
 const char *precision_name(Precision p);

@@ -54,11 +54,10 @@ private:
 class CudaEngine final : public Engine {
 public:
   CudaEngine(const GPTConfig &cfg, int B, int T, AdamWConfig adam, Communicator &comm,
-             int recompute, int zero_stage, double timeout_s)
+             CudaModelOptions opt, double timeout_s)
       : device_(local_device_index()),
         nccl_(comm.world() > 1 ? make_nccl_comm(comm, timeout_s) : nullptr),
-        model_(cfg, B, T, recompute, device_, CudaParallel{&comm, nccl_.get(), zero_stage}),
-        adam_(adam) {}
+        model_(cfg, B, T, with_devices(opt, device_, comm, nccl_.get())), adam_(adam) {}
   std::string describe() const override {
     cuda::DeviceInfo d;
     return cat("cuda (", cuda::device_info(device_, &d) ? d.name : cat("device ", device_),
@@ -104,6 +103,13 @@ public:
   }
 
 private:
+  static CudaModelOptions with_devices(CudaModelOptions opt, int device, Communicator &comm,
+                                       DeviceComm *nccl) {
+    opt.device = device;
+    opt.parallel.host = &comm, opt.parallel.device = nccl;
+    return opt;
+  }
+
   int device_;
   std::unique_ptr<DeviceComm> nccl_; // before model_: the model uses it until destroyed
   CudaGPT model_;
@@ -119,12 +125,12 @@ std::unique_ptr<Engine> make_cpu_engine(const GPTConfig &model, int B, int T, Ad
 }
 
 std::unique_ptr<Engine> make_cuda_engine(const GPTConfig &model, int B, int T, AdamWConfig adam,
-                                         Communicator &comm, int recompute, int zero_stage,
+                                         Communicator &comm, CudaModelOptions opt,
                                          double timeout_s) {
   FINEGPT_CHECK(comm.world() == 1 || nccl_compiled_in(), "device='cuda' on ", comm.world(),
                 " ranks needs NCCL, and this build has none (configure with NCCL found, or use "
                 "device='cpu' under MPI)");
-  return std::make_unique<CudaEngine>(model, B, T, adam, comm, recompute, zero_stage, timeout_s);
+  return std::make_unique<CudaEngine>(model, B, T, adam, comm, opt, timeout_s);
 }
 
 } // namespace finegpt

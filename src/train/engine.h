@@ -5,6 +5,7 @@
 // hold, so checkpoints of either engine resume on the other.
 #pragma once
 #include "dist/comm.h"
+#include "model/gpt_cuda.h"
 #include "model/plan.h"
 #include "optim/optim.h"
 
@@ -52,10 +53,11 @@ std::unique_ptr<Engine> make_cpu_engine(const GPTConfig &model, int B, int T, Ad
                                         Communicator &comm, int zero_stage, int threads);
 // The CUDA engine on this rank's device (dist/nccl.h local_device_index): Error without a
 // device. With more than one rank, gradients travel over NCCL, bootstrapped through `comm`
-// (Error in a build without NCCL; a collective stuck for timeout_s is an Error); zero_stage 1
-// shards the optimizer state.
+// (Error in a build without NCCL; a collective stuck for timeout_s is an Error). From `opt`:
+// recompute, cudnn_attention and parallel.zero_stage (1 shards the optimizer state); the
+// engine fills in the device and the communicators.
 std::unique_ptr<Engine> make_cuda_engine(const GPTConfig &model, int B, int T, AdamWConfig adam,
-                                         Communicator &comm, int recompute, int zero_stage,
+                                         Communicator &comm, CudaModelOptions opt,
                                          double timeout_s);
 
 } // namespace finegpt

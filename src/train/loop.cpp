@@ -103,7 +103,10 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
   const AdamWConfig adam{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
   std::unique_ptr<Engine> engine =
       s.backend == Backend::CUDA
-          ? make_cuda_engine(s.model, B, T, adam, comm, int(cfg.recompute), int(cfg.zero_stage),
+          ? make_cuda_engine(s.model, B, T, adam, comm,
+                             CudaModelOptions{.recompute = int(cfg.recompute),
+                                              .cudnn_attention = cfg.attention == "cudnn",
+                                              .parallel = {.zero_stage = int(cfg.zero_stage)}},
                              cfg.dist_timeout)
           : make_cpu_engine(s.model, B, T, adam, comm, int(cfg.zero_stage), threads);
   Engine &model = *engine, &opt = *engine;

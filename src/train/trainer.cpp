@@ -84,6 +84,7 @@ RunSetup resolve_run(const TrainConfig &cfg) {
 MemoryPlan run_plan(const TrainConfig &cfg, const RunSetup &setup, long batch_size) {
   PlanOptions o;
   o.zero_stage = int(cfg.zero_stage), o.world = setup.world, o.recompute = int(cfg.recompute);
+  o.cudnn_attention = setup.backend == Backend::CUDA && cfg.attention == "cudnn";
   o.backend = setup.backend;
   if (setup.backend == Backend::CUDA && cfg.dtype != "float32") o.precision = Precision::BF16;
   return plan_memory(setup.model, int(batch_size), int(cfg.block_size), o);

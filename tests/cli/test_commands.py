@@ -126,3 +126,5 @@ class Bench(CliTest):
         self.assertCleanError(run("bench", *self.TINY, "--steps=0"), "--steps")
         self.assertCleanError(run("bench", *self.TINY, "--recompute=4"), "--recompute")
         self.assertCleanError(run("bench", *self.TINY, "--recompute=1"), "--recompute", "cuda")
+        self.assertCleanError(run("bench", *self.TINY, "--attention=flash"), "--attention")
+        self.assertCleanError(run("bench", *self.TINY, "--attention=cudnn"), "--attention", "cuda")

@@ -101,7 +101,8 @@ TEST(ConfigDefaults, KeysInDeclarationOrder) {
       "device",         "dtype",         "compile",
       "seed",           "data_dir",      "data_order",
       "threads",        "vocab_size",    "recompute",
-      "zero_stage",     "dist_timeout",  "tokens_per_step"};
+      "zero_stage",     "dist_timeout",  "attention",
+      "tokens_per_step"};
   EXPECT_EQ(train_config_keys(), nanogpt);
 }
 
@@ -541,6 +542,7 @@ TEST_F(ConfigTest, ToPythonRoundTrip) {
   c.recompute = 2;
   c.zero_stage = 1;
   c.dist_timeout = 12.5;
+  c.attention = "cudnn";
   c.tokens_per_step = 1 << 19;
   TrainConfig back = load({write("round.py", to_python(c))});
   EXPECT_EQ(back, c);
@@ -563,6 +565,12 @@ TEST_F(ConfigTest, BatchSizeAutoAndPlanKeys) {
   EXPECT_ERROR_HAS(validate(c), "recompute");
   c.recompute = 0, c.zero_stage = 2;
   EXPECT_ERROR_HAS(validate(c), "zero_stage");
+  c.zero_stage = 0, c.attention = "flash";
+  EXPECT_ERROR_HAS(validate(c), "attention", "'flash'", "'cudnn'");
+  c.attention = "cudnn", c.dropout = 0.1;
+  EXPECT_ERROR_HAS(validate(c), "attention = 'cudnn'", "dropout");
+  c.dropout = 0.0;
+  validate(c);
 }
 
 } // namespace

@@ -2,8 +2,8 @@
 // own buffers.
 #include "core/error.h"
 #include "model/gpt.h"
-#include "optim/optim.h"
 #include "model/plan.h"
+#include "optim/optim.h"
 
 #include <gtest/gtest.h>
 
@@ -90,6 +90,19 @@ TEST(Plan, CpuEngineAllocatesExactlyThePlan) {
 }
 
 namespace {
+// cuDNN's attention widens the op workspace to its backward's fp32 dQ accumulator and softmax
+// sums, 4 (B T C + B NH T) bytes, when that exceeds cuBLASLt's 32 MiB; ours needs none.
+TEST(Plan, CudnnAttentionWorkspace) {
+  GPTConfig c = gpt2(12, 12, 768);
+  PlanOptions o;
+  o.backend = Backend::CUDA, o.precision = Precision::BF16;
+  EXPECT_EQ(plan_memory(c, 64, 1024, o).find("cublaslt_workspace")->bytes, size_t(32) << 20);
+  o.cudnn_attention = true;
+  EXPECT_EQ(plan_memory(c, 64, 1024, o).find("cublaslt_workspace")->bytes,
+            size_t(4) * (64 * 1024 * 768 + 64 * 12 * 1024));
+  EXPECT_EQ(plan_memory(c, 4, 1024, o).find("cublaslt_workspace")->bytes, size_t(32) << 20);
+}
+
 size_t activation_bytes(const GPTConfig &c, int B, int T, int recompute) {
   PlanOptions o;
   o.backend = Backend::CUDA, o.precision = Precision::BF16, o.recompute = recompute;

@@ -73,9 +73,24 @@ const AdamWConfig kAdam{};
 
 } // namespace
 
-TEST(CudaTrain, BadRecomputeOrNoDeviceIsAnError) {
-  EXPECT_NE(error_of([&] { CudaGPT m(small_config(), B, T, 4); }).find("recompute"),
+TEST(CudaTrain, BadOptionsOrNoDeviceIsAnError) {
+  EXPECT_NE(error_of([&] { CudaGPT m(small_config(), B, T, {.recompute = 4}); }).find("recompute"),
             std::string::npos);
+  GPTConfig c = small_config();
+  c.dropout = 0.1f;
+  if (cuda::cudnn_attention_compiled()) {
+    EXPECT_NE(error_of([&] { CudaGPT m(c, B, T, {.cudnn_attention = true}); }).find("dropout"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] {
+                CudaGPT m(small_config(), 1, 63, {.cudnn_attention = true});
+              }).find("multiple of 4"),
+              std::string::npos);
+  } else {
+    EXPECT_NE(error_of([&] {
+                CudaGPT m(small_config(), B, T, {.cudnn_attention = true});
+              }).find("no cuDNN attention"),
+              std::string::npos);
+  }
   if (!::finegpt::testutil::have_cuda_device()) { // the constructor says why there is no GPU
     EXPECT_FALSE(error_of([&] { CudaGPT m(small_config(), B, T); }).empty());
   }
@@ -90,7 +105,7 @@ struct StepResult {
 };
 StepResult one_step(const GPTConfig &cfg, int level, uint64_t dropout_key) {
   const std::vector<float> w = bf16_weights(cfg, 1337);
-  CudaGPT gpu(cfg, B, T, level);
+  CudaGPT gpu(cfg, B, T, {.recompute = level});
   gpu.set_params(w.data());
   Rng rng(7);
   std::vector<int32_t> x, y;
@@ -167,6 +182,18 @@ TEST(CudaTrain, StepMatchesCpu) {
   REQUIRE_DEVICE();
   const GPTConfig cfg = small_config();
   CudaGPT gpu(cfg, B, T);
+  Rng rng(7);
+  std::vector<int32_t> x, y;
+  make_batch(rng, cfg.vocab_size, x, y);
+  expect_step_matches_cpu(cfg, 0, gpu, x, y);
+}
+
+// The model with cuDNN's attention instead of ours matches the CPU just as well.
+TEST(CudaTrain, CudnnAttentionStepMatchesCpu) {
+  REQUIRE_DEVICE();
+  if (!cuda::cudnn_attention_compiled()) GTEST_SKIP() << "no cuDNN attention in this build";
+  const GPTConfig cfg = small_config();
+  CudaGPT gpu(cfg, B, T, {.cudnn_attention = true});
   Rng rng(7);
   std::vector<int32_t> x, y;
   make_batch(rng, cfg.vocab_size, x, y);
@@ -264,7 +291,7 @@ TEST(CudaTrain, SingleRankNcclEqualsPlain) {
   const GPTConfig cfg = small_config();
   const std::vector<float> w = bf16_weights(cfg, 1337);
   auto losses = [&](CudaParallel par) {
-    CudaGPT m(cfg, B, T, 0, 0, par);
+    CudaGPT m(cfg, B, T, {.parallel = par});
     m.set_params(w.data());
     Rng rng(9);
     std::vector<int32_t> x, y;
