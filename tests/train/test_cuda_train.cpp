@@ -178,26 +178,19 @@ void expect_step_matches_cpu(const GPTConfig &cfg, uint64_t key, CudaGPT &gpu,
   }
 }
 
+// With our attention, and with cuDNN's (attention = 'cudnn') where the build has it.
 TEST(CudaTrain, StepMatchesCpu) {
   REQUIRE_DEVICE();
   const GPTConfig cfg = small_config();
-  CudaGPT gpu(cfg, B, T);
   Rng rng(7);
   std::vector<int32_t> x, y;
   make_batch(rng, cfg.vocab_size, x, y);
-  expect_step_matches_cpu(cfg, 0, gpu, x, y);
-}
-
-// The model with cuDNN's attention instead of ours matches the CPU just as well.
-TEST(CudaTrain, CudnnAttentionStepMatchesCpu) {
-  REQUIRE_DEVICE();
-  if (!cuda::cudnn_attention_compiled()) GTEST_SKIP() << "no cuDNN attention in this build";
-  const GPTConfig cfg = small_config();
-  CudaGPT gpu(cfg, B, T, {.cudnn_attention = true});
-  Rng rng(7);
-  std::vector<int32_t> x, y;
-  make_batch(rng, cfg.vocab_size, x, y);
-  expect_step_matches_cpu(cfg, 0, gpu, x, y);
+  for (bool cudnn : {false, true}) {
+    if (cudnn && !cuda::cudnn_attention_compiled()) continue;
+    SCOPED_TRACE(cudnn ? "cudnn attention" : "finegpt attention");
+    CudaGPT gpu(cfg, B, T, {.cudnn_attention = cudnn});
+    expect_step_matches_cpu(cfg, 0, gpu, x, y);
+  }
 }
 
 // Dropout on the GPU draws the CPU's masks; another key gives another loss.
