@@ -64,6 +64,7 @@ finish() {
   for b in "${bench_rows[@]}"; do
     [ -f "$log/$b.log" ] && grep -E '^finegpt bench|^memory|^note|^no CUDA device' "$log/$b.log"
   done
+  [ -f "$log/memory_check.log" ] && cat "$log/memory_check.log"
   grep -E '^(loss|grad|step|recompute|dropout) ' "$log/cuda_train.log" 2>/dev/null | head -40
   [ -f "$log/configure.log" ] && grep -E '^-- finegpt (NCCL|cuDNN)' "$log/configure.log"
   [ -f "$log/cuda_ops.log" ] && { sed -n '/^op .*worst normwise/,$p' "$log/cuda_ops.log" | grep -v '^\['; }
@@ -179,6 +180,10 @@ step gpt2_b64_r3 120 "$build/finegpt" bench --device cuda --batch_size 64 --seq_
   --recompute 3 --steps 5 --warmup 2
 step gpt2_b64_cudnn 120 "$build/finegpt" bench --device cuda --batch_size 64 --seq_len 1024 \
   --attention cudnn --steps 10 --warmup 2
+# Issue 4's criterion: each run's device memory within 3% of plan + the overhead of the first.
+mem_logs=()
+for b in "${bench_rows[@]}"; do mem_logs+=("$log/$b.log"); done
+step memory_check 30 python3 bench/gpu_memory_check.py "${mem_logs[@]}"
 if command -v compute-sanitizer >/dev/null; then
   # Our kernels only: cuDNN's own are not ours to check, and slow under the sanitizer.
   step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 3 \
