@@ -20,7 +20,8 @@
 # checkout, with these files in it):
 #   run(command="scripts/device_check.sh", carry=["third_party"], timeout_s=540)
 # Environment: FINEGPT_CUDA_ARCH (default: the GPU's compute capability, e.g. 90), JOBS,
-# FINEGPT_DEADLINE_S, FINEGPT_CMAKE_ARGS (more configure arguments, split at spaces).
+# FINEGPT_DEADLINE_S, FINEGPT_CMAKE_ARGS (more configure arguments, split at spaces),
+# FINEGPT_TORCH_PYTHON (the python with PyTorch for the baseline; default python3).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
@@ -32,6 +33,7 @@ t_start=$(date +%s)
 deadline=$((t_start + ${FINEGPT_DEADLINE_S:-480}))
 rows=()
 bench_rows=()
+torch_python=${FINEGPT_TORCH_PYTHON:-python3} # the GPU machine's python3 holds PyTorch
 
 # step NAME LIMIT_S CMD...: runs CMD with output in $log/NAME.log, for at most LIMIT_S seconds
 # and never past the deadline; records status and seconds.
@@ -65,6 +67,9 @@ finish() {
     [ -f "$log/$b.log" ] && grep -E '^finegpt bench|^memory|^note|^no CUDA device' "$log/$b.log"
   done
   [ -f "$log/memory_check.log" ] && cat "$log/memory_check.log"
+  for t in torch_b8 torch_b64_compiled; do
+    [ -f "$log/$t.log" ] && grep -E '^finegpt / pytorch|skipped' "$log/$t.log"
+  done
   grep -E '^(loss|grad|step|recompute|dropout) ' "$log/cuda_train.log" 2>/dev/null | head -40
   [ -f "$log/configure.log" ] && grep -E '^-- finegpt (NCCL|cuDNN)' "$log/configure.log"
   [ -f "$log/cuda_ops.log" ] && { sed -n '/^op .*worst normwise/,$p' "$log/cuda_ops.log" | grep -v '^\['; }
@@ -184,6 +189,14 @@ step gpt2_b64_cudnn 120 "$build/finegpt" bench --device cuda --batch_size 64 --s
 mem_logs=()
 for b in "${bench_rows[@]}"; do mem_logs+=("$log/$b.log"); done
 step memory_check 30 python3 bench/gpu_memory_check.py "${mem_logs[@]}"
+# The same-GPU baseline: PyTorch as nanoGPT runs it (flash SDPA, bf16 autocast, fused AdamW), eager
+# at B=8 and compiled at B=64, each against finegpt's run of the same shape; between them, each
+# op alone (ours and cuDNN's attention). What the deadline cuts comes last: the sanitizers.
+step torch_b8 120 "$torch_python" bench/torch_gpu_step.py --B 8 --T 1024 --against "$log/gpt2_b8.log"
+step bench 120 "$build/cuda_ops_bench"
+step torch_b64_compiled 240 "$torch_python" bench/torch_gpu_step.py --B 64 --T 1024 --compile \
+  --against "$log/gpt2_b64.log"
+step cpu_ops 120 env OMP_NUM_THREADS=8 "$build/tests/backend_test_ops" --gtest_brief=1
 if command -v compute-sanitizer >/dev/null; then
   # Our kernels only: cuDNN's own are not ours to check, and slow under the sanitizer.
   step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 3 \
@@ -194,6 +207,4 @@ if command -v compute-sanitizer >/dev/null; then
 else
   rows+=("compute-sanitizer: not found, skipped")
 fi
-step cpu_ops 120 env OMP_NUM_THREADS=8 "$build/tests/backend_test_ops" --gtest_brief=1
-step bench 120 "$build/cuda_ops_bench"
 finish "$ops_rc"
