@@ -41,6 +41,10 @@ def losses(out_dir, key="loss_mean"):
 @unittest.skipUnless(has_mpi(), "needs mpirun and a finegpt built with MPI")
 class Mpi(CliTest):
     binary = FINEGPT
+    args = TINY
+    # 2 ranks against 1 (relative, per iteration) and ZeRO-1 against all-reduce (relative; 0:
+    # bitwise): fp32 sums in another order, and identical arithmetic.
+    ranks_tolerance, zero1_tolerance = 1e-5, 0.0
 
     def mpirun(self, n, *args, timeout=300, background=False):
         cmd = [MPIRUN, "-np", str(n), "--oversubscribe", "--quiet", self.binary, "train", *args]
@@ -52,7 +56,7 @@ class Mpi(CliTest):
     def train(self, n, out, *extra):
         data = getattr(self, "_data", None) or self.char_data()
         self._data = data
-        p = self.mpirun(n, f"--data_dir={data}", f"--out_dir={out}", *TINY, *extra)
+        p = self.mpirun(n, f"--data_dir={data}", f"--out_dir={out}", *self.args, *extra)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         return p
 
@@ -65,7 +69,8 @@ class Mpi(CliTest):
         a, b = losses(one), losses(two)
         self.assertEqual(sorted(a), list(range(10)))
         for it in range(10):
-            self.assertAlmostEqual(a[it], b[it], delta=1e-5 * abs(a[it]), msg=f"iter {it}")
+            self.assertAlmostEqual(a[it], b[it], delta=self.ranks_tolerance * abs(a[it]),
+                                   msg=f"iter {it}")
         self.assertLess(a[9], a[0])
 
     def test_zero1_matches_allreduce(self):
@@ -74,7 +79,13 @@ class Mpi(CliTest):
         self.train(2, plain, *args)
         p = self.train(2, zero, *args, "--zero_stage=1")
         self.assertIn("ZeRO-1", p.stdout)
-        self.assertEqual(losses(plain), losses(zero))
+        a, b = losses(plain), losses(zero)
+        if self.zero1_tolerance == 0:
+            self.assertEqual(a, b)
+        self.assertEqual(sorted(a), sorted(b))
+        for it in a:
+            self.assertAlmostEqual(a[it], b[it], delta=self.zero1_tolerance * abs(a[it]),
+                                   msg=f"iter {it}")
 
     def test_two_rank_resume_is_exact(self):
         straight, half = os.path.join(self.tmp, "straight"), os.path.join(self.tmp, "half")
@@ -163,61 +174,27 @@ GPU_TINY = [a for a in TINY if a not in ("--device=cpu", "--n_embd=32")] + [
 @unittest.skipUnless(has_mpi() and EMULATED and os.path.exists(EMULATED),
                      "needs mpirun and finegpt_emulated (the CUDA seam and NCCL emulated on the host)")
 class MpiEmulatedCuda(Mpi):
-    """The CUDA engine on several ranks, with its ops and NCCL emulated on the host
+    """The same runs on the CUDA engine, its ops and NCCL emulated on the host
     (tests/emulation/): the gradient sums during backward, ZeRO-1's reduce-to-owner and
-    broadcast-back, and the checkpoint gathers, without a GPU."""
+    broadcast-back, and the checkpoint gathers, without a GPU. Resume stays exact; 2 ranks sum
+    bf16 gradients in another order than 1 (close, not equal), and ZeRO-1's gradient norm meets
+    its partial sums in another order (the last bits may differ)."""
     binary = EMULATED
+    args = GPU_TINY
+    ranks_tolerance, zero1_tolerance = 2e-2, 1e-3
 
-    def gpu_train(self, n, out, *extra):
-        data = getattr(self, "_data", None) or self.char_data()
-        self._data = data
-        p = self.mpirun(n, f"--data_dir={data}", f"--out_dir={out}", *GPU_TINY, *extra)
-        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+    def train(self, n, out, *extra):
+        p = super().train(n, out, *extra)
         self.assertIn("training on cuda (finegpt host emulation", p.stdout)
+        if n > 1:
+            self.assertIn("NCCL", p.stdout)
         return p
 
-    def test_two_gpus_track_one(self):
-        one, two = os.path.join(self.tmp, "one"), os.path.join(self.tmp, "two")
-        args = ["--gradient_accumulation_steps=4", "--max_iters=9", "--eval_interval=100"]
-        self.gpu_train(1, one, *args)
-        p = self.gpu_train(2, two, *args)
-        self.assertIn("NCCL", p.stdout)
-        a, b = losses(one), losses(two)
-        self.assertEqual(sorted(a), list(range(10)))
-        for it in range(10):  # bf16 gradients summed in another order: close, not equal
-            self.assertAlmostEqual(a[it], b[it], delta=2e-2 * abs(a[it]), msg=f"iter {it}")
-        self.assertLess(a[9], a[0])
-
-    def test_zero1_matches_allreduce_on_gpus(self):
-        plain, zero = os.path.join(self.tmp, "plain"), os.path.join(self.tmp, "zero")
-        args = ["--gradient_accumulation_steps=2", "--max_iters=9", "--eval_interval=100"]
-        self.gpu_train(2, plain, *args)
-        self.gpu_train(2, zero, *args, "--zero_stage=1")
-        a, b = losses(plain), losses(zero)
-        self.assertEqual(sorted(a), sorted(b))
-        for it in a:  # the norm's partial sums meet in another order: the last bits may differ
-            self.assertAlmostEqual(a[it], b[it], delta=1e-3 * abs(a[it]), msg=f"iter {it}")
-
-    def test_two_gpu_resume_is_exact(self):
-        straight, half = os.path.join(self.tmp, "straight"), os.path.join(self.tmp, "half")
-        for extra in ([], ["--zero_stage=1"]):
-            common = ["--gradient_accumulation_steps=2", "--eval_interval=5", *extra]
-            self.gpu_train(2, straight, *common, "--max_iters=10")
-            self.gpu_train(2, half, *common, "--max_iters=5")
-            self.gpu_train(2, half, *common, "--max_iters=10", "--init_from=resume")
-            self.assertEqual(losses(straight), losses(half), f"{extra}")
-            shutil.rmtree(straight)
-            shutil.rmtree(half)
-
-    # The CPU class's other tests (bad launches) are the CPU engine's; not repeated here.
-    test_two_ranks_match_one = None
-    test_zero1_matches_allreduce = None
-    test_two_rank_resume_is_exact = None
+    # The bad launches are the launcher's and the CPU engine's: not repeated here.
     test_ranks_must_divide_accumulation = None
     test_configs_that_differ = None
     test_a_rank_that_hangs_stops_the_run = None
     test_a_rank_that_dies_stops_the_run = None
-
 
 if __name__ == "__main__":
     unittest.main()
