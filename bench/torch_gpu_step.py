@@ -18,13 +18,14 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
 import torch_reference as tr  # noqa: E402
+from gpu_memory_check import record as finegpt_record  # noqa: E402  (bench/, beside this)
+from torch_step import step_times_ms  # noqa: E402
 
 
 def flash_forward(self, x):
@@ -35,14 +36,6 @@ def flash_forward(self, x):
     q, k, v = (t.view(B, T, self.NH, HS).transpose(1, 2) for t in (q, k, v))
     y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-
-
-def finegpt_tokens_per_s(path):
-    with open(path) as f:
-        for line in f:
-            if line.startswith("{") and '"finegpt-cuda"' in line:
-                return json.loads(line)
-    return None
 
 
 def main():
@@ -98,14 +91,7 @@ def main():
         if gpu:
             torch.cuda.synchronize()
 
-    for _ in range(a.warmup):
-        step()
-    times = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1e3)
-    median = statistics.median(times)
+    median = statistics.median(step_times_ms(step, a.warmup, a.steps))
     out = {"impl": "pytorch-gpu", "torch": torch.__version__, "device": a.device,
            "gpu": torch.cuda.get_device_name(0) if gpu else "", "flash": flash,
            "compile": a.compile, "B": a.B, "T": a.T, "step_ms_median": median,
@@ -113,7 +99,7 @@ def main():
     if gpu:
         out["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
     if a.against:
-        ours = finegpt_tokens_per_s(a.against)
+        ours = finegpt_record(a.against)
         if ours and ours.get("B") == a.B and ours.get("T") == a.T:
             out["finegpt_tokens_per_s"] = ours["tokens_per_s"]
             out["finegpt_over_pytorch"] = ours["tokens_per_s"] / out["tokens_per_s"]

@@ -23,6 +23,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch_reference as tr  # noqa: E402
 
 
+def step_times_ms(step, warmup, steps):
+    """Milliseconds of each of `steps` calls of step() after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=os.cpu_count())
@@ -52,13 +64,7 @@ def main():
         opt.zero_grad(set_to_none=True)
         return float(loss)
 
-    for _ in range(a.warmup):
-        step()
-    times = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1e3)
+    times = step_times_ms(step, a.warmup, a.steps)
     print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": a.threads,
                       "B": a.B, "T": a.T, "params": sum(q.numel() for q in model.parameters()),
                       "step_ms_median": statistics.median(times), "step_ms": times}))
