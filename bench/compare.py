@@ -21,7 +21,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINEGPT = os.environ.get("FINEGPT_BIN", os.path.join(ROOT, "build", "finegpt"))
-SHARED = os.environ.get("FINEGPT_SHARED", os.path.join(ROOT, "..", "shared"))
+SHAKESPEARE = os.path.join(ROOT, "corpora", "tinyshakespeare.txt")  # corpora/README.md
 PY = "/usr/bin/python3"
 
 
@@ -56,7 +56,7 @@ def bench_step(a):
 
 
 def bench_char(a):
-    text = os.path.join(SHARED, "data", "tinyshakespeare.txt")
+    text = SHAKESPEARE
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "shakespeare_char")

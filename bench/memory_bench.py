@@ -16,7 +16,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINEGPT = os.environ.get("FINEGPT_BIN", os.path.join(ROOT, "build", "finegpt"))
-SHARED = os.environ.get("FINEGPT_SHARED", os.path.join(ROOT, "..", "shared"))
+SHAKESPEARE = os.path.join(ROOT, "corpora", "tinyshakespeare.txt")  # corpora/README.md
 UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 # (n_layer, n_head, n_embd, batch, block): the first is the baseline.
@@ -34,7 +34,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "chars")
         subprocess.run([FINEGPT, "prepare", "--tokenizer", "char", "--input",
-                        os.path.join(SHARED, "data", "tinyshakespeare.txt"), "--out", data],
+                        SHAKESPEARE, "--out", data],
                        check=True, capture_output=True)
         for L, H, C, B, T in SIZES:
             p = subprocess.run([FINEGPT, "train", f"--data_dir={data}", f"--out_dir={tmp}/o",
@@ -45,7 +45,7 @@ def main():
                                capture_output=True, text=True)
             if p.returncode:
                 sys.exit(p.stderr)
-            m = re.search(r"memory: peak resident ([\d.]+ \w+); the plan is ([\d.]+ \w+)", p.stdout)
+            m = re.search(r"memory: peak resident ([\d.]+ \w+) = ([\d.]+ \w+) planned", p.stdout)
             rows.append(((L, H, C, B, T), size(m.group(1)), size(m.group(2))))
     (_, base_rss, base_plan) = rows[0]
     print("shape (L/H/C, B x T)      plan        measured (peak - baseline)   error")

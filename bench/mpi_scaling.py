@@ -13,7 +13,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINEGPT = os.environ.get("FINEGPT_BIN", os.path.join(ROOT, "build", "finegpt"))
-SHARED = os.environ.get("FINEGPT_SHARED", os.path.join(ROOT, "..", "shared"))
+SHAKESPEARE = os.path.join(ROOT, "corpora", "tinyshakespeare.txt")  # corpora/README.md
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 ARGS = ["--n_layer=6", "--n_head=6", "--n_embd=384", "--batch_size=8", "--block_size=256",
         "--gradient_accumulation_steps=4", "--max_iters=12", "--eval_interval=1000",
@@ -35,7 +35,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "chars")
         subprocess.run([FINEGPT, "prepare", "--tokenizer", "char", "--input",
-                        os.path.join(SHARED, "data", "tinyshakespeare.txt"), "--out", data],
+                        SHAKESPEARE, "--out", data],
                        check=True, capture_output=True)
         rows = []
         for name, ranks, threads, extra in [("1 rank x 2 threads", 1, 2, []),

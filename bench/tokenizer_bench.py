@@ -56,8 +56,7 @@ def main():
     args = ap.parse_args()
     enc = gpt2_oracle.gpt2_encoding(gpt2_oracle.ranks_path(args.finegpt))
 
-    with open(os.path.join(os.environ.get("FINEGPT_SHARED", os.path.join(ROOT, "..", "shared")),
-                           "data", "tinyshakespeare.txt"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "corpora", "tinyshakespeare.txt"), encoding="utf-8") as f:
         shakespeare = f.read()
     target = int(args.mb * 1e6)
     texts = [("shakespeare", shakespeare * max(1, round(target / len(shakespeare.encode()))))]

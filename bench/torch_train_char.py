@@ -11,7 +11,7 @@ are padded to a 128-row tied embedding and the loss covers the first 65 logits,
 which computes the same function as nanoGPT's 65-row vocabulary.
 Prints nanoGPT-style eval lines, then one JSON line with wall time and final losses.
 
-Usage: /usr/bin/python3 bench/torch_train_char.py --input /work/shared/data/tinyshakespeare.txt
+Usage: /usr/bin/python3 bench/torch_train_char.py [--input corpora/tinyshakespeare.txt]
        [--threads N] [--max_iters 2000] [--eval_interval 250] [--log_interval 100]
 """
 
@@ -30,7 +30,8 @@ import torch_reference as tr  # noqa: E402
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--input", default="/work/shared/data/tinyshakespeare.txt")
+    p.add_argument("--input", default=os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "corpora", "tinyshakespeare.txt"))
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--max_iters", type=int, default=2000)
     p.add_argument("--eval_interval", type=int, default=250)

@@ -1,7 +1,7 @@
 # nanoGPT's published CPU recipe on character-level tiny Shakespeare: the rest of
 # train_shakespeare_char.py, with the README's CPU overrides. nanoGPT reaches val ~1.88.
 # Prepare the data first:
-#   finegpt prepare --tokenizer char --input ../shared/data/tinyshakespeare.txt --out data/shakespeare_char
+#   finegpt prepare --tokenizer char --input corpora/tinyshakespeare.txt --out data/shakespeare_char
 out_dir = 'out-shakespeare-char'
 eval_interval = 250
 eval_iters = 20

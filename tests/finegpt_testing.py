@@ -7,8 +7,9 @@ import unittest
 import numpy as np
 
 FINEGPT = os.environ.get("FINEGPT_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "finegpt"))
-SHARED = os.environ.get("FINEGPT_SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared"))
-SHAKESPEARE = os.path.join(SHARED, "data", "tinyshakespeare.txt")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Public-domain text committed with the repository (corpora/README.md).
+SHAKESPEARE = os.path.join(ROOT, "corpora", "tinyshakespeare.txt")
 
 
 def run(*args, cwd=None, check=False, timeout=600):

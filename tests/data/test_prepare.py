@@ -5,7 +5,7 @@ The expected output is computed here the way nanoGPT's data/shakespeare_char/pre
 read the way llm.c reads them (256 x int32 header, then uint16 tokens). Bad inputs must give a
 non-zero exit, one line on stderr naming the problem, and no files in the output folder.
 
-Run by ctest with FINEGPT_BIN (the finegpt binary) and FINEGPT_SHARED (the shared folder).
+Run by ctest with FINEGPT_BIN (the finegpt binary).
 """
 
 import json
@@ -19,8 +19,8 @@ import numpy as np
 
 
 BIN = os.environ.get("FINEGPT_BIN", "")
-SHARED = os.environ.get("FINEGPT_SHARED", os.path.join(os.path.dirname(__file__), "../../../shared"))
-SHAKESPEARE = os.path.join(SHARED, "data", "tinyshakespeare.txt")
+SHAKESPEARE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "corpora",
+                           "tinyshakespeare.txt")  # corpora/README.md
 
 
 def setUpModule():

@@ -24,9 +24,8 @@ from prepare_testing import (BIN, PrepareCase, byte_tokens, folder_shards,  # no
                              read_shard, reference_layout, setUpModule, shard_names,
                              tiktoken_gpt2)
 
-SHARED = os.environ.get("FINEGPT_SHARED",
-                        os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
-SHAKESPEARE = os.path.join(SHARED, "data", "tinyshakespeare.txt")
+SHAKESPEARE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "corpora",
+                           "tinyshakespeare.txt")  # corpora/README.md
 
 
 def make_docs(n, seed=0, max_len=300):
