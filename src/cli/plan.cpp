@@ -250,7 +250,9 @@ int cmd_plan(const Args &args) {
   FINEGPT_CHECK(o.str("gpu").empty() || o.str("vram").empty(), "give --gpu or --vram, not both");
   Device dev;
   if (!o.str("gpu").empty()) {
-    dev = device_from_gpu(find_gpu(o.str("gpu")));
+    std::string note;
+    dev = device_from_gpu(find_gpu(o.str("gpu"), &note));
+    if (!note.empty()) std::printf("note: %s\n", note.c_str());
   } else if (!o.str("vram").empty()) {
     dev = device_from_vram(parse_vram_gib(o.str("vram")));
   } else {

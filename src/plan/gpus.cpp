@@ -38,6 +38,9 @@ struct Entry {
   GpuSpec spec;
   std::vector<std::string> names;
   std::string extra;
+  // The driver's name for the variant users mean when they leave the variant out ("H100" is
+  // the SXM): set on that one entry of a family; "" elsewhere.
+  std::string common_as = "";
 };
 
 const char *const kGa102 = "NVIDIA Ampere GA102 GPU architecture whitepaper";
@@ -173,7 +176,8 @@ const std::vector<Entry> &entries() {
         312, // datasheet 624 sparse, halved
         19.5, 2039, true, "NVIDIA A100 Tensor Core GPU datasheet, 80GB SXM column"},
        {"a100 80"},
-       "sxm4"},
+       "sxm4",
+       "NVIDIA A100-SXM4-80GB"},
       {{"H100 PCIe", 9.0, 80, usable(80),
         756, // datasheet 1513 sparse, halved
         51, 2000, true, "NVIDIA H100 Tensor Core GPU datasheet, PCIe column"},
@@ -184,7 +188,8 @@ const std::vector<Entry> &entries() {
         989,   // datasheet 1979 sparse, halved
         67, 3350, true, "NVIDIA H100 Tensor Core GPU datasheet, SXM column"},
        {"h100 sxm", "h100 hbm3"}, // the driver calls it "NVIDIA H100 80GB HBM3"
-       "sxm5 hbm3"},
+       "sxm5 hbm3",
+       "NVIDIA H100 80GB HBM3"},
       {{"H200", 9.0, 141, usable(141),
         989, // datasheet 1979 sparse, halved
         67, 4800, true, "NVIDIA H200 Tensor Core GPU datasheet, SXM column"},
@@ -256,6 +261,7 @@ struct Matcher {
   std::vector<std::vector<std::string>> names; // each fully required
   std::set<std::string> allowed;               // every word the entry accepts
   std::string key;                             // joined words of the first name
+  std::string common_as;                       // Entry::common_as
 };
 
 const std::vector<Matcher> &matchers() {
@@ -264,7 +270,7 @@ const std::vector<Matcher> &matchers() {
     const std::vector<GpuSpec> &specs = gpu_catalog();
     for (size_t i = 0; i < entries().size(); ++i) {
       const Entry &e = entries()[i];
-      Matcher m{&specs[i], {}, {"gb"}, ""};
+      Matcher m{&specs[i], {}, {"gb"}, "", e.common_as};
       for (const std::string &n : e.names) {
         m.names.push_back(words(n));
         m.allowed.insert(m.names.back().begin(), m.names.back().end());
@@ -306,7 +312,7 @@ const std::vector<GpuSpec> &gpu_catalog() {
 // entry does not accept: "3090" is the RTX 3090 (the 3090 Ti needs "ti"), "a100 80gb sxm" the
 // A100 80GB. A name whose words several entries accept without naming one ("a100", "h100",
 // "rtx 6000") is ambiguous; anything else is unknown, with the closest names suggested.
-const GpuSpec &find_gpu(const std::string &name) {
+const GpuSpec &find_gpu(const std::string &name, std::string *note) {
   const std::vector<std::string> q = words(name);
   const std::set<std::string> qset(q.begin(), q.end());
   if (q.empty()) fail("GPU name '", name, "' names no GPU; see finegpt plan --list");
@@ -322,6 +328,24 @@ const GpuSpec &find_gpu(const std::string &name) {
   }
   if (full.size() == 1) return *full.front();
   if (full.size() > 1) partial = full; // a catalog clash; let the user pick
+  if (partial.size() > 1 && note) {
+    // Variants of one card with a common one: take it and say so.
+    std::vector<const Matcher *> common;
+    for (const Matcher &m : matchers())
+      if (!m.common_as.empty() &&
+          std::find(partial.begin(), partial.end(), m.spec) != partial.end())
+        common.push_back(&m);
+    if (common.size() == 1) {
+      std::vector<const GpuSpec *> others;
+      for (const GpuSpec *p : partial)
+        if (p != common.front()->spec) others.push_back(p);
+      *note =
+          cat("'", name, "' is taken as '", common.front()->spec->name,
+              "', the common one (the driver calls it \"", common.front()->common_as, "\"); say ",
+              quoted_list(others), " for ", others.size() == 1 ? "the other" : "the others");
+      return *common.front()->spec;
+    }
+  }
   if (partial.size() > 1)
     fail("GPU '", name, "' is ambiguous: ", quoted_list(partial),
          " (say which; see finegpt plan --list)");

@@ -25,7 +25,11 @@ const std::vector<GpuSpec> &gpu_catalog();
 // words nvidia, geforce, rtx, tesla, quadro: "4090", "rtx4090", "NVIDIA GeForce RTX 4090" all
 // find the RTX 4090. A name must say every word that tells entries apart: "3090" is the RTX
 // 3090 (the Ti needs "ti"), "a100" is ambiguous (40GB or 80GB), "h100" too (PCIe or SXM).
-const GpuSpec &find_gpu(const std::string &name);
+// With `note` (a name a user typed), a name ambiguous between the variants of a card that has a
+// common one is that one instead, and `note` says so and names the others: "H100" is the H100
+// SXM (nvidia-smi's "NVIDIA H100 80GB HBM3"), "A100" the A100 80GB SXM; `note` is left as it
+// is otherwise.
+const GpuSpec &find_gpu(const std::string &name, std::string *note = nullptr);
 // The dense bf16 peak in FLOP/s (fp16 where the card has no bf16) of the catalog GPU that
 // `driver_name` (cudaDeviceProp::name) matches, or 0 when none matches or the name is ambiguous:
 // the denominator of MFU.

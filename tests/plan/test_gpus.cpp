@@ -237,6 +237,34 @@ TEST(FindGpu, AmbiguousNamesListTheCandidates) {
   EXPECT_NE(e.find("ambiguous"), std::string::npos) << e;
 }
 
+TEST(FindGpu, ACommonVariantIsTakenOnlyWhenAsked) {
+  std::string note;
+  EXPECT_EQ(find_gpu("H100", &note).name, "H100 SXM");
+  EXPECT_NE(note.find("'H100' is taken as 'H100 SXM'"), std::string::npos) << note;
+  EXPECT_NE(note.find("\"NVIDIA H100 80GB HBM3\""), std::string::npos) << note;
+  EXPECT_NE(note.find("say 'H100 PCIe' for the other"), std::string::npos) << note;
+  note.clear();
+  EXPECT_EQ(find_gpu("h100 80gb", &note).name, "H100 SXM");
+  note.clear();
+  EXPECT_EQ(find_gpu("A100", &note).name, "A100 80GB SXM");
+  EXPECT_NE(note.find("say 'A100 40GB SXM' for the other"), std::string::npos) << note;
+  note.clear();
+  EXPECT_EQ(find_gpu("a100 sxm", &note).name, "A100 80GB SXM");
+  // A full name takes no note; a family without a common variant stays ambiguous.
+  note.clear();
+  EXPECT_EQ(find_gpu("h100 pcie", &note).name, "H100 PCIe");
+  EXPECT_EQ(find_gpu("a100 40gb", &note).name, "A100 40GB SXM");
+  EXPECT_EQ(note, "");
+  for (const char *name : {"rtx 6000", "3080", "4060 ti", "v100"}) {
+    std::string e = error_of([&] { find_gpu(name, &note); });
+    EXPECT_NE(e.find("ambiguous"), std::string::npos) << name << ": " << e;
+    EXPECT_EQ(note, "") << name;
+  }
+  // The driver's names are what the common variants are called.
+  EXPECT_EQ(find_gpu("NVIDIA H100 80GB HBM3").name, "H100 SXM");
+  EXPECT_EQ(find_gpu("NVIDIA A100-SXM4-80GB").name, "A100 80GB SXM");
+}
+
 TEST(FindGpu, SimilarNamesAreNotConfused) {
   EXPECT_EQ(find_gpu("3090").name, "RTX 3090");
   EXPECT_EQ(find_gpu("3090 ti").name, "RTX 3090 Ti");

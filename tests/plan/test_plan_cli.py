@@ -61,9 +61,20 @@ class Plan(CliTest):
         self.assertEqual(run("plan", "--check", fixed, "--gpu", "RTX 3060").returncode, 0)
         self.assertEqual(run("plan", "--check", GUIDE_24GB, "--gpu", "4090").returncode, 0)
 
+    def test_common_variant_without_a_suffix(self):
+        # Users type "H100" and "A100": the common variant, with a note naming the other.
+        for typed, card, driver, other in [
+                ("H100", "H100 SXM", "NVIDIA H100 80GB HBM3", "'H100 PCIe'"),
+                ("a100", "A100 80GB SXM", "NVIDIA A100-SXM4-80GB", "'A100 40GB SXM'")]:
+            p = run("plan", "--gpu", typed, check=True)
+            self.assertIn(f"note: '{typed}' is taken as '{card}', the common one (the driver "
+                          f"calls it \"{driver}\"); say {other} for the other", p.stdout)
+            named = run("plan", "--gpu", card, check=True).stdout
+            self.assertEqual(p.stdout.split("\n", 1)[1], named)  # the same plan as the full name
+
     def test_bad_input(self):
         self.assertCleanError(run("plan", "--gpu", "rtx 4095"), "RTX 4090")
-        self.assertCleanError(run("plan", "--gpu", "a100"), "ambiguous")
+        self.assertCleanError(run("plan", "--gpu", "rtx 6000"), "ambiguous")
         self.assertCleanError(run("plan", "--vram", "1GB"), "too small")
         self.assertCleanError(run("plan", "--vram", "lots"), "lots")
         self.assertCleanError(run("plan", "--gpu", "4090", "--tokens", "1000"), "one optimizer step")
