@@ -20,7 +20,6 @@
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <sys/resource.h>
 
 namespace finegpt {
 
@@ -100,6 +99,9 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
   BatchLoader eval_train(train_data, B, T, order, uint64_t(cfg.seed) + 1);
   BatchLoader eval_val(val_data, B, T, order, uint64_t(cfg.seed) + 2);
 
+  // The process before the model exists (program, libraries, data index): the part of the
+  // peak that the plan does not cover, reported at the end.
+  const double resident_before_model = resident_bytes();
   const AdamWConfig adam{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
   std::unique_ptr<Engine> engine =
       s.backend == Backend::CUDA
@@ -260,11 +262,21 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
     if (iter_num > cfg.max_iters) break;
   }
   if (root) {
-    struct rusage ru {};
-    getrusage(RUSAGE_SELF, &ru);
-    std::printf("memory: peak resident %s; the plan is %s\n",
-                format_bytes(double(ru.ru_maxrss) * 1024.0).c_str(),
-                format_bytes(double(run_plan(cfg, s, B).total_bytes())).c_str());
+    // The peak split into what the plan covers and what it does not: the process as it was
+    // before the model was built, and the rest (thread stacks and BLAS buffers, data pages
+    // read, host copies for checkpoints and evaluation).
+    const double peak_rss = peak_resident_bytes();
+    const double planned =
+        s.backend == Backend::CPU ? double(run_plan(cfg, s, B).total_bytes()) : 0;
+    const double rest = peak_rss - planned - resident_before_model;
+    std::printf("memory: peak resident %s = %s planned (%s) + %s before the model was built "
+                "(program, libraries) + %s%s other (threads, BLAS buffers, data pages, "
+                "checkpoint copies)\n",
+                format_bytes(peak_rss).c_str(), format_bytes(planned).c_str(),
+                s.backend == Backend::CPU ? "parameters, gradients, AdamW moments, activations"
+                                          : "on the GPU, below",
+                format_bytes(resident_before_model).c_str(), rest < 0 ? "-" : "",
+                format_bytes(std::fabs(rest)).c_str());
     const std::string dev = model.memory_report();
     if (!dev.empty()) std::printf("%s\n", dev.c_str());
   }

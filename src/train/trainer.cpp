@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sys/resource.h>
@@ -102,6 +103,19 @@ double host_memory_available() {
   }
   return 0; // unknown: no check
 }
+
+namespace {
+double proc_status_bytes(const char *field) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with(field))
+      return std::strtod(line.c_str() + std::strlen(field), nullptr) * 1024.0;
+  return 0;
+}
+} // namespace
+
+double resident_bytes() { return proc_status_bytes("VmRSS:"); }
+double peak_resident_bytes() { return proc_status_bytes("VmHWM:"); }
 
 void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run) {
   // Host memory bounds the CPU engine, the device's free memory the CUDA engine; a CUDA plan

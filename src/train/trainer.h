@@ -30,6 +30,10 @@ RunSetup resolve_run(const TrainConfig &cfg);
 // Bytes of host memory a run may use: MemAvailable from /proc/meminfo, or FINEGPT_HOST_MEMORY
 // (bytes, or with a unit: "8GB") when set, to plan for a smaller machine.
 double host_memory_available();
+// Bytes of this process now resident in host memory (VmRSS), and the most it has been (the
+// peak, VmHWM); 0 where /proc does not say.
+double resident_bytes();
+double peak_resident_bytes();
 
 // Makes the run fit in host memory before anything is allocated: batch_size='auto' (0) becomes
 // the largest power-of-two micro-batch that fits, with the accumulation that keeps the tokens

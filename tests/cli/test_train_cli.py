@@ -1,6 +1,7 @@
 """finegpt train from the command line: dry runs, training, exact resume, bad input."""
 import json
 import os
+import re
 import sys
 import unittest
 
@@ -80,6 +81,26 @@ class Training(CliTest):
         vb = [m["val_loss"] for m in metrics(half) if "val_loss" in m]
         self.assertEqual(va[-1], vb[-1])
         self.assertLess(a[20], a[0])  # it learns
+
+    def test_memory_line_accounts_for_the_peak(self):
+        # The end-of-run line splits the peak resident set into the plan (the total the start-up
+        # plan printed), the process before the model, and the rest: the parts add up.
+        p = self.train(os.path.join(self.tmp, "mem"), "--max_iters=3")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        units = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
+        size = lambda v, u: float(v) * units[u]  # noqa: E731
+        num = r"([\d.]+) (B|KiB|MiB|GiB)"
+        m = re.search(rf"^memory: peak resident {num} = {num} planned \(parameters, gradients, "
+                      rf"AdamW moments, activations\) \+ {num} before the model was built "
+                      rf"\(program, libraries\) \+ (-?){num} other", p.stdout, re.M)
+        self.assertIsNotNone(m, p.stdout)
+        g = m.groups()
+        peak, planned, before = size(*g[0:2]), size(*g[2:4]), size(*g[4:6])
+        other = size(*g[7:9]) * (-1 if g[6] else 1)
+        self.assertAlmostEqual(peak, planned + before + other, delta=0.03 * 2**20)
+        total = re.search(rf"^  total\s+{num}", p.stdout, re.M)
+        self.assertEqual(planned, size(*total.groups()))
+        self.assertGreater(before, 1 * 2**20)  # the program and its libraries are not nothing
 
     def test_sequential_order_and_dropout_train(self):
         out = os.path.join(self.tmp, "seq")
