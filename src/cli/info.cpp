@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/threads.h"
+#include "core/version.h"
 #include "data/sources.h"
 #include "dist/comm.h"
 #include "dist/nccl.h"
@@ -16,7 +17,7 @@ int cmd_info(const Args &args) {
   Options o;
   if (!o.parse(args, {}, "usage: finegpt info\n\nPrints build features, threads and devices."))
     return 0;
-  std::printf("finegpt (C++20)\n");
+  std::printf("%s\n", version_text().c_str());
   std::printf("backends:  cpu (float32, OpenMP); cuda: %s\n",
               cuda::compiled() ? "compiled in (bfloat16, cuBLASLt)"
                                : "not in this build (configure with -DFINEGPT_CUDA=ON)");

@@ -2,6 +2,7 @@
 // chooses exit codes (library code throws finegpt::Error).
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/version.h"
 
 #include <cstdio>
 #include <cstring>
@@ -31,7 +32,8 @@ const std::map<std::string, Command> &commands() {
 }
 
 void usage(FILE *out) {
-  std::fprintf(out, "usage: finegpt <command> [options]   (finegpt <command> --help)\n\n");
+  std::fprintf(out, "usage: finegpt <command> [options]   (finegpt <command> --help)\n"
+                    "       finegpt --version\n\n");
   for (const auto &[name, c] : commands())
     std::fprintf(out, "  %-10s %s\n", name.c_str(), c.summary);
 }
@@ -42,6 +44,14 @@ int main(int argc, char **argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version") || !std::strcmp(argv[1], "version")) {
+    if (argc > 2) {
+      std::fprintf(stderr, "finegpt --version: error: takes no arguments (got '%s')\n", argv[2]);
+      return 2;
+    }
+    std::printf("%s\n", finegpt::version_text().c_str());
+    return 0;
   }
   auto it = commands().find(argv[1]);
   if (it == commands().end()) {

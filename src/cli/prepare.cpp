@@ -39,7 +39,8 @@ NAME_val_000000.bin; meta.json holds the vocabulary (itos).
                          dataset='NAME')
   --name NAME            shard name prefix (default: the last component of DIR)
   --tokenizer T          gpt2 (default; the rank file from $FINEGPT_GPT2_RANKS, tiktoken's cache
-                         or assets/ beside the binary), a path to gpt2.tiktoken, or char
+                         or the binary's assets/ or ../share/finegpt/), a path to
+                         gpt2.tiktoken, or char
   --text-column C        Parquet/Arrow column (default text)
   --text-field F         JSONL field (default text)
   --doc-separator S      split text files into documents at S (\n, \t, \\ understood)

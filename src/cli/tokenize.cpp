@@ -29,7 +29,8 @@ gpt2 encode_ordinary of the file's text; bytes that are not valid UTF-8 are read
 Python's bytes.decode('utf-8', errors='replace') does.
 
   --tokenizer gpt2       GPT-2's ranks from $FINEGPT_GPT2_RANKS, else tiktoken's cache, else
-                         assets/gpt2.tiktoken beside the finegpt binary (scripts/setup.sh)
+                         assets/gpt2.tiktoken beside the finegpt binary (scripts/setup.sh) or
+                         share/finegpt/ of an installed one
   --tokenizer PATH       a gpt2.tiktoken rank file (or GPT-2's vocab.bpe)
   --tokenizer char:META  the character vocabulary in META (a meta.json from prepare --tokenizer char)
 )";

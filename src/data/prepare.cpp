@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "core/threads.h"
+#include "core/version.h"
 #include "data/prepare_impl.h"
 #include "tokenizer/char_tokenizer.h"
 #include "tokenizer/gpt2.h"
@@ -15,10 +16,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-
-#ifndef FINEGPT_VERSION
-#define FINEGPT_VERSION "unknown"
-#endif
 
 namespace finegpt {
 
@@ -352,7 +349,7 @@ PrepareStats run(PrepareOptions o, const TextEncoder *enc, const std::string &to
   }
   m["format"] = "finegpt-shards";
   m["format_version"] = 1;
-  m["finegpt_version"] = FINEGPT_VERSION;
+  m["finegpt_version"] = version();
   m["name"] = o.name;
   ojson sources = ojson::array();
   for (const auto &f : reader.inputs())

@@ -261,9 +261,13 @@ std::string Gpt2Tokenizer::locate(const std::string &explicit_path) {
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
-    const std::string p = (exe.parent_path() / "assets" / "gpt2.tiktoken").string();
-    if (file_exists(p)) return p;
-    looked.push_back(p);
+    // Beside a built binary (build/assets), or where `cmake --install` puts it (PREFIX/share).
+    for (const fs::path &p :
+         {exe.parent_path() / "assets" / "gpt2.tiktoken",
+          exe.parent_path().parent_path() / "share" / "finegpt" / "gpt2.tiktoken"}) {
+      if (file_exists(p.string())) return p.string();
+      looked.push_back(p.string());
+    }
   }
   std::string list;
   for (const auto &l : looked)

@@ -41,7 +41,8 @@ public:
   // $FINEGPT_GPT2_RANKS; else tiktoken's own cache ($TIKTOKEN_CACHE_DIR, $DATA_GYM_CACHE_DIR or
   // <tmp>/data-gym-cache, files named by the sha1 of their URL: r50k_base.tiktoken, then the
   // vocab.bpe that tiktoken's `gpt2` itself downloads); else assets/gpt2.tiktoken beside the
-  // finegpt binary (CMake copies it there from .venv's openai-whisper; scripts/setup.sh too).
+  // finegpt binary (CMake copies it there from .venv's openai-whisper; scripts/setup.sh too);
+  // else ../share/finegpt/gpt2.tiktoken from the binary (where `cmake --install` puts it).
   // Error listing the places looked at when none exists.
   static std::string locate(const std::string &explicit_path);
 
