@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "io/checkpoint.h"
 #include "io/model_load.h"
 
@@ -28,6 +29,9 @@ int cmd_export(const Args &args) {
                 dt, "'");
   const std::string init = o.str("init_from");
   LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init, 1, 1);
+  if (same_file(o.str("output"), lm.source))
+    fail("--output ", o.str("output"), " is the file being exported (", lm.source,
+         "); choose another file");
   save_llmc_model(o.str("output"), lm.model->config(), lm.model->params(), dt == "float32" ? 3 : 5);
   std::printf("wrote %s (llm.c version %d)\n", o.str("output").c_str(), dt == "float32" ? 3 : 5);
   return 0;

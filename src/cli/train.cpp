@@ -97,7 +97,9 @@ int cmd_train(const Args &args) {
   if (dry_run) return 0;
   bool started = false;
   try {
-    train(cfg, setup, *comm, &started);
+    const TrainResult r = train(cfg, setup, *comm, &started);
+    // Stopped by a signal after saving: the conventional status of that signal.
+    if (r.stopped_by_signal) return 128 + r.stopped_by_signal;
   } catch (const Error &e) {
     if (comm->world() == 1) throw;
     if (!started) return report_setup_error(e, *comm);

@@ -43,14 +43,32 @@ void read_bytes(FILE *f, void *data, size_t bytes, const std::string &what) {
     fail(what, ": file is truncated (wanted ", bytes, " more bytes)");
 }
 
-void write_file_atomic(const std::string &path, const std::function<void(FILE *)> &write) {
+bool same_file(const std::string &a, const std::string &b) {
+  std::error_code ec;
+  return std::filesystem::equivalent(a, b, ec) && !ec;
+}
+
+void write_file_atomic(const std::string &user_path, const std::function<void(FILE *)> &write,
+                       const AtomicWrite &options) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::string path = user_path;
+  if (fs::is_symlink(user_path, ec)) { // write through the link: its target is the file
+    path = fs::weakly_canonical(user_path, ec).string();
+    if (ec) fail(user_path, ": cannot follow the symbolic link: ", ec.message());
+  }
+  const fs::file_status st = fs::status(path, ec);
+  if (fs::exists(st) && !fs::is_regular_file(st))
+    fail(user_path, ": exists and is not a regular file (",
+         fs::is_directory(st) ? "a folder" : "a device, pipe or socket",
+         "); refusing to replace it");
   std::string tmp = cat(path, ".tmp.", getpid());
   FILE *f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail(path, ": cannot write: ", std::strerror(errno));
+  if (!f) fail(user_path, ": cannot write: ", std::strerror(errno));
   try {
     write(f);
-    if (std::fflush(f) != 0) fail(path, ": write failed: ", std::strerror(errno));
-    if (fsync(fileno(f)) != 0) fail(path, ": fsync failed: ", std::strerror(errno));
+    if (std::fflush(f) != 0) fail(user_path, ": write failed: ", std::strerror(errno));
+    if (fsync(fileno(f)) != 0) fail(user_path, ": fsync failed: ", std::strerror(errno));
   } catch (...) {
     std::fclose(f);
     std::remove(tmp.c_str());
@@ -58,12 +76,32 @@ void write_file_atomic(const std::string &path, const std::function<void(FILE *)
   }
   if (std::fclose(f) != 0) {
     std::remove(tmp.c_str());
-    fail(path, ": write failed: ", std::strerror(errno));
+    fail(user_path, ": write failed: ", std::strerror(errno));
+  }
+  try {
+    if (options.verify) options.verify(tmp);
+    if (!options.keep_previous.empty() && fs::exists(path, ec)) {
+      // A second name for the current file, moved over the previous one: `path` never
+      // disappears. Where hard links are not possible, the current file is renamed.
+      const std::string prev_tmp = cat(options.keep_previous, ".tmp.", getpid());
+      std::remove(prev_tmp.c_str());
+      if (link(path.c_str(), prev_tmp.c_str()) == 0) {
+        if (std::rename(prev_tmp.c_str(), options.keep_previous.c_str()) != 0) {
+          std::remove(prev_tmp.c_str());
+          fail(options.keep_previous, ": cannot rename into place: ", std::strerror(errno));
+        }
+      } else if (std::rename(path.c_str(), options.keep_previous.c_str()) != 0) {
+        fail(options.keep_previous, ": cannot keep the previous file: ", std::strerror(errno));
+      }
+    }
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
     std::remove(tmp.c_str());
-    fail(path, ": cannot rename into place: ", std::strerror(e));
+    fail(user_path, ": cannot rename into place: ", std::strerror(e));
   }
 }
 

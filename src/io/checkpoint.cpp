@@ -4,9 +4,11 @@
 #include "core/error.h"
 #include "core/file.h"
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 namespace finegpt {
 
@@ -49,32 +51,101 @@ GPTConfig model_from_json(const json &j) {
   return c;
 }
 
-// Reads the header and JSON; returns the JSON and the byte offset of the first array.
-json read_header(const std::string &path, FILE *f, uint64_t *data_offset) {
+uint32_t crc(uint32_t c, const void *data, size_t bytes) {
+  return uint32_t(crc32_z(c, static_cast<const Bytef *>(data), bytes));
+}
+
+struct Trailer {
+  uint32_t magic = kCheckpointTrailerMagic, header_crc = 0, params_crc = 0, moments_crc = 0;
+};
+static_assert(sizeof(Trailer) == 16);
+
+// A checkpoint's header as read: the JSON, where the arrays start, and (version 2) the trailer.
+struct Header {
+  json j;
+  uint64_t data_offset = 0;
+  uint32_t version = 0;
+  uint32_t header_crc = 0; // computed over the bytes read
+};
+
+const char *const kCorruptHint = " (the file is damaged; ckpt.prev.bin beside it, when there "
+                                 "is one, holds the checkpoint before it)";
+
+// Reads the header and JSON; Error naming the file when it is not a checkpoint of a version
+// this build reads.
+Header read_header(const std::string &path, FILE *f) {
   uint32_t head[2];
   uint64_t len = 0;
   if (std::fread(head, 4, 2, f) != 2 || head[0] != kCheckpointMagic)
     fail(path, ": not a finegpt checkpoint (bad magic number)");
-  if (head[1] != kCheckpointVersion)
-    fail(path, ": checkpoint version ", head[1], " is not supported (this build reads ",
+  if (head[1] != 1 && head[1] != kCheckpointVersion)
+    fail(path, ": checkpoint version ", head[1], " is not supported (this build reads 1 to ",
          kCheckpointVersion, ")");
   read_bytes(f, &len, 8, path);
-  if (len > (64u << 20)) fail(path, ": corrupt checkpoint header");
+  if (len > (64u << 20)) fail(path, ": corrupt checkpoint header", kCorruptHint);
   std::string text(len, '\0');
   read_bytes(f, text.data(), len, path);
-  *data_offset = (16 + len + 63) / 64 * 64;
+  Header h;
+  h.version = head[1];
+  h.data_offset = (16 + len + 63) / 64 * 64;
+  h.header_crc = crc(crc(crc(0, head, 8), &len, 8), text.data(), len);
   try {
-    return json::parse(text);
+    h.j = json::parse(text);
   } catch (const json::exception &e) {
-    fail(path, ": corrupt checkpoint header (", e.what(), ")");
+    fail(path, ": corrupt checkpoint header (", e.what(), ")", kCorruptHint);
   }
+  return h;
+}
+
+Trailer read_trailer(const std::string &path, FILE *f) {
+  Trailer t;
+  if (std::fseek(f, -long(sizeof t), SEEK_END) != 0) fail(path, ": seek failed");
+  read_bytes(f, &t, sizeof t, path);
+  if (t.magic != kCheckpointTrailerMagic) fail(path, ": no checksum trailer", kCorruptHint);
+  return t;
+}
+
+// Reads `n` floats into `dst` (or, when null, through a buffer) and returns the CRC of the bytes
+// read, continuing `c`.
+uint32_t read_floats(const std::string &path, FILE *f, float *dst, size_t n, uint32_t c = 0) {
+  std::vector<float> buf(dst ? 0 : std::min<size_t>(n, 1 << 20));
+  for (size_t done = 0; done < n;) {
+    const size_t k = dst ? n : std::min(buf.size(), n - done);
+    float *p = dst ? dst : buf.data();
+    read_bytes(f, p, k * 4, path);
+    c = crc(c, p, k * 4);
+    done += k;
+  }
+  return c;
+}
+
+// The index of the first non-finite value of a[0..n), or n.
+size_t first_non_finite(const float *a, size_t n) {
+  size_t first = n;
+#pragma omp parallel for reduction(min : first) schedule(static)
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &a[i], 4);
+    if ((bits & 0x7f800000u) == 0x7f800000u && i < first) first = i;
+  }
+  return first;
 }
 
 } // namespace
 
 void save_checkpoint(const std::string &path, const CheckpointState &st, const float *params,
-                     const float *m, const float *v) {
+                     const float *m, const float *v, const std::string &previous) {
   const size_t P = num_parameters(st.model);
+  if (!std::isfinite(st.best_val_loss))
+    fail(path, ": refusing to save a checkpoint whose loss is ", st.best_val_loss);
+  for (auto [a, what] :
+       {std::pair{params, "parameters"}, {m, "AdamW first moments"}, {v, "AdamW second moments"}}) {
+    if (!a) continue;
+    const size_t i = first_non_finite(a, P);
+    if (i < P)
+      fail(path, ": refusing to save a checkpoint with non-finite ", what, " (element ", i, " is ",
+           a[i], ")");
+  }
   json j = {{"model", model_json(st.model)},
             {"iter_num", st.iter_num},
             {"best_val_loss", st.best_val_loss},
@@ -86,27 +157,55 @@ void save_checkpoint(const std::string &path, const CheckpointState &st, const f
             {"num_params", P},
             {"has_optimizer", m != nullptr}};
   const std::string text = j.dump();
-  write_file_atomic(path, [&](FILE *f) {
-    uint32_t head[2] = {kCheckpointMagic, kCheckpointVersion};
-    uint64_t len = text.size();
-    write_bytes(f, head, 8, path);
-    write_bytes(f, &len, 8, path);
-    write_bytes(f, text.data(), len, path);
-    const size_t pad = (16 + len + 63) / 64 * 64 - (16 + len);
-    const char zeros[64] = {};
-    write_bytes(f, zeros, pad, path);
-    write_bytes(f, params, P * 4, path);
-    if (m) {
-      write_bytes(f, m, P * 4, path);
-      write_bytes(f, v, P * 4, path);
-    }
-  });
+  AtomicWrite how;
+  how.verify = [](const std::string &tmp) { verify_checkpoint(tmp); };
+  how.keep_previous = previous;
+  write_file_atomic(
+      path,
+      [&](FILE *f) {
+        uint32_t head[2] = {kCheckpointMagic, kCheckpointVersion};
+        uint64_t len = text.size();
+        Trailer t;
+        t.header_crc = crc(crc(crc(0, head, 8), &len, 8), text.data(), len);
+        write_bytes(f, head, 8, path);
+        write_bytes(f, &len, 8, path);
+        write_bytes(f, text.data(), len, path);
+        const size_t pad = (16 + len + 63) / 64 * 64 - (16 + len);
+        const char zeros[64] = {};
+        write_bytes(f, zeros, pad, path);
+        write_bytes(f, params, P * 4, path);
+        t.params_crc = crc(0, params, P * 4);
+        if (m) {
+          write_bytes(f, m, P * 4, path);
+          write_bytes(f, v, P * 4, path);
+          t.moments_crc = crc(crc(0, m, P * 4), v, P * 4);
+        }
+        write_bytes(f, &t, sizeof t, path);
+      },
+      how);
+}
+
+void verify_checkpoint(const std::string &path) {
+  bool has_opt = false;
+  const CheckpointState st = read_checkpoint_state(path, &has_opt);
+  const size_t P = num_parameters(st.model);
+  File f = open_read(path);
+  const Header h = read_header(path, f.get());
+  if (h.version < 2) return; // no checksums to check
+  if (std::fseek(f.get(), long(h.data_offset), SEEK_SET) != 0) fail(path, ": seek failed");
+  const uint32_t params_crc = read_floats(path, f.get(), nullptr, P);
+  const uint32_t moments_crc = has_opt ? read_floats(path, f.get(), nullptr, 2 * P) : 0;
+  const Trailer t = read_trailer(path, f.get());
+  if (params_crc != t.params_crc) fail(path, ": the parameters fail their checksum", kCorruptHint);
+  if (moments_crc != t.moments_crc)
+    fail(path, ": the optimizer state fails its checksum", kCorruptHint);
 }
 
 CheckpointState read_checkpoint_state(const std::string &path, bool *has_optimizer) {
   File f = open_read(path);
-  uint64_t off = 0;
-  json j = read_header(path, f.get(), &off);
+  const Header h = read_header(path, f.get());
+  const json &j = h.j;
+  const uint64_t off = h.data_offset;
   CheckpointState st;
   try {
     st.model = model_from_json(j.at("model"));
@@ -123,11 +222,13 @@ CheckpointState read_checkpoint_state(const std::string &path, bool *has_optimiz
     check_gpt_config(st.model);
     const uint64_t P = num_parameters(st.model);
     if (uint64_t(j.at("num_params")) != P) fail("parameter count disagrees with the shape");
-    const uint64_t want = off + P * 4 * (opt ? 3 : 1);
+    const uint64_t want = off + P * 4 * (opt ? 3 : 1) + (h.version >= 2 ? sizeof(Trailer) : 0);
     const uint64_t have = file_size(path);
     if (have != want)
       fail(have < want ? "file is truncated" : "file has trailing bytes", " (", have,
            " bytes, expected ", want, ")");
+    if (h.version >= 2 && read_trailer(path, f.get()).header_crc != h.header_crc)
+      fail("the header fails its checksum", kCorruptHint);
   } catch (const json::exception &e) {
     fail(path, ": corrupt checkpoint header (", e.what(), ")");
   } catch (const Error &e) {
@@ -142,15 +243,20 @@ void load_checkpoint(const std::string &path, float *params, float *m, float *v)
   CheckpointState st = read_checkpoint_state(path, &has_opt);
   if (m && !has_opt) fail(path, ": checkpoint has no optimizer state; cannot resume from it");
   File f = open_read(path);
-  uint64_t off = 0;
-  read_header(path, f.get(), &off);
-  if (std::fseek(f.get(), long(off), SEEK_SET) != 0) fail(path, ": seek failed");
+  const Header h = read_header(path, f.get());
+  if (std::fseek(f.get(), long(h.data_offset), SEEK_SET) != 0) fail(path, ": seek failed");
   const size_t P = num_parameters(st.model);
-  read_bytes(f.get(), params, P * 4, path);
+  const uint32_t params_crc = read_floats(path, f.get(), params, P);
+  uint32_t moments_crc = 0;
   if (m) {
-    read_bytes(f.get(), m, P * 4, path);
-    read_bytes(f.get(), v, P * 4, path);
+    moments_crc = read_floats(path, f.get(), m, P);
+    moments_crc = read_floats(path, f.get(), v, P, moments_crc);
   }
+  if (h.version < 2) return;
+  const Trailer t = read_trailer(path, f.get());
+  if (params_crc != t.params_crc) fail(path, ": the parameters fail their checksum", kCorruptHint);
+  if (m && moments_crc != t.moments_crc)
+    fail(path, ": the optimizer state fails its checksum", kCorruptHint);
 }
 
 // ---- llm.c model files -------------------------------------------------------------------

@@ -5,6 +5,7 @@
 // optimizer are an Engine (train/engine.h): the CPU's, or on device='cuda' the GPU's (one rank).
 #include "core/error.h"
 #include "core/file.h"
+#include "core/interrupt.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "data/tokens.h"
@@ -17,8 +18,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <nlohmann/json.hpp>
 
 namespace finegpt {
@@ -159,6 +162,52 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
                                 .c_str()
                           : "");
 
+  // A checkpoint of the state before iteration `iter` runs: `state` is this rank's loader before
+  // the batch now in x, y, `eval_rng_at` the evaluation RNG before that iteration's evaluation.
+  // Collectives first (every rank), then rank 0 writes ckpt.bin, keeping the one before as
+  // ckpt.prev.bin. save_checkpoint refuses non-finite values and verifies the file before it
+  // replaces the old one, so a failed save leaves the last good checkpoint as it was.
+  const std::string ckpt_path = cfg.out_dir + "/ckpt.bin";
+  long last_saved_iter = s.resume ? long(read_checkpoint_state(s.init_path).iter_num) : -1;
+  auto save = [&](long iter, const LoaderState &state, uint64_t eval_rng_at) {
+    std::array<uint64_t, 3> mine = {state.rng, state.shard, state.position};
+    std::vector<uint8_t> all = comm.all_gather_bytes(&mine, sizeof mine);
+    std::vector<float> m, v;
+    opt.gather_moments(m, v);
+    if (root) {
+      CheckpointState st;
+      st.model = s.model;
+      st.iter_num = iter;
+      st.best_val_loss = best_val_loss;
+      st.adam_steps = opt.steps_taken();
+      st.loaders.resize(world);
+      std::memcpy(st.loaders.data(), all.data(), all.size());
+      st.eval_rng = eval_rng_at;
+      st.config_py = to_python(cfg);
+      st.data_dir = s.data_dir;
+      std::printf("saving checkpoint to %s\n", cfg.out_dir.c_str());
+      std::fflush(stdout);
+      save_checkpoint(ckpt_path, st, model.params_for_save(), m.data(), v.data(),
+                      cfg.out_dir + "/ckpt.prev.bin");
+    }
+    last_saved_iter = iter;
+  };
+  // A divergence stops the run before anything of it is saved, saying where, what led there
+  // and what to change.
+  std::deque<std::pair<long, float>> recent; // the last few step losses
+  auto diverged = [&](long iter, const std::string &what, double value) {
+    std::string history;
+    for (const auto &[i, l] : recent)
+      history += cat(history.empty() ? "" : ", ", i, ": ", l);
+    fail("training diverged at iter ", iter, ": ", what, " is ", value,
+         history.empty() ? "" : cat(" (losses of the iters before: ", history, ")"), "; ",
+         last_saved_iter >= 0 ? cat(ckpt_path, " (iter ", last_saved_iter, ") is untouched")
+                              : std::string("no checkpoint was written"),
+         "; try a lower learning_rate (now ", cfg.learning_rate, ")",
+         cfg.grad_clip > 0 ? "" : " or grad_clip = 1.0 (now 0: off)");
+  };
+  InterruptGuard interrupts; // SIGINT / SIGTERM: finish the step, save, stop
+
   std::vector<int32_t> x(size_t(B) * T), y(size_t(B) * T), ex(x.size()), ey(y.size());
   TrainResult result;
   // `held` is the loader state before the batch now in x, y: what a checkpoint must restore.
@@ -186,30 +235,11 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
       }
       log_json({{"iter", iter_num}, {"train_loss", train_loss}, {"val_loss", val_loss}});
       result.val_losses.push_back(val_loss);
+      if (!std::isfinite(train_loss)) diverged(iter_num, "the train loss", train_loss);
+      if (!std::isfinite(val_loss)) diverged(iter_num, "the val loss", val_loss);
       if (val_loss < best_val_loss || cfg.always_save_checkpoint) {
         best_val_loss = val_loss; // as nanoGPT: updated whenever it saves
-        if (iter_num > 0) {
-          // Collectives first (every rank), then rank 0 writes.
-          std::array<uint64_t, 3> mine = {held.rng, held.shard, held.position};
-          std::vector<uint8_t> all = comm.all_gather_bytes(&mine, sizeof mine);
-          std::vector<float> m, v;
-          opt.gather_moments(m, v);
-          if (root) {
-            CheckpointState st;
-            st.model = s.model;
-            st.iter_num = iter_num;
-            st.best_val_loss = best_val_loss;
-            st.adam_steps = opt.steps_taken();
-            st.loaders.resize(world);
-            std::memcpy(st.loaders.data(), all.data(), all.size());
-            st.eval_rng = eval_rng_before;
-            st.config_py = to_python(cfg);
-            st.data_dir = s.data_dir;
-            std::printf("saving checkpoint to %s\n", cfg.out_dir.c_str());
-            save_checkpoint(cfg.out_dir + "/ckpt.bin", st, model.params_for_save(), m.data(),
-                            v.data());
-          }
-        }
+        if (iter_num > 0) save(iter_num, held, eval_rng_before);
       }
       t0 = clock::now();
     }
@@ -224,13 +254,13 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
       loss = model.forward_backward(x.data(), y.data(), B, T,
                                     1.0f / float(cfg.gradient_accumulation_steps), key,
                                     micro == accum - 1);
-      FINEGPT_CHECK(std::isfinite(loss), "loss became ", loss, " at iter ", iter_num,
-                    " (try a lower learning_rate)");
+      if (!std::isfinite(loss)) diverged(iter_num, "the loss", loss);
       loss_sum += loss;
       held = loader.state();
       loader.next(x.data(), y.data());
     }
     const float norm = opt.step(lr, float(cfg.grad_clip));
+    if (!std::isfinite(norm)) diverged(iter_num, "the gradient norm", norm);
     comm.allreduce_sum(&loss_sum, 1);
     const double loss_mean = loss_sum / double(cfg.gradient_accumulation_steps);
     auto t1 = clock::now();
@@ -238,6 +268,8 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
     t0 = t1;
     result.losses.push_back(loss);
     result.iters.push_back(iter_num);
+    recent.emplace_back(iter_num, loss);
+    if (recent.size() > 6) recent.pop_front();
     if (iter_num % cfg.log_interval == 0 && root) {
       const double tok_s = double(cfg.gradient_accumulation_steps) * B * T / dt;
       // MFU as nanoGPT's estimate_mfu (model flops only, recompute not counted) over every
@@ -260,6 +292,21 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
     }
     ++iter_num;
     if (iter_num > cfg.max_iters) break;
+    // Stop cleanly when any rank was asked to (every rank takes part in the decision).
+    double stop = interrupt_signal();
+    if (world > 1) comm.allreduce_sum(&stop, 1);
+    if (stop != 0) {
+      const int sig = interrupt_signal() != 0 ? interrupt_signal() : SIGTERM;
+      save(iter_num, held, eval_rng);
+      if (root) {
+        std::printf("stopped by %s after iter %ld: %s holds the run; continue it with the same "
+                    "config and flags plus --init_from=resume\n",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM", iter_num - 1, ckpt_path.c_str());
+        std::fflush(stdout);
+      }
+      result.stopped_by_signal = sig;
+      break;
+    }
   }
   if (root) {
     // The peak split into what the plan covers and what it does not: the process as it was

@@ -55,9 +55,13 @@ struct TrainResult {
   std::vector<float> losses; // logged loss of each optimizer step (iter order)
   std::vector<long> iters;   // the iteration of each entry in losses
   std::vector<float> val_losses;
+  int stopped_by_signal = 0; // SIGINT or SIGTERM when the run stopped early on one, else 0
 };
 
 // Trains on this process's rank of `comm` (make_single_communicator() for one process).
+// SIGINT / SIGTERM finish the current step, save a checkpoint to resume from and return with
+// stopped_by_signal set. A non-finite loss or gradient norm is an Error saying where the run
+// diverged; nothing of the diverged run is saved.
 // `*started` becomes true when set-up is done and the first step begins: errors before that
 // are the same on every rank, errors after it belong to one rank.
 TrainResult train(const TrainConfig &cfg, const RunSetup &setup, Communicator &comm,

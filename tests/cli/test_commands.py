@@ -5,7 +5,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from finegpt_testing import SHAKESPEARE as SHAKESPEARE_PATH  # noqa: E402
-from finegpt_testing import CliTest, run  # noqa: E402
+from finegpt_testing import CliTest, read, run  # noqa: E402
 
 COMMANDS = ["train", "sample", "eval", "prepare", "export", "bench", "info", "tokenize", "detokenize"]
 
@@ -69,6 +69,69 @@ class TrainedModel(CliTest):
         self.assertCleanError(run("eval", f"--out_dir={self.out}", "--tokens=100000000"),
                               "--tokens")
         self.assertCleanError(run("eval", f"--out_dir={self.out}", "--tokens=1000"), "multiple")
+
+    def test_corrupted_checkpoint_is_named(self):
+        # Two flipped bytes anywhere (header, parameters, moments) are found on load; eval,
+        # sample, export and resume refuse the file, naming it.
+        ckpt = os.path.join(self.out, "ckpt.bin")
+        good = read(ckpt)
+        with open(ckpt, "rb") as f:
+            f.seek(8)
+            header_len = int.from_bytes(f.read(8), "little")
+        params_at = (16 + header_len + 63) // 64 * 64
+        moments_at = params_at + (len(good) - 16 - params_at) // 3
+        for where, part in [(len(good) // 2, "optimizer state"), (params_at + 1001, "parameters"),
+                            (20 + header_len // 2, "header"), (moments_at + 7, "optimizer state")]:
+            bad = bytearray(good)
+            bad[where] ^= 0x10
+            bad[where + 1] ^= 0x01
+            with open(ckpt, "wb") as f:
+                f.write(bad)
+            cmds = [("train", f"--data_dir={self.data}", f"--out_dir={self.out}",
+                     "--init_from=resume", "--max_iters=70", "--n_layer=2", "--n_head=2",
+                     "--n_embd=32", "--block_size=32")]
+            if part != "optimizer state":  # eval, sample and export read no moments
+                cmds += [("eval", f"--out_dir={self.out}", "--tokens=8192"),
+                         ("sample", f"--out_dir={self.out}", "--max_new_tokens=5"),
+                         ("export", f"--out_dir={self.out}", f"--output={self.tmp}/m.bin")]
+            for c in cmds:
+                p = run(*c)
+                self.assertNotEqual(p.returncode, 0, f"{where}: {c[0]} read a corrupt file")
+                msg = self.assertCleanError(p, ckpt)
+                self.assertTrue("checksum" in msg or "corrupt" in msg, msg)
+                if part != "header":
+                    self.assertIn(f"the {part} fail", msg)
+            self.assertFalse(os.path.exists(f"{self.tmp}/m.bin"))
+        with open(ckpt, "wb") as f:
+            f.write(good)
+        run("eval", f"--out_dir={self.out}", "--tokens=8192", check=True)
+
+    def test_export_never_replaces_its_input_or_a_special_file(self):
+        ckpt = os.path.join(self.out, "ckpt.bin")
+        before = read(ckpt)
+        self.assertCleanError(run("export", f"--out_dir={self.out}", f"--output={ckpt}"),
+                              "is the file being exported")
+        link = os.path.join(self.tmp, "link.bin")
+        os.symlink(ckpt, link)
+        self.assertCleanError(run("export", f"--out_dir={self.out}", f"--output={link}"),
+                              "is the file being exported")
+        self.assertEqual(read(ckpt), before)
+        self.assertCleanError(run("export", f"--out_dir={self.out}", "--output=/dev/null"),
+                              "/dev/null", "not a regular file")
+        os.makedirs(os.path.join(self.tmp, "adir"))
+        self.assertCleanError(run("export", f"--out_dir={self.out}", f"--output={self.tmp}/adir"),
+                              "a folder")
+        # Through a symbolic link to another file: the target is written, the link stays.
+        target = os.path.join(self.tmp, "model.bin")
+        with open(target, "wb") as f:
+            f.write(b"old")
+        to_target = os.path.join(self.tmp, "to_model.bin")
+        os.symlink(target, to_target)
+        run("export", f"--out_dir={self.out}", f"--output={to_target}", check=True)
+        self.assertTrue(os.path.islink(to_target))
+        self.assertEqual(read(target)[:4], (20240326).to_bytes(4, "little"))
+        self.assertEqual(sorted(os.listdir(self.tmp)).count("model.bin"), 1)
+        self.assertNoPartialFiles(self.tmp)
 
     def test_sample_tokenizer_must_match_the_model(self):
         self.assertCleanError(run("sample", f"--out_dir={self.out}", "--tokenizer=gpt2"),

@@ -1,12 +1,15 @@
 """finegpt train from the command line: dry runs, training, exact resume, bad input."""
 import json
 import os
+import random
 import re
+import signal
+import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from finegpt_testing import CliTest, run, write_shard  # noqa: E402
+from finegpt_testing import FINEGPT, CliTest, run, write_shard  # noqa: E402
 
 # The guide's 24 GB config, verbatim (tests/config/test_config.cpp holds the issue's text).
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs",
@@ -102,11 +105,105 @@ class Training(CliTest):
         self.assertEqual(planned, size(*total.groups()))
         self.assertGreater(before, 1 * 2**20)  # the program and its libraries are not nothing
 
+    def test_divergence_keeps_the_good_checkpoint(self):
+        out = os.path.join(self.tmp, "div")
+        p = self.train(out, "--max_iters=20", "--always_save_checkpoint=True")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        good_eval = run("eval", f"--out_dir={out}", "--tokens=1024", "--batch_size=4", check=True)
+        p = self.train(out, "--max_iters=200", "--init_from=resume", "--learning_rate=1e30",
+                       "--grad_clip=0", "--decay_lr=False", "--always_save_checkpoint=True")
+        msg = self.assertCleanError(p, "training diverged at iter", "is untouched",
+                                    "learning_rate (now 1e+30)", "grad_clip = 1.0")
+        self.assertRegex(msg, r"(the loss|the gradient norm|the val loss|the train loss) is "
+                              r"(-?nan|-?inf)")
+        self.assertRegex(msg, r"losses of the iters before: \d+: ")
+        # What is on disk is the last good state, loadable, with the same loss as before.
+        again = run("eval", f"--out_dir={out}", "--tokens=1024", "--batch_size=4", check=True)
+        self.assertEqual(again.stdout, good_eval.stdout)
+        run("eval", f"--init_from={out}/ckpt.prev.bin", "--tokens=1024", "--batch_size=4",
+            check=True)
+        self.assertNoPartialFiles(out)
+
     def test_sequential_order_and_dropout_train(self):
         out = os.path.join(self.tmp, "seq")
         p = self.train(out, "--max_iters=5", "--data_order=sequential", "--dropout=0.1")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(len([m for m in metrics(out) if "loss" in m]), 6)
+
+
+class Interrupted(CliTest):
+    """SIGTERM / SIGINT at a random iteration: the step finishes, a checkpoint is written, the exit
+    status is 128 + the signal, and a resumed run's losses equal an uninterrupted run's."""
+    ITERS = 150
+
+    def start(self, out, *extra):
+        cfg = self.write_config(TINY)
+        return subprocess.Popen([FINEGPT, "train", cfg, f"--data_dir={self.data}",
+                                 f"--out_dir={out}", f"--max_iters={self.ITERS}",
+                                 "--eval_interval=40", *extra], cwd=self.tmp,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def losses(self, out):
+        d = {}
+        for m in metrics(out):  # a resumed run's records come last and win
+            if "loss" in m:
+                d[m["iter"]] = m["loss"]
+        return d
+
+    def test_signal_saves_and_resume_is_exact(self):
+        self.data = self.char_data()
+        straight = os.path.join(self.tmp, "straight")
+        p = self.start(straight)
+        p.communicate()
+        self.assertEqual(p.returncode, 0)
+        want = self.losses(straight)
+        rng = random.Random(20261204)
+        for sig, status in [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGTERM, 143)]:
+            at = rng.randrange(2, self.ITERS - 30)
+            out = os.path.join(self.tmp, f"run_{sig}_{at}")
+            p = self.start(out)
+            for line in p.stdout:  # signal when iteration `at` is logged
+                if line.startswith(f"iter {at}:"):
+                    p.send_signal(sig)
+                    break
+            rest, err = p.communicate()
+            self.assertEqual(p.returncode, status, err)
+            m = re.search(r"^stopped by SIG(TERM|INT) after iter (\d+): (.*ckpt\.bin) holds the run",
+                          rest, re.M)
+            self.assertIsNotNone(m, rest)
+            stopped = int(m.group(2))
+            self.assertGreaterEqual(stopped, at)
+            self.assertLess(stopped, self.ITERS)
+            self.assertIn("interrupted: finishing this step", err)
+            self.assertEqual(max(self.losses(out)), stopped)
+            p = self.start(out, "--init_from=resume")
+            _, err = p.communicate()
+            self.assertEqual(p.returncode, 0, err)
+            got = self.losses(out)
+            self.assertEqual(sorted(got), list(range(self.ITERS + 1)))
+            for it in range(self.ITERS + 1):
+                self.assertEqual(got[it], want[it], f"{sig} at {at}: iter {it}")
+
+    def test_second_sigint_stops_at_once(self):
+        self.data = self.char_data()
+        out = os.path.join(self.tmp, "twice")
+        # Steps long enough (a wider model) that the second SIGINT lands before the first step
+        # ends: the run stops at once, without saving.
+        cfg = self.write_config(TINY)
+        p = subprocess.Popen([FINEGPT, "train", cfg, f"--data_dir={self.data}", f"--out_dir={out}",
+                              "--n_embd=512", "--n_head=8", "--block_size=256", "--batch_size=16",
+                              "--max_iters=50"], cwd=self.tmp, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        for line in p.stdout:
+            if line.startswith("iter 1:"):
+                p.send_signal(signal.SIGINT)
+            if "interrupted: finishing this step" in line:
+                p.send_signal(signal.SIGINT)
+                break
+        rest, _ = p.communicate()
+        self.assertEqual(p.returncode, 130, rest)
+        self.assertIn("second interrupt: stopping now, without a checkpoint", rest)
+        self.assertNotIn("stopped by", rest)
 
 
 class BadInput(CliTest):
