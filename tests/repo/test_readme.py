@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -85,7 +86,9 @@ class Readme(unittest.TestCase):
             for i, c in enumerate(commands):
                 if c[1] == "train" and "--dry_run" not in c:
                     c = c + TRAIN_OVERRIDES
+                t0 = time.time()
                 p = subprocess.run(c, cwd=clone, capture_output=True, text=True, timeout=900)
+                print(f"{time.time() - t0:7.1f} s  {shlex.join(c)}", file=sys.stderr)
                 # `plan --check` answers "does not fit" with exit 1, as its comment says.
                 expected = 1 if c[1:3] == ["plan", "--check"] and "exit 1" in lines[i] else 0
                 self.assertEqual(p.returncode, expected,
