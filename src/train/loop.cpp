@@ -304,6 +304,8 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
                     sig == SIGINT ? "SIGINT" : "SIGTERM", iter_num - 1, ckpt_path.c_str());
         std::fflush(stdout);
       }
+      // No rank exits (which may make the launcher stop the others) before rank 0 has saved.
+      comm.barrier();
       result.stopped_by_signal = sig;
       break;
     }

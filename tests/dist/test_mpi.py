@@ -144,6 +144,34 @@ class Mpi(CliTest):
         self.assertEqual(len(finegpt_pids), 2, pids)
         return p, sorted(finegpt_pids)
 
+    def test_sigterm_to_one_rank_saves_and_resumes_exactly(self):
+        # Preemption reaches one rank: every rank stops after the same step, rank 0 saves, and
+        # a 2-rank resume continues as if nothing happened.
+        common = ["--gradient_accumulation_steps=2", "--eval_interval=25"]
+        straight = os.path.join(self.tmp, "straight")
+        self.train(2, straight, *common, "--max_iters=60")
+        stopped = os.path.join(self.tmp, "stopped")
+        p = self.mpirun(2, f"--data_dir={self._data}", f"--out_dir={stopped}", *self.args,
+                        *common, "--max_iters=60", "--log_interval=1", background=True)
+        deadline = time.time() + 60
+        metrics = os.path.join(stopped, "metrics.jsonl")
+        while time.time() < deadline:  # wait until a few steps are logged
+            if os.path.exists(metrics) and len(losses(stopped, "loss")) >= 5:
+                break
+            time.sleep(0.05)
+        def cmdline(q):
+            with open(f"/proc/{q}/cmdline") as f:
+                return f.read()
+        ranks = [q for q in self._rank_pids(stopped)
+                 if q != p.pid and "mpirun" not in cmdline(q) and "finegpt" in cmdline(q)]
+        self.assertEqual(len(ranks), 2, ranks)
+        os.kill(ranks[1], signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+        self.assertIn("stopped by SIGTERM after iter", out, out + err)
+        self.assertNotIn("error", err)
+        self.train(2, stopped, *common, "--max_iters=60", "--init_from=resume")
+        self.assertEqual(losses(straight), losses(stopped))
+
     def test_a_rank_that_hangs_stops_the_run(self):
         p, pids = self._start_long_run("hang", 3)
         os.kill(pids[1], signal.SIGSTOP)  # alive but making no progress
