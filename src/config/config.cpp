@@ -11,8 +11,11 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <set>
+#include <thread>
 #include <type_traits>
 #include <variant>
 
@@ -253,11 +256,37 @@ TrainConfig load_train_config(const std::vector<std::string> &args,
       notes->push_back("dtype: the CPU backend trains in float32");
     if (given.count("backend") && !in(cfg.backend, {"nccl", "gloo"}))
       notes->push_back(cat("backend: '", cfg.backend, "' ignored; finegpt runs one process"));
+    if (given.count("tokens_per_step") && cfg.batch_size != 0)
+      notes->push_back("tokens_per_step: used with batch_size = 'auto' only; ignored (the tokens "
+                       "per step are gradient_accumulation_steps x batch_size x block_size)");
+    if (cfg.attention == "cudnn" && cfg.device == "cpu")
+      notes->push_back("attention = 'cudnn': a CUDA op; the CPU engine uses its own attention");
+  }
+  // More threads than the hardware has only slow training down.
+  const long hardware = long(std::thread::hardware_concurrency());
+  if (hardware > 0 && cfg.threads > hardware) {
+    if (notes)
+      notes->push_back(cat("threads = ", cfg.threads, ": this machine has ", hardware,
+                           " hardware threads; using ", hardware));
+    cfg.threads = hardware;
   }
   return cfg;
 }
 
 void validate(const TrainConfig &c) {
+  // The engine holds these in 32-bit integers; past that a value would wrap, not work.
+  for (auto [name, v] : {std::pair<const char *, long>{"n_layer", c.n_layer},
+                         {"n_head", c.n_head},
+                         {"n_embd", c.n_embd},
+                         {"block_size", c.block_size},
+                         {"batch_size", c.batch_size},
+                         {"gradient_accumulation_steps", c.gradient_accumulation_steps},
+                         {"eval_iters", c.eval_iters},
+                         {"vocab_size", c.vocab_size},
+                         {"threads", c.threads}})
+    if (v > std::numeric_limits<int32_t>::max())
+      fail(name, " = ", v, " is past the largest value finegpt takes (",
+           std::numeric_limits<int32_t>::max(), ")");
   auto at_least_0_l = [](const char *name, long v) {
     if (v < 0) fail(name, " must be >= 0 (got ", v, ")");
   };

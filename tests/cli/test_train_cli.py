@@ -225,6 +225,27 @@ class BadInput(CliTest):
     def test_embd_not_divisible(self):
         self.assertCleanError(run("train", "--n_embd=100", "--n_head=3", "--dry_run"), "n_embd")
 
+    def test_integers_past_32_bits_are_refused(self):
+        for key, value in [("batch_size", "2**32 + 4"), ("n_layer", "2**32 + 1"),
+                           ("n_embd", "2**31"), ("block_size", "2**40"),
+                           ("gradient_accumulation_steps", "2**33")]:
+            cfg = self.write_config(f"{key} = {value}\n")
+            self.assertCleanError(run("train", cfg, "--dry_run"), key, "past the largest value")
+
+    def test_keys_without_effect_say_so(self):
+        hw = os.cpu_count()
+        p = run("train", "--device=cpu", "--threads=100000", "--tokens_per_step=4096",
+                "--attention=cudnn", "--dry_run", check=True)
+        self.assertIn(f"note: threads = 100000: this machine has {hw} hardware threads; "
+                      f"using {hw}", p.stdout)
+        self.assertIn(f"threads = {hw}\n", p.stdout)
+        self.assertIn("note: tokens_per_step: used with batch_size = 'auto' only; ignored",
+                      p.stdout)
+        self.assertIn("note: attention = 'cudnn': a CUDA op", p.stdout)
+        p = run("train", "--device=cpu", "--batch_size=auto", "--tokens_per_step=4096",
+                "--dry_run", check=True)
+        self.assertNotIn("note: tokens_per_step", p.stdout)
+
     def test_recompute_on_the_cpu(self):
         self.assertCleanError(run("train", "--device=cpu", "--recompute=1", "--dry_run"),
                               "recompute = 1", "CUDA")
