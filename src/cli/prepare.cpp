@@ -159,8 +159,10 @@ Parsed parse(const Args &args) {
       o.threads = int(parse_count(flag, take()));
     } else if (flag == "--max-tokens") {
       o.max_tokens = parse_count(flag, take());
+      if (o.max_tokens == 0) fail("--max-tokens must be at least 1 (leave it out for no limit)");
     } else if (flag == "--max-docs") {
       o.max_docs = parse_count(flag, take());
+      if (o.max_docs == 0) fail("--max-docs must be at least 1 (leave it out for no limit)");
     } else if (flag == "--overwrite") {
       o.overwrite = true;
     } else if (flag == "--quiet") {
@@ -231,6 +233,14 @@ int cmd_prepare(const Args &args) {
       std::printf("  train: %llu tokens in %zu shard%s -> %s/%s%s\n", u(train),
                   s.shard_files.size() - 1, s.shard_files.size() == 2 ? "" : "s", out.c_str(),
                   s.shard_files[1].c_str(), s.shard_files.size() > 2 ? " ..." : "");
+    } else {
+      std::printf("  train: none: every token went to the val split (%s %llu); finegpt train "
+                  "needs a train shard: give a smaller --val-tokens%s\n",
+                  o.val_tokens ? "--val-tokens" : "a whole shard of --shard-tokens",
+                  u(o.val_tokens ? o.val_tokens : o.shard_tokens),
+                  o.val_tokens ? "" : " or --shard-tokens");
+      std::fprintf(stderr, "prepare: warning: no train shard written (all %llu tokens are val)\n",
+                   u(s.tokens));
     }
   }
   std::printf("  skipped: %llu empty, %llu not text; %llu documents with invalid UTF-8 "

@@ -79,7 +79,9 @@ double parse_float_numeral(const std::string &s) {
 
 class Lexer {
 public:
-  Lexer(const std::string &src, const Ctx &ctx) : s_(src), ctx_(ctx) {}
+  Lexer(const std::string &src, const Ctx &ctx) : s_(src), ctx_(ctx) {
+    if (s_.starts_with("\xEF\xBB\xBF")) i_ = 3; // a UTF-8 byte-order mark, as Python skips it
+  }
 
   std::vector<Token> run() {
     try {
@@ -180,6 +182,14 @@ private:
     }
     unsigned char c = s_[i_];
     if (c >= 0x20 && c < 0x7f) ctx_.error(line_, "unexpected character '", char(c), "'");
+    if (c >= 0x80) { // UTF-8 outside a string: a name or symbol no config key has
+      size_t j = i_ + 1;
+      while (j < s_.size() && (static_cast<unsigned char>(s_[j]) & 0xC0) == 0x80)
+        ++j;
+      ctx_.error(line_, "non-ASCII character '", s_.substr(i_, j - i_),
+                 "' outside a string (config keys and values are ASCII Python; text belongs in "
+                 "quotes)");
+    }
     ctx_.error(line_, "unexpected byte 0x", "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15],
                " outside a string");
   }

@@ -148,6 +148,28 @@ class TrainedModel(CliTest):
         self.assertCleanError(run("sample", f"--out_dir={self.tmp}/nothing"), "nothing")
 
 
+class HostileInput(CliTest):
+    def test_folders_and_zero_limits(self):
+        self.assertCleanError(run("tokenize", self.tmp), self.tmp, "is a folder")
+        self.assertCleanError(run("detokenize", self.tmp), self.tmp, "is a folder")
+        out = os.path.join(self.tmp, "o")
+        for flag in ("--max-tokens", "--max-docs"):
+            self.assertCleanError(run("prepare", "--input", SHAKESPEARE_PATH, "--out", out, flag,
+                                      "0"), flag, "at least 1")
+        self.assertFalse(os.path.exists(out))
+
+    def test_val_only_prepare_says_so(self):
+        out = os.path.join(self.tmp, "v")
+        p = run("prepare", "--input", SHAKESPEARE_PATH, "--out", out, "--val-tokens", "10M",
+                "--quiet", check=True)
+        self.assertIn("train: none: every token went to the val split (--val-tokens 10000000)",
+                      p.stdout)
+        self.assertIn("warning: no train shard written", p.stderr)
+        p = run("prepare", "--input", SHAKESPEARE_PATH, "--out", out + "2", "--val-tokens",
+                "1000", "--quiet", check=True)
+        self.assertNotIn("warning", p.stderr)
+
+
 class Gpt2Model(CliTest):
     def test_sample_with_gpt2_tokens(self):
         text = os.path.join(self.tmp, "doc.txt")

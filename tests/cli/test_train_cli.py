@@ -225,6 +225,15 @@ class BadInput(CliTest):
     def test_embd_not_divisible(self):
         self.assertCleanError(run("train", "--n_embd=100", "--n_head=3", "--dry_run"), "n_embd")
 
+    def test_config_encoding(self):
+        # A UTF-8 byte-order mark is skipped, as Python does; a non-ASCII name is named.
+        cfg = self.write_config("\ufeffn_layer = 3\n")
+        p = run("train", cfg, "--dry_run", check=True)
+        self.assertIn("n_layer = 3\n", p.stdout)
+        cfg = self.write_config("n_lay\u00e9r = 3\n")
+        self.assertCleanError(run("train", cfg, "--dry_run"), "config.py:1",
+                              "non-ASCII character '\u00e9' outside a string")
+
     def test_integers_past_32_bits_are_refused(self):
         for key, value in [("batch_size", "2**32 + 4"), ("n_layer", "2**32 + 1"),
                            ("n_embd", "2**31"), ("block_size", "2**40"),
