@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -33,6 +34,12 @@ namespace {
 
 constexpr double ELEM_RTOL = 2e-2; // per element, relative to |ref| + rms(ref)
 constexpr double NORM_RTOL = 1e-2; // |got - ref| / |ref| over the tensor
+// Attention backward per element: flash attention's dS = P (dP - D) takes D = dout . out from
+// the forward's bf16 output (itself made from bf16 P) while the CPU's D is sum_j P dP, and P and
+// dS enter the second products as bf16. Rows with few keys, where the terms of dS cancel, then
+// miss by up to ~5% of rms(ref) (the kernel-host harness measured 5.3e-2 at p = 0.5, the
+// normwise error staying under 3.1e-3), as FlashAttention-2 does in bf16.
+constexpr double ATT_BWD_ELEM_RTOL = 8e-2;
 
 // Worst errors per op (the first word of a check's name), printed after the tests.
 struct Worst {
@@ -66,8 +73,25 @@ testing::Environment *const cuda_env = testing::AddGlobalTestEnvironment(new Cud
 struct Shape {
   int B, T, C, NH;
 };
-// HS 32 (odd T, odd B), 64 (one full tile), 128 (three tiles, the last partial).
-const Shape SHAPES[] = {{3, 37, 96, 3}, {4, 64, 128, 2}, {2, 150, 256, 2}};
+// FINEGPT_CUDA_OPS_QUICK=1 picks smaller sizes with the same code paths (head sizes, partial
+// tiles, T = 1): the kernel-host harness under ThreadSanitizer (tests/kernel_host) sets it.
+bool quick() {
+  static const bool q = [] {
+    const char *e = std::getenv("FINEGPT_CUDA_OPS_QUICK");
+    return e && *e && std::string(e) != "0";
+  }();
+  return q;
+}
+
+// HS 32 (odd T, odd B), 64 (one full tile), 128 (three tiles, the last partial), 32 at T = 1;
+// quick: HS 32, 64 (two tiles, the last partial) and 128 (two tiles, one row in the last).
+const std::vector<Shape> &shapes() {
+  static const std::vector<Shape> full{
+      {3, 37, 96, 3}, {4, 64, 128, 2}, {2, 150, 256, 2}, {2, 1, 64, 2}};
+  static const std::vector<Shape> small{
+      {1, 37, 96, 3}, {1, 70, 64, 1}, {1, 65, 128, 1}, {2, 1, 64, 2}};
+  return quick() ? small : full;
+}
 
 std::string name(const Shape &s, const char *what) {
   return cat(what, " B=", s.B, " T=", s.T, " C=", s.C, " NH=", s.NH);
@@ -182,7 +206,7 @@ TEST(CudaOps, Encoder) {
   REQUIRE_DEVICE();
   const int V = 50, Vp = 64; // few tokens: long runs of one token in backward
   Rng rng(11);
-  for (const Shape &s : SHAPES) {
+  for (const Shape &s : shapes()) {
     const int N = s.B * s.T, C = s.C;
     const ivec inp = tokens(N, V, rng);
     const fvec wte = randn(size_t(Vp) * C, rng), wpe = randn(size_t(s.T) * C, rng);
@@ -219,7 +243,7 @@ TEST(CudaOps, Encoder) {
 TEST(CudaOps, LayerNorm) {
   REQUIRE_DEVICE();
   Rng rng(12);
-  for (const Shape &s : SHAPES)
+  for (const Shape &s : shapes())
     for (bool bias : {true, false}) {
       const int N = s.B * s.T, C = s.C;
       const fvec x = randn(size_t(N) * C, rng, 2.0f, 0.5f), w = randn(C, rng, 1.0f, 1.0f);
@@ -266,7 +290,7 @@ TEST(CudaOps, LayerNorm) {
 TEST(CudaOps, MatmulForward) {
   REQUIRE_DEVICE();
   Rng rng(13);
-  for (const Shape &s : SHAPES)
+  for (const Shape &s : shapes())
     for (int mult : {1, 3, 4})
       for (bool bias : {true, false}) {
         const int N = s.B * s.T, C = s.C, OC = mult * s.C;
@@ -296,7 +320,7 @@ TEST(CudaOps, MatmulForward) {
 TEST(CudaOps, MatmulBackward) {
   REQUIRE_DEVICE();
   Rng rng(14);
-  for (const Shape &s : SHAPES)
+  for (const Shape &s : shapes())
     for (int mult : {1, 3, 4})
       for (bool with_dinp : {true, false}) {
         const int N = s.B * s.T, C = s.C, OC = mult * s.C;
@@ -316,6 +340,21 @@ TEST(CudaOps, MatmulBackward) {
         expect_close(download_f(d_dw), dw, tag + " dweight");
         expect_close(download_f(d_db), db, tag + " dbias");
       }
+}
+
+// One of dq, dk, dv (part 0, 1, 2) of attention_backward against the CPU's. At T = 1 the softmax
+// has one term and no gradient: dq = dk = 0 exactly on the CPU, and the kernels' are the rounding
+// of dS = P (dP - D) around 0 (D from the bf16 output), bounded absolutely (the inputs are O(1)).
+void expect_attention_grad(const fvec &got, const fvec &ref, const Shape &s, int part,
+                           const std::string &what) {
+  if (s.T == 1 && part < 2) {
+    float worst = 0.0f;
+    for (float x : got)
+      worst = std::isfinite(x) ? std::max(worst, std::fabs(x)) : INFINITY;
+    EXPECT_LE(worst, 3e-2f) << what << ": the gradient of a one-term softmax is 0";
+    return;
+  }
+  expect_close(got, ref, what, ATT_BWD_ELEM_RTOL);
 }
 
 // log sum_j exp(scale q.k_j) over j <= t, in double, from the rounded qkv.
@@ -347,7 +386,7 @@ fvec lse_ref(const fvec &qkv, const Shape &s) {
 TEST(CudaOps, Attention) {
   REQUIRE_DEVICE();
   Rng rng(15);
-  for (const Shape &s : SHAPES) {
+  for (const Shape &s : shapes()) {
     const int N = s.B * s.T, C = s.C;
     const fvec qkv = randn(size_t(N) * 3 * C, rng);
     fvec out(size_t(N) * C), att(size_t(s.B) * s.NH * s.T * s.T);
@@ -384,7 +423,8 @@ TEST(CudaOps, Attention) {
           g.push_back(got[size_t(n) * 3 * C + part * C + c]);
           r.push_back(dqkv[size_t(n) * 3 * C + part * C + c]);
         }
-      expect_close(g, r, name(s, cat("attention_backward d", "qkv"[part]).c_str()));
+      expect_attention_grad(g, r, s, part,
+                            name(s, cat("attention_backward d", "qkv"[part]).c_str()));
     }
   }
 }
@@ -614,11 +654,11 @@ TEST(CudaOps, EncoderDropout) {
   REQUIRE_DEVICE();
   const int V = 50, Vp = 64;
   Rng rng(21);
-  // The SHAPES (C % 8 == 0: 8 channels per thread) and one with C odd (one per thread).
-  std::vector<Shape> shapes(std::begin(SHAPES), std::end(SHAPES));
-  shapes.push_back({2, 29, 45, 1});
+  // The shapes() (C % 8 == 0: 8 channels per thread) and one with C odd (one per thread).
+  std::vector<Shape> cases = shapes();
+  cases.push_back({2, 29, 45, 1});
   for (const Dropout &d : DROPOUTS)
-    for (const Shape &s : shapes) {
+    for (const Shape &s : cases) {
       const int N = s.B * s.T, C = s.C;
       const std::string tag = dname(d, name(s, "encoder_forward dropout"));
       const ivec inp = tokens(N, V, rng);
@@ -697,7 +737,7 @@ TEST(CudaOps, AttentionDropout) {
   REQUIRE_DEVICE();
   Rng rng(23);
   for (const Dropout &d : DROPOUTS)
-    for (const Shape &s : SHAPES) {
+    for (const Shape &s : shapes()) {
       const int N = s.B * s.T, C = s.C;
       const size_t TT = size_t(s.B) * s.NH * s.T * s.T;
       const fvec qkv = randn(size_t(N) * 3 * C, rng);
@@ -706,7 +746,7 @@ TEST(CudaOps, AttentionDropout) {
       cpu::attention_forward(out2.data(), att2.data(), qkv.data(), s.B, s.T, C, s.NH,
                              other_mask(d));
       const std::string tag = dname(d, name(s, "attention_forward dropout"));
-      expect_mask_matters(out, out2, tag + " out");
+      if (s.T > 1) expect_mask_matters(out, out2, tag + " out"); // T = 1: 4 mask bits
       auto d_qkv = upload_bf16(qkv);
       auto d_out = poisoned<bf16>(size_t(N) * C);
       auto d_lse = poisoned<float>(size_t(s.B) * s.NH * s.T);
@@ -744,8 +784,8 @@ TEST(CudaOps, AttentionDropout) {
           }
         const std::string btag =
             dname(d, name(s, cat("attention_backward dropout d", "qkv"[part]).c_str()));
-        expect_mask_matters(r, r2, btag);
-        expect_close(g, r, btag);
+        if (s.T > 1) expect_mask_matters(r, r2, btag);
+        expect_attention_grad(g, r, s, part, btag);
       }
     }
 }
@@ -756,7 +796,9 @@ TEST(CudaOps, Crossentropy) {
   struct Case {
     int N, V, Vp;
   };
-  for (const Case c : {Case{111, 1001, 1024}, Case{64, 50257, 50304}, Case{5, 70, 72}}) {
+  std::vector<Case> cases{{111, 1001, 1024}, {64, 50257, 50304}, {5, 70, 72}};
+  if (quick()) cases = {{11, 1001, 1024}, {3, 50257, 50304}, {5, 70, 72}};
+  for (const Case c : cases) {
     const fvec logits = randn(size_t(c.N) * c.Vp, rng, 3.0f);
     const ivec tgt = tokens(c.N, c.V, rng);
     const float dloss = 1.0f / float(c.N);
@@ -790,7 +832,7 @@ TEST(CudaOps, SumSquares) {
   REQUIRE_DEVICE();
   Rng rng(18);
   auto scratch = poisoned<float>(cu::REDUCE_SCRATCH);
-  for (size_t n : {size_t(1000003), size_t(4096), size_t(5)}) {
+  for (size_t n : {quick() ? size_t(100003) : size_t(1000003), size_t(4096), size_t(5)}) {
     const fvec g = randn(n, rng, 0.01f);
     double ref = 0.0;
     for (float x : g)

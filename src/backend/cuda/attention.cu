@@ -77,8 +77,8 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf *tile, int ld,
   const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const bf *p = tile + (r0 + g) * ld + k0 + 2 * t;
   a[0] = ld32(p);
-  a[1] = ld32(p + 8 * ld);
-  a[2] = ld32(p + 8);
+  a[1] = ld32(p + (FINEGPT_KERNEL_FAULT == 1 ? 8 : 8 * ld)); // fault 1: registers 1, 2 swapped
+  a[2] = ld32(p + (FINEGPT_KERNEL_FAULT == 1 ? 8 * ld : 8));
   a[3] = ld32(p + 8 * ld + 8);
 }
 // B fragment of columns n0.., k0.. from a shared tile stored [n][k] with row stride ld.
@@ -96,12 +96,9 @@ __device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c0)[4],
   a[2] = pack2(c1[0], c1[1]);
   a[3] = pack2(c1[2], c1[3]);
 }
-// d += a b
+// d += a b (common.cuh)
 __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-               "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  mma_m16n8k16(d, a, b);
 }
 
 // Rows [row0, row0 + ROWS) of one head (HS columns from src, rows row_stride apart) into a
@@ -180,7 +177,7 @@ __global__ void __launch_bounds__(THREADS)
     attention_forward_kernel(bf *out, float *lse, const bf *qkv, int T, int C, int NH,
                              float scale_log2, DropoutArgs drop) {
   constexpr int LD = HS + PAD, LDT = TILE + PAD;
-  extern __shared__ __align__(16) unsigned char smem[];
+  FINEGPT_DYNAMIC_SMEM(smem);
   bf *Qs = reinterpret_cast<bf *>(smem), *Ks = Qs + TILE * LD, *Vt = Ks + TILE * LD;
   const int qt = gridDim.x - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
@@ -197,7 +194,7 @@ __global__ void __launch_bounds__(THREADS)
     uint32_t kept = 0;
     if constexpr (DROP)
       kept = keep_bits<TILE / 8>(drop, mrow[0] + kt * TILE + 2 * t, mrow[1] + kt * TILE + 2 * t, 1);
-    __syncthreads(); // the previous tile is no longer read
+    if (FINEGPT_KERNEL_FAULT != 2) __syncthreads(); // the previous tile is no longer read
     load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
     load_tile_t<TILE, HS>(Vt, base + 2 * C, C3, kt * TILE, T);
     __syncthreads();
@@ -292,7 +289,7 @@ __global__ void __launch_bounds__(THREADS)
                                  const float *lse, int T, int C, int NH, float scale_log2,
                                  float scale, DropoutArgs drop) {
   constexpr int LD = HS + PAD, LDT = TILE + PAD;
-  extern __shared__ __align__(16) unsigned char smem[];
+  FINEGPT_DYNAMIC_SMEM(smem);
   bf *Qs = reinterpret_cast<bf *>(smem), *dOs = Qs + TILE * LD, *Ks = dOs + TILE * LD;
   bf *Vs = Ks + TILE * LD, *Kt = Vs + TILE * LD;
   float *Ls = reinterpret_cast<float *>(Kt + HS * LDT), *Ds = Ls + TILE;
@@ -380,7 +377,7 @@ __global__ void __launch_bounds__(THREADS)
                                   const float *lse, int T, int C, int NH, float scale_log2,
                                   float scale, DropoutArgs drop) {
   constexpr int QB = KV_QTILE, LD = HS + PAD, LDT = QB + PAD;
-  extern __shared__ __align__(16) unsigned char smem[];
+  FINEGPT_DYNAMIC_SMEM(smem);
   bf *Ks = reinterpret_cast<bf *>(smem), *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD;
   bf *dOs = Qs + QB * LD, *Qt = dOs + QB * LD, *dOt = Qt + HS * LDT;
   float *Ls = reinterpret_cast<float *>(dOt + HS * LDT), *Ds = Ls + QB;
@@ -500,9 +497,8 @@ void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int
   const dim3 grid((T + TILE - 1) / TILE, B * NH);
   const float scale_log2 = LOG2E / std::sqrt(float(HS));
   allow_smem(attention_forward_kernel<HS, DROP>, forward_smem<HS>());
-  attention_forward_kernel<HS, DROP><<<grid, THREADS, forward_smem<HS>(), stream()>>>(
-      dev(out), lse, dev(qkv), T, C, NH, scale_log2, dropout_args(drop));
-  LAUNCH_CHECK();
+  launch(attention_forward_kernel<HS, DROP>, grid, THREADS, forward_smem<HS>(), dev(out), lse,
+         dev(qkv), T, C, NH, scale_log2, dropout_args(drop));
 }
 
 template <int HS, bool DROP>
@@ -512,13 +508,11 @@ void backward_hs(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out,
   const float scale = 1.0f / std::sqrt(float(HS)), scale_log2 = LOG2E * scale;
   const DropoutArgs d = dropout_args(drop);
   allow_smem(attention_backward_dq_kernel<HS, DROP>, dq_smem<HS>());
-  attention_backward_dq_kernel<HS, DROP><<<grid, THREADS, dq_smem<HS>(), stream()>>>(
-      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
-  LAUNCH_CHECK();
+  launch(attention_backward_dq_kernel<HS, DROP>, grid, THREADS, dq_smem<HS>(), dev(dqkv), dev(dout),
+         dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
   allow_smem(attention_backward_dkv_kernel<HS, DROP>, dkv_smem<HS>());
-  attention_backward_dkv_kernel<HS, DROP><<<grid, THREADS, dkv_smem<HS>(), stream()>>>(
-      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
-  LAUNCH_CHECK();
+  launch(attention_backward_dkv_kernel<HS, DROP>, grid, THREADS, dkv_smem<HS>(), dev(dqkv),
+         dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
 }
 
 // The head size and whether dropout is on, as template arguments of f.

@@ -75,13 +75,8 @@ void crossentropy_forward_backward(float *losses, bf16 *logits, const int32_t *t
   FINEGPT_CHECK(V >= 1 && V <= Vp, "crossentropy: V = ", V, " must be in [1, Vp = ", Vp, "]");
   if (N <= 0) return;
   const bool vec = Vp % 8 == 0 && aligned16(logits);
-  if (vec)
-    crossentropy_kernel<true>
-        <<<N, CE_THREADS, 0, stream()>>>(losses, dev(logits), targets, V, Vp, dloss);
-  else
-    crossentropy_kernel<false>
-        <<<N, CE_THREADS, 0, stream()>>>(losses, dev(logits), targets, V, Vp, dloss);
-  LAUNCH_CHECK();
+  launch(vec ? crossentropy_kernel<true> : crossentropy_kernel<false>, unsigned(N), CE_THREADS, 0,
+         losses, dev(logits), targets, V, Vp, dloss);
 }
 
 } // namespace finegpt::cuda

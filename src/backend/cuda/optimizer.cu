@@ -59,11 +59,9 @@ __global__ void adamw_kernel(bf *params, bf *grads, float *master, float *m, flo
 
 float sum_squares(const bf16 *g, size_t n, float *scratch) {
   const size_t chunk = (n + SS_BLOCKS - 1) / SS_BLOCKS;
-  sum_squares_partial_kernel<<<SS_BLOCKS, SS_THREADS, 0, stream()>>>(scratch, dev(g), n,
-                                                                     chunk ? chunk : 1);
-  LAUNCH_CHECK();
-  sum_squares_final_kernel<<<1, SS_THREADS, 0, stream()>>>(scratch + SS_BLOCKS, scratch);
-  LAUNCH_CHECK();
+  launch(sum_squares_partial_kernel, SS_BLOCKS, SS_THREADS, 0, scratch, dev(g), n,
+         chunk ? chunk : 1);
+  launch(sum_squares_final_kernel, 1, SS_THREADS, 0, scratch + SS_BLOCKS, scratch);
   float out = 0.0f;
   CUDA_CHECK(
       cudaMemcpyAsync(&out, scratch + SS_BLOCKS, sizeof out, cudaMemcpyDeviceToHost, stream()));
@@ -85,15 +83,9 @@ void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, 
   const float a1 = float(1.0 - double(beta1));
   const float a2 = float(1.0 - double(beta2));
   const unsigned grid = blocks_for(n, 256);
-  if (zero_grad)
-    adamw_kernel<true><<<grid, 256, 0, stream()>>>(dev(params), dev(grads), master, m, v, n, beta1,
-                                                   beta2, eps, grad_scale, neg_step, bc2_sqrt,
-                                                   decay, a1, a2);
-  else
-    adamw_kernel<false><<<grid, 256, 0, stream()>>>(dev(params), dev(grads), master, m, v, n, beta1,
-                                                    beta2, eps, grad_scale, neg_step, bc2_sqrt,
-                                                    decay, a1, a2);
-  LAUNCH_CHECK();
+  launch(zero_grad ? adamw_kernel<true> : adamw_kernel<false>, grid, 256, 0, dev(params),
+         dev(grads), master, m, v, n, beta1, beta2, eps, grad_scale, neg_step, bc2_sqrt, decay, a1,
+         a2);
 }
 
 } // namespace finegpt::cuda
