@@ -429,6 +429,33 @@ TEST(CudaOps, Attention) {
   }
 }
 
+// More heads than a grid's y dimension takes (65535), at T = 2: the grid must put heads in x.
+// (Not run by the kernel-host harness, which checks the launch instead: 66000 blocks of host
+// threads take minutes.)
+TEST(CudaOps, AttentionManyHeads) {
+  REQUIRE_DEVICE();
+  Rng rng(25);
+  const Shape s{66000, 2, 32, 1};
+  const int N = s.B * s.T, C = s.C;
+  const fvec qkv = randn(size_t(N) * 3 * C, rng);
+  fvec out(size_t(N) * C), att(size_t(s.B) * s.NH * s.T * s.T);
+  cpu::attention_forward(out.data(), att.data(), qkv.data(), s.B, s.T, C, s.NH, {});
+  auto d_qkv = upload_bf16(qkv);
+  auto d_out = poisoned<bf16>(size_t(N) * C);
+  auto d_lse = poisoned<float>(size_t(s.B) * s.NH * s.T);
+  cu::attention_forward(d_out.data(), d_lse.data(), d_qkv.data(), s.B, s.T, C, s.NH, {});
+  expect_close(download_f(d_out), out, name(s, "attention_forward out"));
+  const fvec dout = randn(size_t(N) * C, rng);
+  fvec dqkv(size_t(N) * 3 * C), scratch(att.size());
+  cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), s.B,
+                          s.T, C, s.NH, {});
+  auto d_dout = upload_bf16(dout);
+  auto d_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
+  cu::attention_backward(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(), d_lse.data(),
+                         s.B, s.T, C, s.NH, {});
+  expect_close(download_f(d_dqkv), dqkv, name(s, "attention_backward dqkv"), ATT_BWD_ELEM_RTOL);
+}
+
 TEST(CudaOps, AttentionRejectsUnsupportedHeads) {
   REQUIRE_DEVICE();
   auto d = poisoned<bf16>(3 * 48 * 4);

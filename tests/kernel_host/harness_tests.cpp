@@ -1,6 +1,7 @@
 // Tests of the kernel-host harness itself (shim/cuda_runtime.h, kernel_host.cpp): it rejects the
 // launch configurations CUDA rejects (so the op tests' empty-work cases mean something), its
-// mma.sync follows the PTX ISA's fragment maps, its shuffles and barriers.
+// mma.sync follows the PTX ISA's fragment maps, its shuffles and barriers; and checks of launch
+// configurations too large to execute on the host (attention with more than 65535 heads).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -113,6 +114,25 @@ TEST(KernelHost, MmaFollowsThePtxFragmentMaps) {
         want += double(__bfloat162float(A[i * 16 + k])) * __bfloat162float(B[k * 8 + j]);
       EXPECT_NEAR(D[i * 8 + j], want, 1e-5 * (1.0 + std::fabs(want))) << i << "," << j;
     }
+}
+
+// B * NH = 70000 heads: beyond grid.y's 65535, within grid.x's limit (the attention grid puts
+// heads in x). Checked without executing (70000 blocks of 128 host threads would take minutes).
+TEST(KernelHost, AttentionGridTakesManyHeads) {
+  const int B = 70000, T = 3, NH = 1, C = 32;
+  fc::bf16 *qkv = static_cast<fc::bf16 *>(fc::device_malloc(size_t(B) * T * 3 * C * 2));
+  fc::bf16 *out = static_cast<fc::bf16 *>(fc::device_malloc(size_t(B) * T * C * 2));
+  fc::bf16 *dqkv = static_cast<fc::bf16 *>(fc::device_malloc(size_t(B) * T * 3 * C * 2));
+  float *lse = static_cast<float *>(fc::device_malloc(size_t(B) * NH * T * 4));
+  kernel_host::set_execute(false);
+  kernel_host::take_launch_count();
+  EXPECT_NO_THROW(fc::attention_forward(out, lse, qkv, B, T, C, NH, {}));
+  EXPECT_NO_THROW(fc::attention_backward(dqkv, out, qkv, out, lse, B, T, C, NH, {}));
+  EXPECT_EQ(kernel_host::take_launch_count(), 3); // forward, dq, dk/dv
+  kernel_host::set_execute(true);
+  for (void *p : {static_cast<void *>(qkv), static_cast<void *>(out), static_cast<void *>(dqkv),
+                  static_cast<void *>(lse)})
+    fc::device_free(p);
 }
 
 } // namespace

@@ -13,7 +13,7 @@
 // the next without leaving registers.
 //
 // Dropout (p > 0; the kernels are templated on DROP so p = 0 runs the code it always ran): as on
-// the CPU, probability (query i, key j) of head bh = b*NH + h (= blockIdx.y) has the mask
+// the CPU, probability (query i, key j) of head bh = b*NH + h (= blockIdx.x) has the mask
 // dropout_keep(key, (bh*T + i)*T + j), its flat index in (B,NH,T,T). The coordinates of a score
 // come from the C layout: in a warp owning rows r0..r0+15 of a product, register e of n-tile nt
 // (s[nt][e]) sits at row r0 + g + 8*(e >> 1) and column nt*8 + 2t + (e & 1). In the forward and
@@ -171,7 +171,7 @@ template <int HS> constexpr size_t dkv_smem() {
          2 * KV_QTILE * sizeof(float);
 }
 
-// Grid (query tiles, B*NH); the last query tiles (most keys) are scheduled first.
+// Grid (B*NH, query tiles); the last query tiles (most keys) are scheduled first.
 template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
     attention_forward_kernel(bf *out, float *lse, const bf *qkv, int T, int C, int NH,
@@ -179,7 +179,7 @@ __global__ void __launch_bounds__(THREADS)
   constexpr int LD = HS + PAD, LDT = TILE + PAD;
   FINEGPT_DYNAMIC_SMEM(smem);
   bf *Qs = reinterpret_cast<bf *>(smem), *Ks = Qs + TILE * LD, *Vt = Ks + TILE * LD;
-  const int qt = gridDim.x - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+  const int qt = gridDim.y - 1 - blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
@@ -293,7 +293,7 @@ __global__ void __launch_bounds__(THREADS)
   bf *Qs = reinterpret_cast<bf *>(smem), *dOs = Qs + TILE * LD, *Ks = dOs + TILE * LD;
   bf *Vs = Ks + TILE * LD, *Kt = Vs + TILE * LD;
   float *Ls = reinterpret_cast<float *>(Kt + HS * LDT), *Ds = Ls + TILE;
-  const int qt = gridDim.x - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+  const int qt = gridDim.y - 1 - blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
@@ -381,7 +381,7 @@ __global__ void __launch_bounds__(THREADS)
   bf *Ks = reinterpret_cast<bf *>(smem), *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD;
   bf *dOs = Qs + QB * LD, *Qt = dOs + QB * LD, *dOt = Qt + HS * LDT;
   float *Ls = reinterpret_cast<float *>(dOt + HS * LDT), *Ds = Ls + QB;
-  const int kt = blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH; // kt 0 has most work
+  const int kt = blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH; // kt 0 has most work
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
@@ -492,9 +492,19 @@ void check_shapes(const char *op, const void *a, const void *b, const void *c, i
                 ": internal: attention buffers must be 16-byte aligned");
 }
 
+// Grid (B*NH, tiles of T): heads in x (up to 2^31 - 1 blocks), tiles in y (at most 65535, so
+// T up to 4 million).
+dim3 attention_grid(const char *op, int B, int T, int NH) {
+  const int64_t heads = int64_t(B) * NH, tiles = (int64_t(T) + TILE - 1) / TILE;
+  FINEGPT_CHECK(heads <= 0x7fffffff, op, ": B * NH = ", heads, " exceeds a CUDA grid (2^31 - 1)");
+  FINEGPT_CHECK(tiles <= 65535, op, ": T = ", T, " exceeds 65535 tiles of ", TILE,
+                " (a CUDA grid's y limit); use block_size <= ", 65535 * TILE);
+  return dim3(unsigned(heads), unsigned(tiles));
+}
+
 template <int HS, bool DROP>
 void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH, Dropout drop) {
-  const dim3 grid((T + TILE - 1) / TILE, B * NH);
+  const dim3 grid = attention_grid("attention_forward", B, T, NH);
   const float scale_log2 = LOG2E / std::sqrt(float(HS));
   allow_smem(attention_forward_kernel<HS, DROP>, forward_smem<HS>());
   launch(attention_forward_kernel<HS, DROP>, grid, THREADS, forward_smem<HS>(), dev(out), lse,
@@ -504,7 +514,7 @@ void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int
 template <int HS, bool DROP>
 void backward_hs(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse,
                  int B, int T, int C, int NH, Dropout drop) {
-  const dim3 grid((T + TILE - 1) / TILE, B * NH);
+  const dim3 grid = attention_grid("attention_backward", B, T, NH);
   const float scale = 1.0f / std::sqrt(float(HS)), scale_log2 = LOG2E * scale;
   const DropoutArgs d = dropout_args(drop);
   allow_smem(attention_backward_dq_kernel<HS, DROP>, dq_smem<HS>());
