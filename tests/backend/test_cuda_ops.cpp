@@ -456,6 +456,43 @@ TEST(CudaOps, AttentionManyHeads) {
   expect_close(download_f(d_dqkv), dqkv, name(s, "attention_backward dqkv"), ATT_BWD_ELEM_RTOL);
 }
 
+// Empty work (B, T or N = 0) is a no-op: CUDA rejects an empty grid as an invalid
+// configuration, so the ops must not launch one, and they write nothing.
+TEST(CudaOps, EmptyWorkIsANoOp) {
+  REQUIRE_DEVICE();
+  const int C = 64, NH = 2, V = 70, Vp = 72;
+  auto a = poisoned<bf16>(1024), b = poisoned<bf16>(1024), c = poisoned<bf16>(1024);
+  auto f = poisoned<float>(1024), g = poisoned<float>(1024);
+  auto tok = upload(ivec(16, 1));
+  const hvec before = download(a);
+  for (int B : {0, 2})
+    for (int T : {0, 3}) {
+      if (B * T != 0) continue;
+      const std::string tag = cat("B=", B, " T=", T);
+      EXPECT_NO_THROW(cu::encoder_forward(a.data(), tok.data(), b.data(), c.data(), B, T, C, {}))
+          << tag;
+      EXPECT_NO_THROW(cu::encoder_backward(a.data(), b.data(), c.data(), tok.data(), B, T, C, {}))
+          << tag;
+      EXPECT_NO_THROW(cu::attention_forward(a.data(), f.data(), b.data(), B, T, C, NH, {0.1f, 7}))
+          << tag;
+      EXPECT_NO_THROW(
+          cu::attention_backward(a.data(), b.data(), c.data(), b.data(), f.data(), B, T, C, NH, {}))
+          << tag;
+      cu::synchronize();
+    }
+  EXPECT_NO_THROW(
+      cu::layernorm_forward(a.data(), f.data(), g.data(), b.data(), c.data(), c.data(), 0, C));
+  EXPECT_NO_THROW(cu::layernorm_backward(a.data(), b.data(), c.data(), b.data(), c.data(), c.data(),
+                                         f.data(), g.data(), 0, C));
+  EXPECT_NO_THROW(
+      cu::crossentropy_forward_backward(f.data(), a.data(), tok.data(), 0, V, Vp, 1.0f));
+  EXPECT_NO_THROW(cu::gelu_forward(a.data(), b.data(), 0));
+  EXPECT_NO_THROW(cu::residual_forward(a.data(), b.data(), c.data(), 0, {0.1f, 7}));
+  EXPECT_NO_THROW(cu::dropout_backward(a.data(), b.data(), 0, {0.1f, 7}));
+  EXPECT_NO_THROW(cu::synchronize());
+  EXPECT_TRUE(same_bits(download(a), before)) << "an op on empty work wrote its output";
+}
+
 TEST(CudaOps, AttentionRejectsUnsupportedHeads) {
   REQUIRE_DEVICE();
   auto d = poisoned<bf16>(3 * 48 * 4);

@@ -549,6 +549,7 @@ void attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int
                        Dropout drop) {
   check_dropout(drop, "attention_forward");
   check_shapes("attention_forward", out, qkv, qkv, C, NH);
+  if (B <= 0 || T <= 0) return; // CUDA rejects an empty grid
   dispatch(C / NH, drop.p > 0.0f, [&](auto hs, auto dropping) {
     forward_hs<decltype(hs)::value, decltype(dropping)::value>(out, lse, qkv, B, T, C, NH, drop);
   });
@@ -559,6 +560,7 @@ void attention_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf1
   check_dropout(drop, "attention_backward");
   check_shapes("attention_backward", dqkv, dout, qkv, C, NH);
   FINEGPT_CHECK(aligned16(out), "attention_backward: internal: out must be 16-byte aligned");
+  if (B <= 0 || T <= 0) return;
   dispatch(C / NH, drop.p > 0.0f, [&](auto hs, auto dropping) {
     backward_hs<decltype(hs)::value, decltype(dropping)::value>(dqkv, dout, qkv, out, lse, B, T, C,
                                                                 NH, drop);

@@ -95,6 +95,7 @@ void encoder_forward(bf16 *out, const int32_t *inp, const bf16 *wte, const bf16 
                      int C, Dropout drop) {
   check_dropout(drop, "encoder_forward");
   const int N = B * T;
+  if (N <= 0 || C <= 0) return; // CUDA rejects an empty grid
   const bool vec = C % 8 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe);
   const int threads = 256;
   const unsigned blocks = blocks_for(size_t(N) * C / (vec ? 8 : 1), threads);
@@ -110,6 +111,7 @@ void encoder_backward(bf16 *dwte, bf16 *dwpe, const bf16 *dout, const int32_t *i
                       int C, Dropout drop) {
   check_dropout(drop, "encoder_backward");
   const int N = B * T;
+  if (N <= 0 || C <= 0) return;
   const bool dropping = drop.p > 0.0f;
   const DropoutArgs d = dropout_args(drop);
   launch(dropping ? encoder_backward_wpe_kernel<true> : encoder_backward_wpe_kernel<false>,

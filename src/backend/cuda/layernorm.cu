@@ -91,6 +91,7 @@ __global__ void layernorm_backward_kernel(bf *dinp, const bf *dout, const bf *in
 
 void layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *weight,
                        const bf16 *bias, int N, int C) {
+  if (N <= 0) return; // CUDA rejects an empty grid
   const bool vec = C % 8 == 0 && aligned16(out) && aligned16(inp) && aligned16(weight);
   const unsigned grid = blocks_for(N, LN_WARPS);
   launch(vec ? layernorm_forward_kernel<true> : layernorm_forward_kernel<false>, grid,
@@ -99,6 +100,7 @@ void layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, con
 
 void layernorm_backward(bf16 *dinp, bf16 *dweight, bf16 *dbias, const bf16 *dout, const bf16 *inp,
                         const bf16 *weight, const float *mean, const float *rstd, int N, int C) {
+  if (N <= 0) return;
   const bool vec = C % 8 == 0 && aligned16(dout);
   const unsigned grid = blocks_for(N, LN_WARPS);
   launch(vec ? layernorm_backward_kernel<true> : layernorm_backward_kernel<false>, grid,
