@@ -892,6 +892,33 @@ TEST(CudaOps, Crossentropy) {
   }
 }
 
+// Masked logits (-inf, as a vocabulary mask writes them) add nothing to the softmax; where one
+// is the first value a thread sees, an online max and sum would otherwise compute
+// exp(-inf - -inf) = NaN. Row 0 has its first 700 columns masked (the first value of every
+// thread), the others every third column; targets are unmasked columns.
+TEST(CudaOps, CrossentropyMaskedLogits) {
+  REQUIRE_DEVICE();
+  Rng rng(26);
+  const int N = 6, V = 5003, Vp = 5008;
+  fvec logits = randn(size_t(N) * Vp, rng, 3.0f);
+  ivec tgt(N);
+  for (int n = 0; n < N; n++) {
+    for (int j = 0; j < V; j++)
+      if (n == 0 ? j < 700 : j % 3 == 0) logits[size_t(n) * Vp + j] = -INFINITY;
+    tgt[n] = n == 0 ? 700 + n : 3 * n + 1;
+  }
+  const float dloss = 1.0f / N;
+  fvec ref = logits, losses(N);
+  cpu::crossentropy_forward_backward(losses.data(), ref.data(), tgt.data(), N, V, Vp, dloss);
+  auto d_logits = upload_bf16(logits);
+  auto d_tgt = upload(tgt);
+  auto d_losses = poisoned<float>(N);
+  cu::crossentropy_forward_backward(d_losses.data(), d_logits.data(), d_tgt.data(), N, V, Vp,
+                                    dloss);
+  expect_close(download(d_losses), losses, "crossentropy masked losses", 1e-4, 1e-5);
+  expect_close(download_f(d_logits), ref, "crossentropy masked dlogits");
+}
+
 TEST(CudaOps, SumSquares) {
   REQUIRE_DEVICE();
   Rng rng(18);

@@ -12,8 +12,10 @@ namespace {
 
 constexpr int CE_THREADS = 512;
 
-// (m, s) represents s * exp(m); adding x keeps s * exp(m) = sum exp(x_i).
+// (m, s) represents s * exp(m); adding x keeps s * exp(m) = sum exp(x_i). A -inf logit (a
+// masked token) adds exp(-inf) = 0: skipped, since with m = -inf exp(x - m) would be NaN.
 __device__ __forceinline__ void online_add(float &m, float &s, float x) {
+  if (x == -INFINITY) return;
   if (x > m) {
     s = s * __expf(m - x) + 1.0f;
     m = x;
