@@ -342,6 +342,29 @@ TEST(CudaOps, MatmulBackward) {
       }
 }
 
+// dweight over k = N = 2^16 rows whose second half cancels the first up to a small remainder:
+// split-K partial sums are then ~16x the result, and adding them in bf16 (cuBLASLt's
+// OUTPUT_TYPE or INPLACE reduction) misses it by several percent; fp32 partials do not.
+TEST(CudaOps, MatmulBackwardLongK) {
+  REQUIRE_DEVICE();
+  Rng rng(24);
+  const int N = 1 << 16, half = N / 2, C = 64, OC = 64;
+  fvec x = randn(size_t(N) * C, rng), dout = randn(size_t(N) * OC, rng);
+  const fvec small = randn(size_t(half) * OC, rng, 1.0f / 16);
+  for (int n = half; n < N; n++)
+    for (int c = 0; c < C; c++)
+      x[size_t(n) * C + c] = x[size_t(n - half) * C + c];
+  for (int n = half; n < N; n++)
+    for (int o = 0; o < OC; o++) // -dout of row n - half plus a small bf16 value, exactly
+      dout[size_t(n) * OC + o] = cu::to_float(
+          cu::to_bf16(-dout[size_t(n - half) * OC + o] + small[size_t(n - half) * OC + o]));
+  fvec dw(size_t(OC) * C, 0.0f);
+  auto d_x = upload_bf16(x), d_dout = upload_bf16(dout), d_dw = upload_bf16(dw);
+  cu::matmul_backward(nullptr, d_dw.data(), nullptr, d_dout.data(), d_x.data(), nullptr, N, C, OC);
+  cpu::matmul_backward(nullptr, dw.data(), nullptr, dout.data(), x.data(), nullptr, N, C, OC);
+  expect_close(download_f(d_dw), dw, "matmul_backward long-k dweight");
+}
+
 // One of dq, dk, dv (part 0, 1, 2) of attention_backward against the CPU's. At T = 1 the softmax
 // has one term and no gradient: dq = dk = 0 exactly on the CPU, and the kernels' are the rounding
 // of dS = P (dP - D) around 0 (D from the bf16 output), bounded absolutely (the inputs are O(1)).
