@@ -4,7 +4,8 @@
 // backward; no T x T matrix exists. Backward recomputes the probabilities from the log-sum-exp in
 // two kernels, one owning query tiles (dq) and one owning key tiles (dk, dv), so that no output is
 // written by two blocks: deterministic, without atomics or fp32 scratch, at the price of computing
-// the scores twice. Head sizes 32, 64 and 128 (a template parameter).
+// the scores twice; D = dout . out per row, which both need, is computed once before them into
+// the op workspace. Head sizes 32, 64 and 128 (a template parameter).
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16): lane = 4 g + t. A (16x16, row-major):
 // registers hold (row g | g+8, cols 2t, 2t+1 | +8). B (16x8, k x n): (k 2t, 2t+1 | +8, col g),
@@ -139,23 +140,34 @@ __device__ void load_tile_t(bf *dst, const bf *src, size_t row_stride, int row0,
   }
 }
 
-// lse (log2 units) and D = dout . out of `rows` rows starting at row0 into shared Ls, Ds.
+// D = dout . out per row of each head, dd (B,NH,T): computed once before the two backward
+// kernels (both need it for every tile they visit). Grid (B*NH, tiles of T), a warp per row.
 template <int HS>
-__device__ void load_stats(float *Ls, float *Ds, const float *lse, const bf *dout, const bf *out,
-                           size_t C, int row0, int rows, int T) {
+__global__ void __launch_bounds__(THREADS)
+    attention_backward_d_kernel(float *dd, const bf *dout, const bf *out, int T, int C, int NH) {
+  const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int r = warp; r < rows; r += WARPS) {
-    const int row = row0 + r;
+  const bf *dob = dout + size_t(b) * T * C + h * HS, *outb = out + size_t(b) * T * C + h * HS;
+  for (int r = warp; r < TILE; r += WARPS) {
+    const int row = blockIdx.y * TILE + r;
+    if (row >= T) break; // the same for the whole warp
     float acc = 0.0f;
-    if (row < T)
-      for (int d = lane; d < HS; d += 32)
-        acc += __bfloat162float(dout[size_t(row) * C + d]) *
-               __bfloat162float(out[size_t(row) * C + d]);
+    for (int d = lane; d < HS; d += 32)
+      acc +=
+          __bfloat162float(dob[size_t(row) * C + d]) * __bfloat162float(outb[size_t(row) * C + d]);
     acc = warp_sum(acc);
-    if (lane == 0) {
-      Ds[r] = acc;
-      Ls[r] = row < T ? lse[row] * LOG2E : 0.0f;
-    }
+    if (lane == 0) dd[size_t(bh) * T + row] = acc;
+  }
+}
+
+// lse (log2 units) and D of `rows` rows of one head starting at row0 into shared Ls, Ds (0 past
+// T).
+__device__ void load_stats(float *Ls, float *Ds, const float *lse, const float *dd, int row0,
+                           int rows, int T) {
+  for (int r = threadIdx.x; r < rows; r += THREADS) {
+    const int row = row0 + r;
+    Ds[r] = row < T ? dd[row] : 0.0f;
+    Ls[r] = row < T ? lse[row] * LOG2E : 0.0f;
   }
 }
 
@@ -285,8 +297,8 @@ __global__ void __launch_bounds__(THREADS)
 // With dropout, dP = Z' o (dout v^T) (see the top of the file).
 template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
-    attention_backward_dq_kernel(bf *dqkv, const bf *dout, const bf *qkv, const bf *out,
-                                 const float *lse, int T, int C, int NH, float scale_log2,
+    attention_backward_dq_kernel(bf *dqkv, const bf *dout, const bf *qkv, const float *lse,
+                                 const float *dd, int T, int C, int NH, float scale_log2,
                                  float scale, DropoutArgs drop) {
   constexpr int LD = HS + PAD, LDT = TILE + PAD;
   FINEGPT_DYNAMIC_SMEM(smem);
@@ -297,14 +309,14 @@ __global__ void __launch_bounds__(THREADS)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
-  const bf *dob = dout + size_t(b) * T * C + h * HS, *outb = out + size_t(b) * T * C + h * HS;
+  const bf *dob = dout + size_t(b) * T * C + h * HS;
   const int r0 = warp * 16, row_a = qt * TILE + r0 + g, row_b = row_a + 8;
   // Mask index of (row_a | row_b, key 0); unused without dropout.
   const uint64_t mrow[2] = {(uint64_t(bh) * T + row_a) * T, (uint64_t(bh) * T + row_b) * T};
 
   load_tile<TILE, HS>(Qs, base, C3, qt * TILE, T);
   load_tile<TILE, HS>(dOs, dob, C, qt * TILE, T);
-  load_stats<HS>(Ls, Ds, lse + size_t(bh) * T, dob, outb, C, qt * TILE, TILE, T);
+  load_stats(Ls, Ds, lse + size_t(bh) * T, dd + size_t(bh) * T, qt * TILE, TILE, T);
   __syncthreads();
   const float L[2] = {Ls[r0 + g], Ls[r0 + g + 8]}, D[2] = {Ds[r0 + g], Ds[r0 + g + 8]};
   float dq[HS / 8][4] = {};
@@ -373,8 +385,8 @@ __global__ void __launch_bounds__(THREADS)
 // dout (the 1/(1-p) applied at the store) and dS as in the dq kernel.
 template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
-    attention_backward_dkv_kernel(bf *dqkv, const bf *dout, const bf *qkv, const bf *out,
-                                  const float *lse, int T, int C, int NH, float scale_log2,
+    attention_backward_dkv_kernel(bf *dqkv, const bf *dout, const bf *qkv, const float *lse,
+                                  const float *dd, int T, int C, int NH, float scale_log2,
                                   float scale, DropoutArgs drop) {
   constexpr int QB = KV_QTILE, LD = HS + PAD, LDT = QB + PAD;
   FINEGPT_DYNAMIC_SMEM(smem);
@@ -385,7 +397,7 @@ __global__ void __launch_bounds__(THREADS)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
-  const bf *dob = dout + size_t(b) * T * C + h * HS, *outb = out + size_t(b) * T * C + h * HS;
+  const bf *dob = dout + size_t(b) * T * C + h * HS;
   const int k0 = warp * 16, key_a = kt * TILE + k0 + g, key_b = key_a + 8;
 
   load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
@@ -398,7 +410,7 @@ __global__ void __launch_bounds__(THREADS)
     load_tile<QB, HS>(dOs, dob, C, qi * QB, T);
     load_tile_t<QB, HS>(Qt, base, C3, qi * QB, T);
     load_tile_t<QB, HS>(dOt, dob, C, qi * QB, T);
-    load_stats<HS>(Ls, Ds, lse + size_t(bh) * T, dob, outb, C, qi * QB, QB, T);
+    load_stats(Ls, Ds, lse + size_t(bh) * T, dd + size_t(bh) * T, qi * QB, QB, T);
     __syncthreads();
     if (kt * TILE + k0 > qi * QB + QB - 1) continue; // this warp's keys are all in the future
     uint32_t kept = 0;
@@ -517,12 +529,19 @@ void backward_hs(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out,
   const dim3 grid = attention_grid("attention_backward", B, T, NH);
   const float scale = 1.0f / std::sqrt(float(HS)), scale_log2 = LOG2E * scale;
   const DropoutArgs d = dropout_args(drop);
+  // D (B,NH,T) in the op workspace, lent between ops (no other op runs meanwhile).
+  const Workspace ws = workspace();
+  const size_t rows = size_t(B) * NH * T;
+  FINEGPT_CHECK(rows * sizeof(float) <= ws.bytes, "attention_backward: B*NH*T = ", rows,
+                " rows need more than the ", ws.bytes, "-byte CUDA workspace");
+  float *dd = static_cast<float *>(ws.ptr);
+  launch(attention_backward_d_kernel<HS>, grid, THREADS, 0, dd, dev(dout), dev(out), T, C, NH);
   allow_smem(attention_backward_dq_kernel<HS, DROP>, dq_smem<HS>());
   launch(attention_backward_dq_kernel<HS, DROP>, grid, THREADS, dq_smem<HS>(), dev(dqkv), dev(dout),
-         dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
+         dev(qkv), lse, dd, T, C, NH, scale_log2, scale, d);
   allow_smem(attention_backward_dkv_kernel<HS, DROP>, dkv_smem<HS>());
   launch(attention_backward_dkv_kernel<HS, DROP>, grid, THREADS, dkv_smem<HS>(), dev(dqkv),
-         dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
+         dev(dout), dev(qkv), lse, dd, T, C, NH, scale_log2, scale, d);
 }
 
 // The head size and whether dropout is on, as template arguments of f.
