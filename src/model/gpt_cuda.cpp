@@ -420,12 +420,23 @@ float CudaGPT::step(float lr, float grad_clip, float beta1, float beta2, float e
     par_.device->compute_waits();
   }
   float *scratch = buf<float>("reduce_scratch");
-  // Per tensor (this rank's part of it under ZeRO-1), summed in double on the host in tensor
-  // order (as optim.cpp's grad_sum_squares), then over ranks.
+  // Per tensor (this rank's part of it under ZeRO-1) into the scratch after sum_squares'
+  // partials, read back with one copy (one synchronisation per step), summed in double on the
+  // host in tensor order (as optim.cpp's grad_sum_squares), then over ranks.
+  static_assert(cu::SUM_SQUARES_PARTIALS + kNumParamTensors <= cu::REDUCE_SCRATCH,
+                "reduce_scratch holds the per-tensor sums");
+  float *sums = scratch + cu::SUM_SQUARES_PARTIALS;
+  float host_sums[kNumParamTensors] = {};
+  bool any = false;
+  for (int i = 0; i < kNumParamTensors; ++i) {
+    const auto [lo, hi] = owned(offsets_[i], offsets_[i] + counts_[i]);
+    if (lo < hi) cu::sum_squares(sums + i, grads_ + lo, hi - lo, scratch), any = true;
+  }
+  if (any) cu::copy_to_host(host_sums, sums, sizeof host_sums);
   double ss = 0.0;
   for (int i = 0; i < kNumParamTensors; ++i) {
     const auto [lo, hi] = owned(offsets_[i], offsets_[i] + counts_[i]);
-    if (lo < hi) ss += double(cu::sum_squares(grads_ + lo, hi - lo, scratch));
+    if (lo < hi) ss += double(host_sums[i]);
   }
   if (par_.zero_stage == 1) par_.host->allreduce_sum(&ss, 1);
   const float norm = float(std::sqrt(ss));

@@ -952,8 +952,13 @@ TEST(CudaOps, SumSquares) {
     for (float x : g)
       ref += double(x) * x;
     auto d_g = upload_bf16(g);
-    const float a = cu::sum_squares(d_g.data(), n, scratch.data());
-    const float b = cu::sum_squares(d_g.data(), n, scratch.data());
+    // Both results stay on the device until one copy (sum_squares does not synchronise).
+    float *res = scratch.data() + cu::SUM_SQUARES_PARTIALS;
+    cu::sum_squares(res, d_g.data(), n, scratch.data());
+    cu::sum_squares(res + 1, d_g.data(), n, scratch.data());
+    float ab[2];
+    cu::copy_to_host(ab, res, sizeof ab);
+    const float a = ab[0], b = ab[1];
     EXPECT_NEAR(a, ref, 1e-5 * ref) << "sum_squares n=" << n;
     EXPECT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "sum_squares repeat n=" << n;
   }
