@@ -307,8 +307,8 @@ void CudaGPT::forward_logits(int B, int T, uint64_t key) {
   cu::matmul_forward(buf<bf16>("logits"), buf<bf16>("lnf"), param(WTE), nullptr, N, C, Vp);
 }
 
-float CudaGPT::forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T,
-                            float dloss, uint64_t key) {
+void CudaGPT::forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T, float dloss,
+                           uint64_t key) {
   const int N = B * T;
   FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
                 ") exceeds the planned (", B_, ",", T_, ")");
@@ -318,18 +318,19 @@ float CudaGPT::forward_loss(const int32_t *inputs, const int32_t *targets, int B
   cu::crossentropy_forward_backward(buf<float>("losses"), buf<bf16>("logits"),
                                     buf<int32_t>("targets"), N, cfg_.vocab_size,
                                     cfg_.padded_vocab_size, dloss);
-  return mean_loss(N);
 }
 
 float CudaGPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T) {
-  return forward_loss(inputs, targets, B, T, 0.0f, 0);
+  forward_loss(inputs, targets, B, T, 0.0f, 0);
+  return mean_loss(B * T);
 }
 
 float CudaGPT::forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
                                 float loss_scale, uint64_t dropout_key, bool last_micro_step) {
-  const float loss = forward_loss(inputs, targets, B, T, loss_scale / float(B * T), dropout_key);
+  forward_loss(inputs, targets, B, T, loss_scale / float(B * T), dropout_key);
+  // The losses are read after the backward is queued: the host does not wait for the forward.
   backward(B, T, dropout_key, last_micro_step && par_.device);
-  return loss;
+  return mean_loss(B * T);
 }
 
 void CudaGPT::reduce_grads(size_t begin, size_t n) {
