@@ -209,8 +209,10 @@ int main(int argc, char **argv) try {
   auto master = filled(P, 0.01f), m = filled(P, 0.0f), v = filled(P, 0.0f);
   auto scratch = filled(cu::REDUCE_SCRATCH, 0.0f);
   std::snprintf(shape, sizeof shape, "%zu", P);
-  row("sum_squares", shape, time_ms([&] { cu::sum_squares(grads.data(), P, scratch.data()); }), 0,
-      2.0 * P);
+  row("sum_squares", shape, time_ms([&] {
+        cu::sum_squares(scratch.data() + cu::SUM_SQUARES_PARTIALS, grads.data(), P, scratch.data());
+      }),
+      0, 2.0 * P);
   int t = 1;
   row("adamw_update", shape, time_ms([&] {
         cu::adamw_update(params.data(), grads.data(), master.data(), m.data(), v.data(), P, 6e-4f,

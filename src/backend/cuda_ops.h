@@ -9,7 +9,8 @@
 // - attention keeps the log-sum-exp (B,NH,T) instead of the (B,NH,T,T) probabilities, and its
 //   backward reads the forward output instead of a scratch matrix;
 // - AdamW takes the fp32 master weights and writes the bf16 parameters from them;
-// - sum_squares returns fp32 and takes a device scratch of REDUCE_SCRATCH floats;
+// - sum_squares writes its fp32 result to device memory (no synchronisation: a caller reads
+//   all tensors' sums with one copy) and takes a device scratch;
 // - matmul_forward_gelu fuses the fc layer's bias and GELU into the GEMM (cuBLASLt epilogue).
 // Dropout (p in [0, 1)) is as on the CPU: the masks are core/rng.h's dropout_keep of the same
 // element indices, so the CUDA and CPU ops drop exactly the same elements.
@@ -80,8 +81,10 @@ constexpr size_t WORKSPACE_BYTES = size_t(32) << 20;
 void set_workspace(void *ptr, size_t bytes);
 void release() noexcept;
 
-// Floats of device scratch sum_squares needs (the plan's `reduce_scratch`).
+// Floats of device scratch for reductions (the plan's `reduce_scratch`); sum_squares uses the
+// first SUM_SQUARES_PARTIALS of them.
 constexpr size_t REDUCE_SCRATCH = 1024;
+constexpr size_t SUM_SQUARES_PARTIALS = 512;
 
 // ---------------------------------------------------------------- ops (shapes as in ops.h)
 
@@ -149,8 +152,9 @@ void dropout_backward(bf16 *dinp, const bf16 *dout, size_t N, Dropout drop);
 void crossentropy_forward_backward(float *losses, bf16 *logits, const int32_t *targets, int N,
                                    int V, int Vp, float dloss);
 
-// Sum of squares of g (n), fp32, in a fixed order (deterministic); synchronises and returns it.
-float sum_squares(const bf16 *g, size_t n, float *scratch);
+// *out (one device float) = sum of squares of g (n), fp32, in a fixed order (deterministic);
+// does not synchronise. scratch: SUM_SQUARES_PARTIALS device floats, not overlapping out.
+void sum_squares(float *out, const bf16 *g, size_t n, float *scratch);
 
 // AdamW as ops.h on the fp32 master weights (n), then params (bf16) = round(master). grads are
 // bf16; zero_grad sets them to 0 in the same pass.

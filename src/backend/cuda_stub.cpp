@@ -60,7 +60,7 @@ void dropout_backward(bf16 *, const bf16 *, size_t, Dropout) { no_cuda(); }
 void crossentropy_forward_backward(float *, bf16 *, const int32_t *, int, int, int, float) {
   no_cuda();
 }
-float sum_squares(const bf16 *, size_t, float *) { no_cuda(); }
+void sum_squares(float *, const bf16 *, size_t, float *) { no_cuda(); }
 void adamw_update(bf16 *, bf16 *, float *, float *, float *, size_t, float, float, float, float,
                   float, int, float, bool) {
   no_cuda();

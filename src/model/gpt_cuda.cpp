@@ -307,8 +307,8 @@ void CudaGPT::forward_logits(int B, int T, uint64_t key) {
   cu::matmul_forward(buf<bf16>("logits"), buf<bf16>("lnf"), param(WTE), nullptr, N, C, Vp);
 }
 
-float CudaGPT::forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T,
-                            float dloss, uint64_t key) {
+void CudaGPT::forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T, float dloss,
+                           uint64_t key) {
   const int N = B * T;
   FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
                 ") exceeds the planned (", B_, ",", T_, ")");
@@ -318,18 +318,19 @@ float CudaGPT::forward_loss(const int32_t *inputs, const int32_t *targets, int B
   cu::crossentropy_forward_backward(buf<float>("losses"), buf<bf16>("logits"),
                                     buf<int32_t>("targets"), N, cfg_.vocab_size,
                                     cfg_.padded_vocab_size, dloss);
-  return mean_loss(N);
 }
 
 float CudaGPT::forward(const int32_t *inputs, const int32_t *targets, int B, int T) {
-  return forward_loss(inputs, targets, B, T, 0.0f, 0);
+  forward_loss(inputs, targets, B, T, 0.0f, 0);
+  return mean_loss(B * T);
 }
 
 float CudaGPT::forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
                                 float loss_scale, uint64_t dropout_key, bool last_micro_step) {
-  const float loss = forward_loss(inputs, targets, B, T, loss_scale / float(B * T), dropout_key);
+  forward_loss(inputs, targets, B, T, loss_scale / float(B * T), dropout_key);
+  // The losses are read after the backward is queued: the host does not wait for the forward.
   backward(B, T, dropout_key, last_micro_step && par_.device);
-  return loss;
+  return mean_loss(B * T);
 }
 
 void CudaGPT::reduce_grads(size_t begin, size_t n) {
@@ -420,12 +421,23 @@ float CudaGPT::step(float lr, float grad_clip, float beta1, float beta2, float e
     par_.device->compute_waits();
   }
   float *scratch = buf<float>("reduce_scratch");
-  // Per tensor (this rank's part of it under ZeRO-1), summed in double on the host in tensor
-  // order (as optim.cpp's grad_sum_squares), then over ranks.
+  // Per tensor (this rank's part of it under ZeRO-1) into the scratch after sum_squares'
+  // partials, read back with one copy (one synchronisation per step), summed in double on the
+  // host in tensor order (as optim.cpp's grad_sum_squares), then over ranks.
+  static_assert(cu::SUM_SQUARES_PARTIALS + kNumParamTensors <= cu::REDUCE_SCRATCH,
+                "reduce_scratch holds the per-tensor sums");
+  float *sums = scratch + cu::SUM_SQUARES_PARTIALS;
+  float host_sums[kNumParamTensors] = {};
+  bool any = false;
+  for (int i = 0; i < kNumParamTensors; ++i) {
+    const auto [lo, hi] = owned(offsets_[i], offsets_[i] + counts_[i]);
+    if (lo < hi) cu::sum_squares(sums + i, grads_ + lo, hi - lo, scratch), any = true;
+  }
+  if (any) cu::copy_to_host(host_sums, sums, sizeof host_sums);
   double ss = 0.0;
   for (int i = 0; i < kNumParamTensors; ++i) {
     const auto [lo, hi] = owned(offsets_[i], offsets_[i] + counts_[i]);
-    if (lo < hi) ss += double(cu::sum_squares(grads_ + lo, hi - lo, scratch));
+    if (lo < hi) ss += double(host_sums[i]);
   }
   if (par_.zero_stage == 1) par_.host->allreduce_sum(&ss, 1);
   const float norm = float(std::sqrt(ss));

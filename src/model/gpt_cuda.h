@@ -116,9 +116,10 @@ private:
   void attention_forward(const LayerActs &a, int B, int T, Dropout drop);
   void attention_backward(cuda::bf16 *dqkv, const cuda::bf16 *dout, const LayerActs &a, int B,
                           int T, Dropout drop);
-  // Forward with the fused loss; dloss != 0 leaves the logits' gradient for backward.
-  float forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T, float dloss,
-                     uint64_t key);
+  // Forward with the fused loss into `losses` (read by mean_loss, which synchronises);
+  // dloss != 0 leaves the logits' gradient for backward.
+  void forward_loss(const int32_t *inputs, const int32_t *targets, int B, int T, float dloss,
+                    uint64_t key);
   void forward_logits(int B, int T, uint64_t key);
   void backward(int B, int T, uint64_t key, bool reduce);
   // Sums gradients [begin, begin + n) over ranks (ZeRO-1: onto the ranks owning each part).

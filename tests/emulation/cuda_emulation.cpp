@@ -251,11 +251,11 @@ void crossentropy_forward_backward(float *losses, bf16 *logits, const int32_t *t
   if (dloss != 0.0f) store(logits, x.data(), x.size());
 }
 
-float sum_squares(const bf16 *g, size_t n, float *) {
+void sum_squares(float *out, const bf16 *g, size_t n, float *) {
   double s = 0;
   for (size_t i = 0; i < n; ++i)
     s += double(to_float(g[i])) * to_float(g[i]);
-  return float(s);
+  *out = float(s);
 }
 
 void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, size_t n, float lr,

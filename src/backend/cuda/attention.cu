@@ -4,7 +4,8 @@
 // backward; no T x T matrix exists. Backward recomputes the probabilities from the log-sum-exp in
 // two kernels, one owning query tiles (dq) and one owning key tiles (dk, dv), so that no output is
 // written by two blocks: deterministic, without atomics or fp32 scratch, at the price of computing
-// the scores twice. Head sizes 32, 64 and 128 (a template parameter).
+// the scores twice; D = dout . out per row, which both need, is computed once before them into
+// the op workspace. Head sizes 32, 64 and 128 (a template parameter).
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16): lane = 4 g + t. A (16x16, row-major):
 // registers hold (row g | g+8, cols 2t, 2t+1 | +8). B (16x8, k x n): (k 2t, 2t+1 | +8, col g),
@@ -13,7 +14,7 @@
 // the next without leaving registers.
 //
 // Dropout (p > 0; the kernels are templated on DROP so p = 0 runs the code it always ran): as on
-// the CPU, probability (query i, key j) of head bh = b*NH + h (= blockIdx.y) has the mask
+// the CPU, probability (query i, key j) of head bh = b*NH + h (= blockIdx.x) has the mask
 // dropout_keep(key, (bh*T + i)*T + j), its flat index in (B,NH,T,T). The coordinates of a score
 // come from the C layout: in a warp owning rows r0..r0+15 of a product, register e of n-tile nt
 // (s[nt][e]) sits at row r0 + g + 8*(e >> 1) and column nt*8 + 2t + (e & 1). In the forward and
@@ -77,8 +78,8 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf *tile, int ld,
   const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const bf *p = tile + (r0 + g) * ld + k0 + 2 * t;
   a[0] = ld32(p);
-  a[1] = ld32(p + 8 * ld);
-  a[2] = ld32(p + 8);
+  a[1] = ld32(p + (FINEGPT_KERNEL_FAULT == 1 ? 8 : 8 * ld)); // fault 1: registers 1, 2 swapped
+  a[2] = ld32(p + (FINEGPT_KERNEL_FAULT == 1 ? 8 * ld : 8));
   a[3] = ld32(p + 8 * ld + 8);
 }
 // B fragment of columns n0.., k0.. from a shared tile stored [n][k] with row stride ld.
@@ -96,12 +97,9 @@ __device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c0)[4],
   a[2] = pack2(c1[0], c1[1]);
   a[3] = pack2(c1[2], c1[3]);
 }
-// d += a b
+// d += a b (common.cuh)
 __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-               "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  mma_m16n8k16(d, a, b);
 }
 
 // Rows [row0, row0 + ROWS) of one head (HS columns from src, rows row_stride apart) into a
@@ -142,23 +140,34 @@ __device__ void load_tile_t(bf *dst, const bf *src, size_t row_stride, int row0,
   }
 }
 
-// lse (log2 units) and D = dout . out of `rows` rows starting at row0 into shared Ls, Ds.
+// D = dout . out per row of each head, dd (B,NH,T): computed once before the two backward
+// kernels (both need it for every tile they visit). Grid (B*NH, tiles of T), a warp per row.
 template <int HS>
-__device__ void load_stats(float *Ls, float *Ds, const float *lse, const bf *dout, const bf *out,
-                           size_t C, int row0, int rows, int T) {
+__global__ void __launch_bounds__(THREADS)
+    attention_backward_d_kernel(float *dd, const bf *dout, const bf *out, int T, int C, int NH) {
+  const int bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int r = warp; r < rows; r += WARPS) {
-    const int row = row0 + r;
+  const bf *dob = dout + size_t(b) * T * C + h * HS, *outb = out + size_t(b) * T * C + h * HS;
+  for (int r = warp; r < TILE; r += WARPS) {
+    const int row = blockIdx.y * TILE + r;
+    if (row >= T) break; // the same for the whole warp
     float acc = 0.0f;
-    if (row < T)
-      for (int d = lane; d < HS; d += 32)
-        acc += __bfloat162float(dout[size_t(row) * C + d]) *
-               __bfloat162float(out[size_t(row) * C + d]);
+    for (int d = lane; d < HS; d += 32)
+      acc +=
+          __bfloat162float(dob[size_t(row) * C + d]) * __bfloat162float(outb[size_t(row) * C + d]);
     acc = warp_sum(acc);
-    if (lane == 0) {
-      Ds[r] = acc;
-      Ls[r] = row < T ? lse[row] * LOG2E : 0.0f;
-    }
+    if (lane == 0) dd[size_t(bh) * T + row] = acc;
+  }
+}
+
+// lse (log2 units) and D of `rows` rows of one head starting at row0 into shared Ls, Ds (0 past
+// T).
+__device__ void load_stats(float *Ls, float *Ds, const float *lse, const float *dd, int row0,
+                           int rows, int T) {
+  for (int r = threadIdx.x; r < rows; r += THREADS) {
+    const int row = row0 + r;
+    Ds[r] = row < T ? dd[row] : 0.0f;
+    Ls[r] = row < T ? lse[row] * LOG2E : 0.0f;
   }
 }
 
@@ -174,15 +183,15 @@ template <int HS> constexpr size_t dkv_smem() {
          2 * KV_QTILE * sizeof(float);
 }
 
-// Grid (query tiles, B*NH); the last query tiles (most keys) are scheduled first.
+// Grid (B*NH, query tiles); the last query tiles (most keys) are scheduled first.
 template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
     attention_forward_kernel(bf *out, float *lse, const bf *qkv, int T, int C, int NH,
                              float scale_log2, DropoutArgs drop) {
   constexpr int LD = HS + PAD, LDT = TILE + PAD;
-  extern __shared__ __align__(16) unsigned char smem[];
+  FINEGPT_DYNAMIC_SMEM(smem);
   bf *Qs = reinterpret_cast<bf *>(smem), *Ks = Qs + TILE * LD, *Vt = Ks + TILE * LD;
-  const int qt = gridDim.x - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+  const int qt = gridDim.y - 1 - blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
@@ -197,7 +206,7 @@ __global__ void __launch_bounds__(THREADS)
     uint32_t kept = 0;
     if constexpr (DROP)
       kept = keep_bits<TILE / 8>(drop, mrow[0] + kt * TILE + 2 * t, mrow[1] + kt * TILE + 2 * t, 1);
-    __syncthreads(); // the previous tile is no longer read
+    if (FINEGPT_KERNEL_FAULT != 2) __syncthreads(); // the previous tile is no longer read
     load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
     load_tile_t<TILE, HS>(Vt, base + 2 * C, C3, kt * TILE, T);
     __syncthreads();
@@ -288,26 +297,26 @@ __global__ void __launch_bounds__(THREADS)
 // With dropout, dP = Z' o (dout v^T) (see the top of the file).
 template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
-    attention_backward_dq_kernel(bf *dqkv, const bf *dout, const bf *qkv, const bf *out,
-                                 const float *lse, int T, int C, int NH, float scale_log2,
+    attention_backward_dq_kernel(bf *dqkv, const bf *dout, const bf *qkv, const float *lse,
+                                 const float *dd, int T, int C, int NH, float scale_log2,
                                  float scale, DropoutArgs drop) {
   constexpr int LD = HS + PAD, LDT = TILE + PAD;
-  extern __shared__ __align__(16) unsigned char smem[];
+  FINEGPT_DYNAMIC_SMEM(smem);
   bf *Qs = reinterpret_cast<bf *>(smem), *dOs = Qs + TILE * LD, *Ks = dOs + TILE * LD;
   bf *Vs = Ks + TILE * LD, *Kt = Vs + TILE * LD;
   float *Ls = reinterpret_cast<float *>(Kt + HS * LDT), *Ds = Ls + TILE;
-  const int qt = gridDim.x - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+  const int qt = gridDim.y - 1 - blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
-  const bf *dob = dout + size_t(b) * T * C + h * HS, *outb = out + size_t(b) * T * C + h * HS;
+  const bf *dob = dout + size_t(b) * T * C + h * HS;
   const int r0 = warp * 16, row_a = qt * TILE + r0 + g, row_b = row_a + 8;
   // Mask index of (row_a | row_b, key 0); unused without dropout.
   const uint64_t mrow[2] = {(uint64_t(bh) * T + row_a) * T, (uint64_t(bh) * T + row_b) * T};
 
   load_tile<TILE, HS>(Qs, base, C3, qt * TILE, T);
   load_tile<TILE, HS>(dOs, dob, C, qt * TILE, T);
-  load_stats<HS>(Ls, Ds, lse + size_t(bh) * T, dob, outb, C, qt * TILE, TILE, T);
+  load_stats(Ls, Ds, lse + size_t(bh) * T, dd + size_t(bh) * T, qt * TILE, TILE, T);
   __syncthreads();
   const float L[2] = {Ls[r0 + g], Ls[r0 + g + 8]}, D[2] = {Ds[r0 + g], Ds[r0 + g + 8]};
   float dq[HS / 8][4] = {};
@@ -376,19 +385,19 @@ __global__ void __launch_bounds__(THREADS)
 // dout (the 1/(1-p) applied at the store) and dS as in the dq kernel.
 template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
-    attention_backward_dkv_kernel(bf *dqkv, const bf *dout, const bf *qkv, const bf *out,
-                                  const float *lse, int T, int C, int NH, float scale_log2,
+    attention_backward_dkv_kernel(bf *dqkv, const bf *dout, const bf *qkv, const float *lse,
+                                  const float *dd, int T, int C, int NH, float scale_log2,
                                   float scale, DropoutArgs drop) {
   constexpr int QB = KV_QTILE, LD = HS + PAD, LDT = QB + PAD;
-  extern __shared__ __align__(16) unsigned char smem[];
+  FINEGPT_DYNAMIC_SMEM(smem);
   bf *Ks = reinterpret_cast<bf *>(smem), *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD;
   bf *dOs = Qs + QB * LD, *Qt = dOs + QB * LD, *dOt = Qt + HS * LDT;
   float *Ls = reinterpret_cast<float *>(dOt + HS * LDT), *Ds = Ls + QB;
-  const int kt = blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH; // kt 0 has most work
+  const int kt = blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH; // kt 0 has most work
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
   const bf *base = qkv + size_t(b) * T * C3 + h * HS;
-  const bf *dob = dout + size_t(b) * T * C + h * HS, *outb = out + size_t(b) * T * C + h * HS;
+  const bf *dob = dout + size_t(b) * T * C + h * HS;
   const int k0 = warp * 16, key_a = kt * TILE + k0 + g, key_b = key_a + 8;
 
   load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
@@ -401,7 +410,7 @@ __global__ void __launch_bounds__(THREADS)
     load_tile<QB, HS>(dOs, dob, C, qi * QB, T);
     load_tile_t<QB, HS>(Qt, base, C3, qi * QB, T);
     load_tile_t<QB, HS>(dOt, dob, C, qi * QB, T);
-    load_stats<HS>(Ls, Ds, lse + size_t(bh) * T, dob, outb, C, qi * QB, QB, T);
+    load_stats(Ls, Ds, lse + size_t(bh) * T, dd + size_t(bh) * T, qi * QB, QB, T);
     __syncthreads();
     if (kt * TILE + k0 > qi * QB + QB - 1) continue; // this warp's keys are all in the future
     uint32_t kept = 0;
@@ -495,30 +504,44 @@ void check_shapes(const char *op, const void *a, const void *b, const void *c, i
                 ": internal: attention buffers must be 16-byte aligned");
 }
 
+// Grid (B*NH, tiles of T): heads in x (up to 2^31 - 1 blocks), tiles in y (at most 65535, so
+// T up to 4 million).
+dim3 attention_grid(const char *op, int B, int T, int NH) {
+  const int64_t heads = int64_t(B) * NH, tiles = (int64_t(T) + TILE - 1) / TILE;
+  FINEGPT_CHECK(heads <= 0x7fffffff, op, ": B * NH = ", heads, " exceeds a CUDA grid (2^31 - 1)");
+  FINEGPT_CHECK(tiles <= 65535, op, ": T = ", T, " exceeds 65535 tiles of ", TILE,
+                " (a CUDA grid's y limit); use block_size <= ", 65535 * TILE);
+  return dim3(unsigned(heads), unsigned(tiles));
+}
+
 template <int HS, bool DROP>
 void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH, Dropout drop) {
-  const dim3 grid((T + TILE - 1) / TILE, B * NH);
+  const dim3 grid = attention_grid("attention_forward", B, T, NH);
   const float scale_log2 = LOG2E / std::sqrt(float(HS));
   allow_smem(attention_forward_kernel<HS, DROP>, forward_smem<HS>());
-  attention_forward_kernel<HS, DROP><<<grid, THREADS, forward_smem<HS>(), stream()>>>(
-      dev(out), lse, dev(qkv), T, C, NH, scale_log2, dropout_args(drop));
-  LAUNCH_CHECK();
+  launch(attention_forward_kernel<HS, DROP>, grid, THREADS, forward_smem<HS>(), dev(out), lse,
+         dev(qkv), T, C, NH, scale_log2, dropout_args(drop));
 }
 
 template <int HS, bool DROP>
 void backward_hs(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out, const float *lse,
                  int B, int T, int C, int NH, Dropout drop) {
-  const dim3 grid((T + TILE - 1) / TILE, B * NH);
+  const dim3 grid = attention_grid("attention_backward", B, T, NH);
   const float scale = 1.0f / std::sqrt(float(HS)), scale_log2 = LOG2E * scale;
   const DropoutArgs d = dropout_args(drop);
+  // D (B,NH,T) in the op workspace, lent between ops (no other op runs meanwhile).
+  const Workspace ws = workspace();
+  const size_t rows = size_t(B) * NH * T;
+  FINEGPT_CHECK(rows * sizeof(float) <= ws.bytes, "attention_backward: B*NH*T = ", rows,
+                " rows need more than the ", ws.bytes, "-byte CUDA workspace");
+  float *dd = static_cast<float *>(ws.ptr);
+  launch(attention_backward_d_kernel<HS>, grid, THREADS, 0, dd, dev(dout), dev(out), T, C, NH);
   allow_smem(attention_backward_dq_kernel<HS, DROP>, dq_smem<HS>());
-  attention_backward_dq_kernel<HS, DROP><<<grid, THREADS, dq_smem<HS>(), stream()>>>(
-      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
-  LAUNCH_CHECK();
+  launch(attention_backward_dq_kernel<HS, DROP>, grid, THREADS, dq_smem<HS>(), dev(dqkv), dev(dout),
+         dev(qkv), lse, dd, T, C, NH, scale_log2, scale, d);
   allow_smem(attention_backward_dkv_kernel<HS, DROP>, dkv_smem<HS>());
-  attention_backward_dkv_kernel<HS, DROP><<<grid, THREADS, dkv_smem<HS>(), stream()>>>(
-      dev(dqkv), dev(dout), dev(qkv), dev(out), lse, T, C, NH, scale_log2, scale, d);
-  LAUNCH_CHECK();
+  launch(attention_backward_dkv_kernel<HS, DROP>, grid, THREADS, dkv_smem<HS>(), dev(dqkv),
+         dev(dout), dev(qkv), lse, dd, T, C, NH, scale_log2, scale, d);
 }
 
 // The head size and whether dropout is on, as template arguments of f.
@@ -545,6 +568,7 @@ void attention_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int
                        Dropout drop) {
   check_dropout(drop, "attention_forward");
   check_shapes("attention_forward", out, qkv, qkv, C, NH);
+  if (B <= 0 || T <= 0) return; // CUDA rejects an empty grid
   dispatch(C / NH, drop.p > 0.0f, [&](auto hs, auto dropping) {
     forward_hs<decltype(hs)::value, decltype(dropping)::value>(out, lse, qkv, B, T, C, NH, drop);
   });
@@ -555,6 +579,7 @@ void attention_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf1
   check_dropout(drop, "attention_backward");
   check_shapes("attention_backward", dqkv, dout, qkv, C, NH);
   FINEGPT_CHECK(aligned16(out), "attention_backward: internal: out must be 16-byte aligned");
+  if (B <= 0 || T <= 0) return;
   dispatch(C / NH, drop.p > 0.0f, [&](auto hs, auto dropping) {
     backward_hs<decltype(hs)::value, decltype(dropping)::value>(dqkv, dout, qkv, out, lse, B, T, C,
                                                                 NH, drop);

@@ -12,8 +12,10 @@ namespace {
 
 constexpr int CE_THREADS = 512;
 
-// (m, s) represents s * exp(m); adding x keeps s * exp(m) = sum exp(x_i).
+// (m, s) represents s * exp(m); adding x keeps s * exp(m) = sum exp(x_i). A -inf logit (a
+// masked token) adds exp(-inf) = 0: skipped, since with m = -inf exp(x - m) would be NaN.
 __device__ __forceinline__ void online_add(float &m, float &s, float x) {
+  if (x == -INFINITY) return;
   if (x > m) {
     s = s * __expf(m - x) + 1.0f;
     m = x;
@@ -75,13 +77,8 @@ void crossentropy_forward_backward(float *losses, bf16 *logits, const int32_t *t
   FINEGPT_CHECK(V >= 1 && V <= Vp, "crossentropy: V = ", V, " must be in [1, Vp = ", Vp, "]");
   if (N <= 0) return;
   const bool vec = Vp % 8 == 0 && aligned16(logits);
-  if (vec)
-    crossentropy_kernel<true>
-        <<<N, CE_THREADS, 0, stream()>>>(losses, dev(logits), targets, V, Vp, dloss);
-  else
-    crossentropy_kernel<false>
-        <<<N, CE_THREADS, 0, stream()>>>(losses, dev(logits), targets, V, Vp, dloss);
-  LAUNCH_CHECK();
+  launch(vec ? crossentropy_kernel<true> : crossentropy_kernel<false>, unsigned(N), CE_THREADS, 0,
+         losses, dev(logits), targets, V, Vp, dloss);
 }
 
 } // namespace finegpt::cuda

@@ -1,7 +1,12 @@
 // Internal helpers of the CUDA bodies (backend/cuda/*.cu): the host part (status checks that
 // throw finegpt::Error with file:line, the shared state: stream, cuBLASLt handle, workspace) in
-// common_host.h, and here bf16 views of the seam's pointers, warp reductions and 16-byte vector
-// access. Not part of the seam.
+// common_host.h, and here bf16 views of the seam's pointers, the launch helper, warp reductions,
+// the tensor-core product and 16-byte vector access. Not part of the seam.
+//
+// The bodies are also compiled by the host compiler against tests/kernel_host/shim, whose
+// cuda_runtime.h defines FINEGPT_KERNEL_HOST and runs each kernel with host threads; the only
+// differences that makes in this folder are below: how a kernel is launched (launch), how
+// dynamic shared memory is declared (FINEGPT_DYNAMIC_SMEM) and the mma.sync instruction.
 #pragma once
 #include <cuda_bf16.h>
 
@@ -33,6 +38,31 @@ inline DropoutArgs dropout_args(const Dropout &d) { return {d.key, d.p, 1.0f / (
 
 // Blocks of `threads` covering n items.
 inline unsigned blocks_for(size_t n, int threads) { return unsigned((n + threads - 1) / threads); }
+
+// kernel<<<grid, block, smem, stream()>>>(args...), then LAUNCH_CHECK. Ops return before calling
+// it for empty work: CUDA rejects a grid with a zero dimension as an invalid configuration.
+template <typename T> struct Ident { using type = T; };
+template <typename... P>
+void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+            typename Ident<P>::type... args) {
+#ifdef FINEGPT_KERNEL_HOST
+  ::kernel_host::run(grid, block, smem, [&] { kernel(args...); });
+#else
+  kernel<<<grid, block, smem, stream()>>>(args...);
+#endif
+  LAUNCH_CHECK();
+}
+
+// The block's dynamic shared memory as `unsigned char name[]`, 16-byte aligned.
+#ifndef FINEGPT_DYNAMIC_SMEM
+#define FINEGPT_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
+// Faults the kernel-host tests inject into a kernel to show that they catch them
+// (tests/kernel_host/CMakeLists.txt); 0, no fault, in every other build.
+#ifndef FINEGPT_KERNEL_FAULT
+#define FINEGPT_KERNEL_FAULT 0
+#endif
 
 // Column sums (fp32, fixed order) of a row-major (N, C) matrix added into a bf16 vector:
 // out[c] = bf16(out[c] + sum_n f(n, c)) with f one of the kinds below. The partial sums of
@@ -78,6 +108,21 @@ __device__ __forceinline__ float block_max(float v, float *shared) {
   __syncthreads();
   v = lane < nwarps ? shared[lane] : -INFINITY;
   return warp_max(v);
+}
+
+// d += a b over one warp: mma.sync m16n8k16, bf16 inputs, fp32 accumulation. Fragments (PTX ISA,
+// lane = 4 g + t): a = A (16x16 row-major) at rows g | g+8, cols 2t, 2t+1 | +8; b = B (16x8)
+// at k 2t, 2t+1 | +8, col g; d = D (16x8) at rows g | g+8, cols 2t, 2t+1.
+__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4],
+                                             const uint32_t (&b)[2]) {
+#ifdef FINEGPT_KERNEL_HOST
+  ::kernel_host::mma_m16n8k16_bf16(d, a, b);
+#else
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+               "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 // Eight bf16 in one 16-byte access.

@@ -47,6 +47,9 @@ Workspace workspace();
 void release_cudnn() noexcept;
 
 // Dropout probability in [0, 1), as the CPU ops check it.
-void check_dropout(const Dropout &d, const char *op);
+inline void check_dropout(const Dropout &d, const char *op) {
+  FINEGPT_CHECK(d.p >= 0.0f && d.p < 1.0f, op, ": dropout probability ", d.p,
+                " is outside [0, 1); set dropout to a value in [0, 1)");
+}
 
 } // namespace finegpt::cuda::detail

@@ -64,12 +64,11 @@ template <typename F> void binary(bf16 *out, const bf16 *a, const bf16 *b, size_
   const int threads = 256;
   const bool vec = n % 8 == 0 && aligned16(out) && aligned16(a) && (b == nullptr || aligned16(b));
   if (vec)
-    binary_kernel<true>
-        <<<blocks_for(n / 8, threads), threads, 0, stream()>>>(dev(out), dev(a), dev(b), n, f);
+    launch(binary_kernel<true, F>, blocks_for(n / 8, threads), threads, 0, dev(out), dev(a), dev(b),
+           n, f);
   else
-    binary_kernel<false>
-        <<<blocks_for(n, threads), threads, 0, stream()>>>(dev(out), dev(a), dev(b), n, f);
-  LAUNCH_CHECK();
+    launch(binary_kernel<false, F>, blocks_for(n, threads), threads, 0, dev(out), dev(a), dev(b), n,
+           f);
 }
 
 // out[i] = a[i] + dropout(b[i]), or dropout(b[i]) alone when a is null (p > 0; the mask of
@@ -99,13 +98,8 @@ void dropout(bf16 *out, const bf16 *a, const bf16 *b, size_t n, const Dropout &d
   if (n == 0) return;
   const int threads = 256;
   const bool vec = n % 8 == 0 && aligned16(out) && aligned16(b) && (a == nullptr || aligned16(a));
-  if (vec)
-    dropout_kernel<true><<<blocks_for(n / 8, threads), threads, 0, stream()>>>(
-        dev(out), dev(a), dev(b), n, dropout_args(drop));
-  else
-    dropout_kernel<false><<<blocks_for(n, threads), threads, 0, stream()>>>(
-        dev(out), dev(a), dev(b), n, dropout_args(drop));
-  LAUNCH_CHECK();
+  launch(vec ? dropout_kernel<true> : dropout_kernel<false>, blocks_for(n / (vec ? 8 : 1), threads),
+         threads, 0, dev(out), dev(a), dev(b), n, dropout_args(drop));
 }
 
 } // namespace

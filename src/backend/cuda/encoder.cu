@@ -95,6 +95,7 @@ void encoder_forward(bf16 *out, const int32_t *inp, const bf16 *wte, const bf16 
                      int C, Dropout drop) {
   check_dropout(drop, "encoder_forward");
   const int N = B * T;
+  if (N <= 0 || C <= 0) return; // CUDA rejects an empty grid
   const bool vec = C % 8 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe);
   const int threads = 256;
   const unsigned blocks = blocks_for(size_t(N) * C / (vec ? 8 : 1), threads);
@@ -102,22 +103,19 @@ void encoder_forward(bf16 *out, const int32_t *inp, const bf16 *wte, const bf16 
       drop.p > 0.0f
           ? (vec ? encoder_forward_kernel<true, true> : encoder_forward_kernel<false, true>)
           : (vec ? encoder_forward_kernel<true, false> : encoder_forward_kernel<false, false>);
-  kernel<<<blocks, threads, 0, stream()>>>(dev(out), inp, dev(wte), dev(wpe), N, T, C,
-                                           dropout_args(drop));
-  LAUNCH_CHECK();
+  launch(kernel, blocks, threads, 0, dev(out), inp, dev(wte), dev(wpe), N, T, C,
+         dropout_args(drop));
 }
 
 void encoder_backward(bf16 *dwte, bf16 *dwpe, const bf16 *dout, const int32_t *inp, int B, int T,
                       int C, Dropout drop) {
   check_dropout(drop, "encoder_backward");
   const int N = B * T;
+  if (N <= 0 || C <= 0) return;
   const bool dropping = drop.p > 0.0f;
   const DropoutArgs d = dropout_args(drop);
-  (dropping
-       ? encoder_backward_wpe_kernel<true>
-       : encoder_backward_wpe_kernel<false>)<<<blocks_for(size_t(T) * C, 256), 256, 0, stream()>>>(
-      dev(dwpe), dev(dout), B, T, C, d);
-  LAUNCH_CHECK();
+  launch(dropping ? encoder_backward_wpe_kernel<true> : encoder_backward_wpe_kernel<false>,
+         blocks_for(size_t(T) * C, 256), 256, 0, dev(dwpe), dev(dout), B, T, C, d);
 
   // Workspace: sorted tokens, positions (in and out), then CUB's temporary storage. Token ids
   // are below 65536 (plan.cpp checks vocab_size), so 16 key bits suffice.
@@ -135,14 +133,11 @@ void encoder_backward(bf16 *dwte, bf16 *dwpe, const bf16 *dout, const int32_t *i
                 "-byte CUDA workspace");
   // CUB wants its temporary storage aligned; the offset above is a multiple of 4 bytes only.
   temp = reinterpret_cast<void *>((reinterpret_cast<uintptr_t>(temp) + 255) & ~uintptr_t(255));
-  iota_kernel<<<blocks_for(N, 256), 256, 0, stream()>>>(pos, N);
-  LAUNCH_CHECK();
+  launch(iota_kernel, blocks_for(N, 256), 256, 0, pos, N);
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, tokens, tok_sorted, pos, pos_sorted,
                                              N, 0, 16, stream()));
-  (dropping ? encoder_backward_wte_kernel<true>
-            : encoder_backward_wte_kernel<false>)<<<N, 128, 0, stream()>>>(
-      dev(dwte), dev(dout), tok_sorted, pos_sorted, N, C, d);
-  LAUNCH_CHECK();
+  launch(dropping ? encoder_backward_wte_kernel<true> : encoder_backward_wte_kernel<false>,
+         unsigned(N), 128, 0, dev(dwte), dev(dout), tok_sorted, pos_sorted, N, C, d);
 }
 
 } // namespace finegpt::cuda

@@ -91,28 +91,20 @@ __global__ void layernorm_backward_kernel(bf *dinp, const bf *dout, const bf *in
 
 void layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *weight,
                        const bf16 *bias, int N, int C) {
+  if (N <= 0) return; // CUDA rejects an empty grid
   const bool vec = C % 8 == 0 && aligned16(out) && aligned16(inp) && aligned16(weight);
   const unsigned grid = blocks_for(N, LN_WARPS);
-  if (vec)
-    layernorm_forward_kernel<true><<<grid, LN_WARPS * 32, 0, stream()>>>(
-        dev(out), mean, rstd, dev(inp), dev(weight), dev(bias), N, C);
-  else
-    layernorm_forward_kernel<false><<<grid, LN_WARPS * 32, 0, stream()>>>(
-        dev(out), mean, rstd, dev(inp), dev(weight), dev(bias), N, C);
-  LAUNCH_CHECK();
+  launch(vec ? layernorm_forward_kernel<true> : layernorm_forward_kernel<false>, grid,
+         LN_WARPS * 32, 0, dev(out), mean, rstd, dev(inp), dev(weight), dev(bias), N, C);
 }
 
 void layernorm_backward(bf16 *dinp, bf16 *dweight, bf16 *dbias, const bf16 *dout, const bf16 *inp,
                         const bf16 *weight, const float *mean, const float *rstd, int N, int C) {
+  if (N <= 0) return;
   const bool vec = C % 8 == 0 && aligned16(dout);
   const unsigned grid = blocks_for(N, LN_WARPS);
-  if (vec)
-    layernorm_backward_kernel<true><<<grid, LN_WARPS * 32, 0, stream()>>>(
-        dev(dinp), dev(dout), dev(inp), dev(weight), mean, rstd, N, C);
-  else
-    layernorm_backward_kernel<false><<<grid, LN_WARPS * 32, 0, stream()>>>(
-        dev(dinp), dev(dout), dev(inp), dev(weight), mean, rstd, N, C);
-  LAUNCH_CHECK();
+  launch(vec ? layernorm_backward_kernel<true> : layernorm_backward_kernel<false>, grid,
+         LN_WARPS * 32, 0, dev(dinp), dev(dout), dev(inp), dev(weight), mean, rstd, N, C);
   column_sums_add(dweight, dbias, ColumnSum::LayerNormWeight, dout, inp, mean, rstd, N, C);
 }
 

@@ -2,7 +2,9 @@
 // GELU fused into the GEMM's epilogue. Row-major (N, C) activations are column-major (C, N)
 // matrices to cuBLAS, so out^T = W * inp^T with W (OC, C) row-major read transposed. The
 // heuristic's choice is cached per shape and alignment; the bias gradient is a fixed-order column
-// sum (cuBLASLt's BGRAD epilogue overwrites, and gradients accumulate).
+// sum (cuBLASLt's BGRAD epilogue overwrites, and gradients accumulate). Split-K partial sums are
+// reduced in fp32 only: the heuristic may otherwise reduce them in the output type (bf16) or in
+// place in the output, which loses the low bits of long sums such as dweight's k = B*T.
 #include "backend/cuda/common.cuh"
 
 #include <array>
@@ -65,6 +67,10 @@ struct Pref {
   }
 };
 
+// Split-K reductions allowed: none, or partial sums kept in the compute type (fp32).
+constexpr uint32_t FP32_REDUCTIONS =
+    CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+
 using AlgoKey = std::array<int64_t, 14>;
 std::mutex algo_mu;
 std::map<AlgoKey, cublasLtMatmulAlgo_t> algo_cache;
@@ -123,6 +129,7 @@ void run_gemm(const Gemm &g) {
     pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alB);
     pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alD);
     pref.set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alD);
+    pref.set(CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, FP32_REDUCTIONS);
     cublasLtMatmulHeuristicResult_t res{};
     int count = 0;
     CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(cublaslt(), desc.h, la.h, lb.h, ld.h, ld.h, pref.h,
@@ -131,6 +138,13 @@ void run_gemm(const Gemm &g) {
                   " k=", g.k, " (transa ", g.transa, ", transb ", g.transb, ", epilogue ", int(epi),
                   ", alignments ", alA, "/", alB, "/", alD, ")");
     algo = res.algo;
+    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+    size_t written = 0;
+    CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                      &scheme, sizeof scheme, &written));
+    FINEGPT_CHECK((scheme & ~FP32_REDUCTIONS) == 0, "internal: cuBLASLt chose split-K reduction ",
+                  scheme, " for the GEMM m=", g.m, " n=", g.n, " k=", g.k,
+                  " despite the fp32-only preference");
     std::lock_guard<std::mutex> lock(algo_mu);
     algo_cache.emplace(key, algo);
   }

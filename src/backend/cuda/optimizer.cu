@@ -1,8 +1,10 @@
-// CUDA bodies of the optimizer ops: the gradient's sum of squares (fp32, a fixed two-level
-// order, so bitwise reproducible on any GPU) and AdamW on fp32 master weights writing the bf16
-// parameters, one fused memory-bound pass with the same float formula as the CPU body.
+// CUDA bodies of the optimizer ops: the gradient's sum of squares (fp32, a two-level order fixed
+// by the size, so bitwise reproducible on any GPU; the result stays on the device) and AdamW on
+// fp32 master weights writing the bf16 parameters, one fused memory-bound pass with the same float
+// formula as the CPU body.
 #include "backend/cuda/common.cuh"
 
+#include <algorithm>
 #include <cmath>
 
 namespace finegpt::cuda {
@@ -11,9 +13,10 @@ using namespace detail;
 
 namespace {
 
-constexpr int SS_BLOCKS = 512; // partial sums; fits REDUCE_SCRATCH with the result after them
+constexpr int SS_BLOCKS = int(SUM_SQUARES_PARTIALS); // at most, partial sums in the scratch
 constexpr int SS_THREADS = 256;
-static_assert(SS_BLOCKS + 1 <= int(REDUCE_SCRATCH), "sum_squares scratch");
+constexpr size_t SS_MIN_CHUNK = 8 * SS_THREADS; // elements per block at least
+static_assert(SUM_SQUARES_PARTIALS <= REDUCE_SCRATCH, "sum_squares scratch");
 
 // Block b sums squares over its contiguous chunk [b * chunk, (b + 1) * chunk).
 __global__ void sum_squares_partial_kernel(float *partial, const bf *g, size_t n, size_t chunk) {
@@ -28,10 +31,10 @@ __global__ void sum_squares_partial_kernel(float *partial, const bf *g, size_t n
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
-__global__ void sum_squares_final_kernel(float *out, const float *partial) {
+__global__ void sum_squares_final_kernel(float *out, const float *partial, int nblocks) {
   __shared__ float shared[32];
   float acc = 0.0f;
-  for (int i = threadIdx.x; i < SS_BLOCKS; i += SS_THREADS)
+  for (int i = threadIdx.x; i < nblocks; i += SS_THREADS)
     acc += partial[i];
   acc = block_sum(acc, shared);
   if (threadIdx.x == 0) *out = acc;
@@ -57,18 +60,13 @@ __global__ void adamw_kernel(bf *params, bf *grads, float *master, float *m, flo
 
 } // namespace
 
-float sum_squares(const bf16 *g, size_t n, float *scratch) {
-  const size_t chunk = (n + SS_BLOCKS - 1) / SS_BLOCKS;
-  sum_squares_partial_kernel<<<SS_BLOCKS, SS_THREADS, 0, stream()>>>(scratch, dev(g), n,
-                                                                     chunk ? chunk : 1);
-  LAUNCH_CHECK();
-  sum_squares_final_kernel<<<1, SS_THREADS, 0, stream()>>>(scratch + SS_BLOCKS, scratch);
-  LAUNCH_CHECK();
-  float out = 0.0f;
-  CUDA_CHECK(
-      cudaMemcpyAsync(&out, scratch + SS_BLOCKS, sizeof out, cudaMemcpyDeviceToHost, stream()));
-  CUDA_CHECK(cudaStreamSynchronize(stream()));
-  return out;
+void sum_squares(float *out, const bf16 *g, size_t n, float *scratch) {
+  // Blocks and chunks depend on n only (the order is fixed), and a small tensor (a LayerNorm
+  // weight) takes a few blocks, not 512 nearly empty ones.
+  const int nblocks = int(std::clamp<size_t>((n + SS_MIN_CHUNK - 1) / SS_MIN_CHUNK, 1, SS_BLOCKS));
+  const size_t chunk = std::max<size_t>(1, (n + nblocks - 1) / nblocks);
+  launch(sum_squares_partial_kernel, unsigned(nblocks), SS_THREADS, 0, scratch, dev(g), n, chunk);
+  launch(sum_squares_final_kernel, 1, SS_THREADS, 0, out, scratch, nblocks);
 }
 
 // The CPU body's formula (ops.h: torch.optim.AdamW in float32, scalars prepared in double).
@@ -85,15 +83,9 @@ void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, 
   const float a1 = float(1.0 - double(beta1));
   const float a2 = float(1.0 - double(beta2));
   const unsigned grid = blocks_for(n, 256);
-  if (zero_grad)
-    adamw_kernel<true><<<grid, 256, 0, stream()>>>(dev(params), dev(grads), master, m, v, n, beta1,
-                                                   beta2, eps, grad_scale, neg_step, bc2_sqrt,
-                                                   decay, a1, a2);
-  else
-    adamw_kernel<false><<<grid, 256, 0, stream()>>>(dev(params), dev(grads), master, m, v, n, beta1,
-                                                    beta2, eps, grad_scale, neg_step, bc2_sqrt,
-                                                    decay, a1, a2);
-  LAUNCH_CHECK();
+  launch(zero_grad ? adamw_kernel<true> : adamw_kernel<false>, grid, 256, 0, dev(params),
+         dev(grads), master, m, v, n, beta1, beta2, eps, grad_scale, neg_step, bc2_sqrt, decay, a1,
+         a2);
 }
 
 } // namespace finegpt::cuda
