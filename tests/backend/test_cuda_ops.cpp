@@ -406,59 +406,9 @@ fvec lse_ref(const fvec &qkv, const Shape &s) {
   return lse;
 }
 
-TEST(CudaOps, Attention) {
-  REQUIRE_DEVICE();
-  Rng rng(15);
-  for (const Shape &s : shapes()) {
-    const int N = s.B * s.T, C = s.C;
-    const fvec qkv = randn(size_t(N) * 3 * C, rng);
-    fvec out(size_t(N) * C), att(size_t(s.B) * s.NH * s.T * s.T);
-    cpu::attention_forward(out.data(), att.data(), qkv.data(), s.B, s.T, C, s.NH, {});
-    auto d_qkv = upload_bf16(qkv);
-    auto d_out = poisoned<bf16>(size_t(N) * C);
-    auto d_lse = poisoned<float>(size_t(s.B) * s.NH * s.T);
-    cu::attention_forward(d_out.data(), d_lse.data(), d_qkv.data(), s.B, s.T, C, s.NH, {});
-    expect_close(download_f(d_out), out, name(s, "attention_forward out"));
-    expect_close(download(d_lse), lse_ref(qkv, s), name(s, "attention_forward lse"), 1e-3, 1e-3);
-
-    const fvec dout = randn(size_t(N) * C, rng);
-    fvec dqkv(size_t(N) * 3 * C), scratch(att.size());
-    cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), s.B,
-                            s.T, C, s.NH, {});
-    auto d_dout = upload_bf16(dout);
-    hvec first;
-    for (int rep = 0; rep < 2; rep++) {
-      auto d_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
-      cu::attention_backward(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(), d_lse.data(),
-                             s.B, s.T, C, s.NH, {});
-      const hvec got = download(d_dqkv);
-      if (rep == 0)
-        first = got;
-      else
-        EXPECT_TRUE(same_bits(first, got)) << name(s, "attention_backward repeat");
-    }
-    // Compare q, k and v gradients separately: each has its own scale.
-    const fvec got = to_f(first);
-    for (int part = 0; part < 3; part++) {
-      fvec g, r;
-      for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) {
-          g.push_back(got[size_t(n) * 3 * C + part * C + c]);
-          r.push_back(dqkv[size_t(n) * 3 * C + part * C + c]);
-        }
-      expect_attention_grad(g, r, s, part,
-                            name(s, cat("attention_backward d", "qkv"[part]).c_str()));
-    }
-  }
-}
-
-// More heads than a grid's y dimension takes (65535), at T = 2: the grid must put heads in x.
-// (Not run by the kernel-host harness, which checks the launch instead: 66000 blocks of host
-// threads take minutes.)
-TEST(CudaOps, AttentionManyHeads) {
-  REQUIRE_DEVICE();
-  Rng rng(25);
-  const Shape s{66000, 2, 32, 1};
+// One shape: forward against the CPU op (out and lse), backward twice (bitwise repeatable) and
+// each of the q, k and v gradients against the CPU's.
+void check_attention(const Shape &s, Rng &rng) {
   const int N = s.B * s.T, C = s.C;
   const fvec qkv = randn(size_t(N) * 3 * C, rng);
   fvec out(size_t(N) * C), att(size_t(s.B) * s.NH * s.T * s.T);
@@ -468,15 +418,51 @@ TEST(CudaOps, AttentionManyHeads) {
   auto d_lse = poisoned<float>(size_t(s.B) * s.NH * s.T);
   cu::attention_forward(d_out.data(), d_lse.data(), d_qkv.data(), s.B, s.T, C, s.NH, {});
   expect_close(download_f(d_out), out, name(s, "attention_forward out"));
+  expect_close(download(d_lse), lse_ref(qkv, s), name(s, "attention_forward lse"), 1e-3, 1e-3);
+
   const fvec dout = randn(size_t(N) * C, rng);
   fvec dqkv(size_t(N) * 3 * C), scratch(att.size());
   cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), s.B,
                           s.T, C, s.NH, {});
   auto d_dout = upload_bf16(dout);
-  auto d_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
-  cu::attention_backward(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(), d_lse.data(),
-                         s.B, s.T, C, s.NH, {});
-  expect_close(download_f(d_dqkv), dqkv, name(s, "attention_backward dqkv"), ATT_BWD_ELEM_RTOL);
+  hvec first;
+  for (int rep = 0; rep < 2; rep++) {
+    auto d_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
+    cu::attention_backward(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(), d_lse.data(),
+                           s.B, s.T, C, s.NH, {});
+    const hvec got = download(d_dqkv);
+    if (rep == 0)
+      first = got;
+    else
+      EXPECT_TRUE(same_bits(first, got)) << name(s, "attention_backward repeat");
+  }
+  // Compare q, k and v gradients separately: each has its own scale.
+  const fvec got = to_f(first);
+  for (int part = 0; part < 3; part++) {
+    fvec g, r;
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < C; c++) {
+        g.push_back(got[size_t(n) * 3 * C + part * C + c]);
+        r.push_back(dqkv[size_t(n) * 3 * C + part * C + c]);
+      }
+    expect_attention_grad(g, r, s, part, name(s, cat("attention_backward d", "qkv"[part]).c_str()));
+  }
+}
+
+TEST(CudaOps, Attention) {
+  REQUIRE_DEVICE();
+  Rng rng(15);
+  for (const Shape &s : shapes())
+    check_attention(s, rng);
+}
+
+// More heads than a grid's y dimension takes (65535), at T = 2: the grid must put heads in x.
+// (Not run by the kernel-host harness, which checks the launch instead: 66000 blocks of host
+// threads take minutes.)
+TEST(CudaOps, AttentionManyHeads) {
+  REQUIRE_DEVICE();
+  Rng rng(25);
+  check_attention(Shape{66000, 2, 32, 1}, rng);
 }
 
 // Empty work (B, T or N = 0) is a no-op: CUDA rejects an empty grid as an invalid
