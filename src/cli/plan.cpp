@@ -208,6 +208,7 @@ int cmd_plan(const Args &args) {
                 {"block_size", "1024", "sequence length"},
                 {"tokens_per_step", "524288", "tokens per optimizer step"},
                 {"write", "", "write the best candidate as a nanoGPT config file"},
+                {"force", "false", "--write may replace an existing file", true},
                 {"check", "", "a config file: does it fit?"},
                 {"table", "false", "the guide's per-VRAM table beside finegpt's choices", true},
                 {"list", "false", "list the GPU catalog", true}},
@@ -218,6 +219,13 @@ int cmd_plan(const Args &args) {
                "plan."))
     return 0;
   if (!o.positional().empty()) fail("unexpected argument '", o.positional()[0], "'");
+  // Before any work: a config someone wrote is not replaced by accident.
+  if (!o.str("write").empty()) {
+    FINEGPT_CHECK(o.str("check").empty(),
+                  "--write and --check: --check reads a config, --write writes one; give one");
+    FINEGPT_CHECK(o.flag("force") || !file_exists(o.str("write")), "--write ", o.str("write"),
+                  ": the file exists; add --force to replace it");
+  }
   PlanSettings s;
   s.gpus = int(o.integer("gpus"));
   FINEGPT_CHECK(s.gpus >= 1 && s.gpus <= 65536, "--gpus must be in 1..65536");

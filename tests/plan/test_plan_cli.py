@@ -7,7 +7,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from finegpt_testing import FINEGPT, CliTest, run  # noqa: E402
+from finegpt_testing import FINEGPT, CliTest, read, run  # noqa: E402
 
 GUIDE_24GB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs",
                           "fineweb_160M_guide.py")
@@ -24,7 +24,7 @@ class Plan(CliTest):
         self.assertGreaterEqual(len(names), 23)
         for name in names:
             cfg = os.path.join(self.tmp, "plan.py")
-            p = run("plan", "--gpu", name, "--write", cfg)
+            p = run("plan", "--gpu", name, "--write", cfg, "--force")
             self.assertEqual(p.returncode, 0, f"{name}: {p.stderr}")
             self.assertIn("tok/param", p.stdout)
             c = run("plan", "--check", cfg, "--gpu", name)
@@ -71,6 +71,18 @@ class Plan(CliTest):
                           f"calls it \"{driver}\"); say {other} for the other", p.stdout)
             named = run("plan", "--gpu", card, check=True).stdout
             self.assertEqual(p.stdout.split("\n", 1)[1], named)  # the same plan as the full name
+
+    def test_write_never_replaces_a_file_unasked(self):
+        cfg = os.path.join(self.tmp, "mine.py")
+        with open(cfg, "w") as f:
+            f.write("n_layer = 3  # my own config\n")
+        self.assertCleanError(run("plan", "--gpu", "4090", "--write", cfg), cfg, "--force")
+        self.assertCleanError(run("plan", "--gpu", "4090", "--check", cfg, "--write", cfg),
+                              "--write and --check")
+        self.assertEqual(read(cfg), b"n_layer = 3  # my own config\n")
+        run("plan", "--gpu", "4090", "--write", cfg, "--force", check=True)
+        self.assertIn(b"n_layer", read(cfg))
+        self.assertNotIn(b"my own config", read(cfg))
 
     def test_bad_input(self):
         self.assertCleanError(run("plan", "--gpu", "rtx 4095"), "RTX 4090")
