@@ -12,6 +12,7 @@
 #include "tokenizer/char_tokenizer.h"
 #include "tokenizer/gpt2.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -250,6 +251,15 @@ PrepareStats run(PrepareOptions o, const TextEncoder *enc, const std::string &to
   }
   set_threads(o.threads);
   DocumentReader reader(o.inputs, o.source);
+  // prepare writes and, with --overwrite, removes files in the output folder: none may be input.
+  const fs::path out_dir = fs::weakly_canonical(o.out);
+  for (const auto &f : reader.inputs()) {
+    const fs::path in = fs::weakly_canonical(f.path);
+    const auto [end, _] = std::mismatch(out_dir.begin(), out_dir.end(), in.begin(), in.end());
+    if (end == out_dir.end())
+      fail("--input ", f.path, " is inside --out ", o.out,
+           ", where prepare writes its shards; choose another --out");
+  }
   const ojson args = run_arguments(o, reader, tok_name, tok_identity, char_layout);
 
   // The layout; the char layout's sizes come from its vocabulary pass (below).

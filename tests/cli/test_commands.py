@@ -158,6 +158,19 @@ class HostileInput(CliTest):
                                       "0"), flag, "at least 1")
         self.assertFalse(os.path.exists(out))
 
+    def test_prepare_never_writes_where_it_reads(self):
+        folder = os.path.join(self.tmp, "texts")
+        os.makedirs(folder)
+        doc = os.path.join(folder, "a.txt")
+        with open(doc, "w") as f:
+            f.write("Some text to tokenize.\n")
+        for tok in ("gpt2", "char"):
+            for args in (["--input", folder, "--out", folder],
+                         ["--input", doc, "--out", folder, "--overwrite"],
+                         ["--input", doc, "--out", os.path.join(folder, "..", "texts")]):
+                self.assertCleanError(run("prepare", "--tokenizer", tok, *args), "is inside --out")
+            self.assertEqual(os.listdir(folder), ["a.txt"])
+
     def test_val_only_prepare_says_so(self):
         out = os.path.join(self.tmp, "v")
         p = run("prepare", "--input", SHAKESPEARE_PATH, "--out", out, "--val-tokens", "10M",
