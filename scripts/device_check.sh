@@ -10,9 +10,11 @@
 # (`finegpt bench --device cuda`: tokens/s, MFU, memory against the plan; also the guide's 24 GB
 # row, GPT-2 medium and whole-block recompute), then each op at
 # GPT-2 124M's shapes (bench/cuda_ops_bench.cpp, attention also through cuDNN when the build has
-# it); prints a short table last. Full logs go into $OUT when set (else /tmp/finegpt-device).
+# it); prints a short table last.
 # Takes about 3-5 minutes on 16 cores; each step has a time limit and all of them end by
-# FINEGPT_DEADLINE_S (default 480 s) after the start, so the table always prints.
+# FINEGPT_DEADLINE_S (default 480 s) after the start, so the table always prints. Logs are written
+# to /tmp/finegpt-device; when $OUT is set (the device tool), they come back as one archive,
+# $OUT/device_logs.tar.gz (the tool returns at most 8 files), beside $OUT/summary.txt.
 #
 # Needs third_party/ (GoogleTest sources, nlohmann/json, OpenBLAS), which is ignored by git:
 # make it here first with scripts/device_prepare.sh, then carry it. From a session with the
@@ -25,8 +27,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
-log=${OUT:-/tmp/finegpt-device}
-mkdir -p "$log"
+log=/tmp/finegpt-device
+rm -rf "$log" && mkdir -p "$log"
 build=$root/build-device
 jobs=${JOBS:-$(nproc)}
 t_start=$(date +%s)
@@ -58,7 +60,7 @@ step() {
   rows+=("$(printf '%-22s %-16s %5ss' "$name" "$status" "$(($(date +%s) - t0))")")
   return $rc
 }
-finish() {
+summary() {
   echo
   echo "== finegpt device_check: $(date -u '+%Y-%m-%d %H:%M UTC'), $(($(date +%s) - t_start)) s, logs in $log"
   [ -n "${gpu:-}" ] && echo "gpu: $gpu"
@@ -79,6 +81,13 @@ finish() {
       "$log/$t.log" | sed "s/^/$t: /"
   done
   printf '%s\n' "${rows[@]}"
+}
+finish() {
+  summary "$@" | tee "$log/summary.txt"
+  if [ -n "${OUT:-}" ]; then
+    cp "$log/summary.txt" "$OUT/summary.txt"
+    tar -czf "$OUT/device_logs.tar.gz" -C "$log" .
+  fi
   exit "${1:-0}"
 }
 
