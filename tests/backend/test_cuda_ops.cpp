@@ -380,6 +380,21 @@ void expect_attention_grad(const fvec &got, const fvec &ref, const Shape &s, int
   expect_close(got, ref, what, ATT_BWD_ELEM_RTOL);
 }
 
+// The q, k and v gradients of an attention backward, each against the reference separately (each
+// has its own scale), with the attention backward's tolerances.
+void expect_dqkv_close(const fvec &got, const fvec &ref, const Shape &s, const std::string &what) {
+  const int N = s.B * s.T, C = s.C;
+  for (int part = 0; part < 3; part++) {
+    fvec g, r;
+    for (int n = 0; n < N; n++)
+      for (int c = 0; c < C; c++) {
+        g.push_back(got[size_t(n) * 3 * C + part * C + c]);
+        r.push_back(ref[size_t(n) * 3 * C + part * C + c]);
+      }
+    expect_attention_grad(g, r, s, part, cat(what, " d", "qkv"[part]));
+  }
+}
+
 // log sum_j exp(scale q.k_j) over j <= t, in double, from the rounded qkv.
 fvec lse_ref(const fvec &qkv, const Shape &s) {
   const int HS = s.C / s.NH;
@@ -436,17 +451,7 @@ void check_attention(const Shape &s, Rng &rng) {
     else
       EXPECT_TRUE(same_bits(first, got)) << name(s, "attention_backward repeat");
   }
-  // Compare q, k and v gradients separately: each has its own scale.
-  const fvec got = to_f(first);
-  for (int part = 0; part < 3; part++) {
-    fvec g, r;
-    for (int n = 0; n < N; n++)
-      for (int c = 0; c < C; c++) {
-        g.push_back(got[size_t(n) * 3 * C + part * C + c]);
-        r.push_back(dqkv[size_t(n) * 3 * C + part * C + c]);
-      }
-    expect_attention_grad(g, r, s, part, name(s, cat("attention_backward d", "qkv"[part]).c_str()));
-  }
+  expect_dqkv_close(to_f(first), dqkv, s, name(s, "attention_backward"));
 }
 
 TEST(CudaOps, Attention) {
@@ -545,18 +550,6 @@ TEST(CudaHost, CudnnAttentionWithoutCudnnOrDeviceIsAnError) {
   } while (0)
 
 // dqkv (N, 3C) against the reference, q, k and v gradients separately (each has its own scale).
-void expect_dqkv_close(const fvec &got, const fvec &ref, int N, int C, const std::string &what) {
-  for (int part = 0; part < 3; part++) {
-    fvec g, r;
-    for (int n = 0; n < N; n++)
-      for (int c = 0; c < C; c++) {
-        g.push_back(got[size_t(n) * 3 * C + part * C + c]);
-        r.push_back(ref[size_t(n) * 3 * C + part * C + c]);
-      }
-    expect_close(g, r, cat(what, " d", "qkv"[part]));
-  }
-}
-
 // cuDNN's fused attention against the CPU op; its lse against our kernel's (both are
 // log sum_j exp(scale q.k_j)), and each backward fed the other forward's (out, lse).
 TEST(CudaOps, CudnnAttention) {
@@ -590,17 +583,17 @@ TEST(CudaOps, CudnnAttention) {
     auto d_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
     cu::attention_backward_cudnn(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(),
                                  d_lse.data(), s.B, s.T, C, s.NH, {});
-    expect_dqkv_close(download_f(d_dqkv), dqkv, N, C, name(s, "attention_cudnn_backward"));
+    expect_dqkv_close(download_f(d_dqkv), dqkv, s, name(s, "attention_cudnn_backward"));
     // Interchangeable: our backward on cuDNN's forward, cuDNN's backward on ours.
     auto m_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
     cu::attention_backward(m_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(), d_lse.data(),
                            s.B, s.T, C, s.NH, {});
-    expect_dqkv_close(download_f(m_dqkv), dqkv, N, C,
+    expect_dqkv_close(download_f(m_dqkv), dqkv, s,
                       name(s, "attention_mixed_backward ours-on-cudnn"));
     auto n_dqkv = poisoned<bf16>(size_t(N) * 3 * C);
     cu::attention_backward_cudnn(n_dqkv.data(), d_dout.data(), d_qkv.data(), o_out.data(),
                                  o_lse.data(), s.B, s.T, C, s.NH, {});
-    expect_dqkv_close(download_f(n_dqkv), dqkv, N, C,
+    expect_dqkv_close(download_f(n_dqkv), dqkv, s,
                       name(s, "attention_mixed_backward cudnn-on-ours"));
   }
   // The graphs are cached per shape: a second call of a built shape gives the same forward.
