@@ -119,6 +119,7 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
   long iter_num = 0;
   double best_val_loss = 1e9;
   uint64_t eval_rng = Rng(uint64_t(cfg.seed) + 3).state;
+  long last_saved_iter = -1; // the iteration of the checkpoint on disk, for the divergence message
   if (s.resume) {
     CheckpointState st = read_checkpoint_state(s.init_path);
     if (int(st.loaders.size()) != world && order == DataOrder::Random)
@@ -131,6 +132,7 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
     opt.load_moments(m.data(), v.data());
     opt.set_steps_taken(st.adam_steps);
     iter_num = st.iter_num;
+    last_saved_iter = st.iter_num;
     best_val_loss = st.best_val_loss;
     const auto &l = st.loaders[size_t(rank) < st.loaders.size() ? rank : 0];
     loader.restore({l[0], l[1], l[2]});
@@ -168,7 +170,6 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
   // ckpt.prev.bin. save_checkpoint refuses non-finite values and verifies the file before it
   // replaces the old one, so a failed save leaves the last good checkpoint as it was.
   const std::string ckpt_path = cfg.out_dir + "/ckpt.bin";
-  long last_saved_iter = s.resume ? long(read_checkpoint_state(s.init_path).iter_num) : -1;
   auto save = [&](long iter, const LoaderState &state, uint64_t eval_rng_at) {
     std::array<uint64_t, 3> mine = {state.rng, state.shard, state.position};
     std::vector<uint8_t> all = comm.all_gather_bytes(&mine, sizeof mine);
