@@ -1,6 +1,6 @@
 // finegpt bench: time full training steps (forward, backward, clip, AdamW) of a model shape on
 // random tokens; one JSON line for scripts (bench/) and a human line. --device cuda times the
-// CUDA engine (model/gpt_cuda.h) and adds tokens/s, MFU against the catalog's bf16 peak for the
+// CUDA engine and adds tokens/s, MFU against the catalog's bf16 peak for the
 // driver's GPU name, and the device memory in use against the memory plan.
 #include "backend/cuda_ops.h"
 #include "cli/commands.h"
@@ -8,11 +8,10 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/threads.h"
-#include "model/gpt.h"
-#include "model/gpt_cuda.h"
-#include "optim/optim.h"
+#include "dist/comm.h"
 #include "plan/gpus.h"
 #include "plan/planner.h"
+#include "train/engine.h"
 
 #include <algorithm>
 #include <chrono>
@@ -49,7 +48,7 @@ std::vector<double> time_steps(const GPTConfig &c, int B, int T, int steps, int 
 }
 
 // Training steps of the CUDA engine; the numbers of a GPU run (see the file comment).
-int bench_cuda(const GPTConfig &c, int B, int T, CudaModelOptions opt, int steps, int warmup) {
+int bench_cuda(const GPTConfig &c, int B, int T, ModelOptions opt, int steps, int warmup) {
   if (cuda::device_count() == 0) { // as cuda_ops_bench: a skip, not a failure
     std::printf("no CUDA device: skipped (%s)\n", cuda::device_summary().c_str());
     return 0;
@@ -58,14 +57,18 @@ int bench_cuda(const GPTConfig &c, int B, int T, CudaModelOptions opt, int steps
   cuda::set_device(0);
   cuda::DeviceInfo d0;
   cuda::device_info(0, &d0);
-  CudaGPT model(c, B, T, opt);
+  auto comm = make_single_communicator();
+  EngineOptions eo;
+  eo.backend = Backend::CUDA, eo.model = opt;
+  auto engine = make_engine(c, B, T, *comm, eo);
+  Engine &model = *engine;
   model.init_weights(1337);
-  cuda::synchronize();
+  model.synchronize();
   std::vector<double> ms =
       time_steps(c, B, T, steps, warmup, [&](const int32_t *x, const int32_t *y) {
-        model.forward_backward(x, y, B, T, 1.0f);
-        model.step(1e-4f, 1.0f, 0.9f, 0.95f, 1e-8f, 0.1f);
-        cuda::synchronize();
+        model.forward_backward(x, y, B, T, 1.0f, 0, true);
+        model.step(1e-4f, 1.0f);
+        model.synchronize();
       });
   const double median = median_of(ms);
   const double tok_s = double(B) * T / (median / 1e3);
@@ -96,7 +99,7 @@ int bench_cuda(const GPTConfig &c, int B, int T, CudaModelOptions opt, int steps
               "plan %s); in use %s of %s\n",
               format_bytes(before).c_str(), format_bytes(delta).c_str(),
               format_bytes(planned).c_str(), delta / planned,
-              format_bytes(double(model.device_bytes())).c_str(),
+              format_bytes(double(model.allocated_bytes())).c_str(),
               format_bytes(delta - planned).c_str(), format_bytes(used).c_str(),
               format_bytes(double(d.total_bytes)).c_str());
   std::printf("{\"impl\": \"finegpt-cuda\", \"gpu\": \"%s\", \"B\": %d, \"T\": %d, "
@@ -155,13 +158,16 @@ int cmd_bench(const Args &args) {
                                 "activation)");
   FINEGPT_CHECK(attention == "finegpt", "--attention cudnn is for --device cuda");
   const int threads = set_threads(int(o.integer("threads")));
-  GPT model(c, B, T);
+  auto comm = make_single_communicator();
+  EngineOptions eo;
+  eo.threads = threads;
+  auto engine = make_engine(c, B, T, *comm, eo);
+  Engine &model = *engine;
   model.init_weights(1337);
-  AdamW opt(model, AdamWConfig{});
   std::vector<double> ms =
       time_steps(c, B, T, steps, warmup, [&](const int32_t *x, const int32_t *y) {
-        model.forward_backward(x, y, B, T, 1.0f);
-        opt.step(model, 1e-4f, 1.0f);
+        model.forward_backward(x, y, B, T, 1.0f, 0, true);
+        model.step(1e-4f, 1.0f);
       });
   const double median = median_of(ms);
   std::printf("finegpt bench: %zu parameters, B=%d T=%d, %d threads: median step %.1f ms\n",

@@ -1,7 +1,7 @@
 // Loads a trained model for sample / eval / export: from a finegpt checkpoint (a file, or an
 // out_dir holding ckpt.bin) or an llm.c model file, whichever the path is.
 #pragma once
-#include "model/gpt.h"
+#include "model/model.h"
 
 #include <memory>
 #include <string>

@@ -55,39 +55,33 @@ const float *Generator::step(const int32_t *tokens, int t) {
   const GPTConfig &c = model_.config();
   const int C = c.n_embd, NH = c.n_head, Tm = c.block_size, S = S_;
   FINEGPT_CHECK(t >= 0 && t < Tm, "internal: position ", t, " outside the block");
-  const bool bias = c.bias;
-  auto P = [&](ParamId id) { return model_.param(id); };
-  float *x = buf("x"), *ln = buf("ln"), *qkv = buf("qkv"), *atty = buf("atty");
-  float *branch = buf("branch"), *fch = buf("fch"), *fch_gelu = buf("fch_gelu");
-  float *mean = buf("ln_mean"), *rstd = buf("ln_rstd");
-  cpu::encoder_forward(x, tokens, P(WTE), P(WPE) + size_t(t) * C, S, 1, C, Dropout{});
+  float *x = buf("x"), *ln = buf("ln"), *qkv = buf("qkv"), *scores = buf("scores");
+  cpu::encoder_forward(x, tokens, model_.param(WTE), model_.param(WPE) + size_t(t) * C, S, 1, C,
+                       Dropout{});
+  // The model's block over S rows of one position each: the residual stream x updated in place,
+  // the LayerNorms sharing one buffer, and attention against the KV cache.
+  GPT::LayerActs a{};
+  a.res_in = a.res2 = a.res3 = x;
+  a.ln1 = a.ln2 = ln;
+  a.qkv = qkv, a.atty = buf("atty"), a.fch = buf("fch"), a.fch_gelu = buf("fch_gelu");
+  a.branch = buf("branch");
+  a.ln1_mean = a.ln2_mean = buf("ln_mean");
+  a.ln1_rstd = a.ln2_rstd = buf("ln_rstd");
   for (int l = 0; l < c.n_layer; ++l) {
     float *kc = buf("kcache") + size_t(l) * S * Tm * C;
     float *vc = buf("vcache") + size_t(l) * S * Tm * C;
-    cpu::layernorm_forward(ln, mean, rstd, x, P(LN1W) + l * C, bias ? P(LN1B) + l * C : nullptr, S,
-                           C);
-    cpu::matmul_forward(qkv, ln, P(QKVW) + size_t(l) * 3 * C * C,
-                        bias ? P(QKVB) + l * 3 * C : nullptr, S, C, 3 * C);
-    for (int s = 0; s < S; ++s) {
-      std::copy_n(qkv + size_t(s) * 3 * C + C, C, kc + (size_t(s) * Tm + t) * C);
-      std::copy_n(qkv + size_t(s) * 3 * C + 2 * C, C, vc + (size_t(s) * Tm + t) * C);
-      std::copy_n(qkv + size_t(s) * 3 * C, C, ln + size_t(s) * C); // q, packed (S,C)
-    }
-    cpu::attention_decode(atty, buf("scores"), ln, kc, vc, S, t, Tm, C, NH);
-    cpu::matmul_forward(branch, atty, P(ATTPROJW) + size_t(l) * C * C,
-                        bias ? P(ATTPROJB) + l * C : nullptr, S, C, C);
-    cpu::residual_forward(x, x, branch, size_t(S) * C, Dropout{});
-    cpu::layernorm_forward(ln, mean, rstd, x, P(LN2W) + l * C, bias ? P(LN2B) + l * C : nullptr, S,
-                           C);
-    cpu::matmul_forward(fch, ln, P(FCW) + size_t(l) * 4 * C * C,
-                        bias ? P(FCB) + l * 4 * C : nullptr, S, C, 4 * C);
-    cpu::gelu_forward(fch_gelu, fch, size_t(S) * 4 * C);
-    cpu::matmul_forward(branch, fch_gelu, P(FCPROJW) + size_t(l) * C * 4 * C,
-                        bias ? P(FCPROJB) + l * C : nullptr, S, 4 * C, C);
-    cpu::residual_forward(x, x, branch, size_t(S) * C, Dropout{});
+    model_.block_forward(l, S, a, 0, /*write_output=*/true, [&](const GPT::LayerActs &la, Dropout) {
+      for (int s = 0; s < S; ++s) {
+        std::copy_n(la.qkv + size_t(s) * 3 * C + C, C, kc + (size_t(s) * Tm + t) * C);
+        std::copy_n(la.qkv + size_t(s) * 3 * C + 2 * C, C, vc + (size_t(s) * Tm + t) * C);
+        std::copy_n(la.qkv + size_t(s) * 3 * C, C, la.ln1 + size_t(s) * C); // q, packed (S,C)
+      }
+      cpu::attention_decode(la.atty, scores, la.ln1, kc, vc, S, t, Tm, C, NH);
+    });
   }
-  cpu::layernorm_forward(ln, mean, rstd, x, P(LNFW), bias ? P(LNFB) : nullptr, S, C);
-  cpu::matmul_forward(buf("logits"), ln, P(WTE), nullptr, S, C, c.padded_vocab_size);
+  cpu::layernorm_forward(ln, buf("ln_mean"), buf("ln_rstd"), x, model_.param(LNFW),
+                         c.bias ? model_.param(LNFB) : nullptr, S, C);
+  cpu::matmul_forward(buf("logits"), ln, model_.param(WTE), nullptr, S, C, c.padded_vocab_size);
   ++steps_;
   return buf("logits");
 }

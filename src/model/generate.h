@@ -4,7 +4,7 @@
 // positions then shift, so the cache is rebuilt for every further token (nanoGPT's cost).
 #pragma once
 #include "core/rng.h"
-#include "model/gpt.h"
+#include "model/model.h"
 
 #include <cstdint>
 #include <vector>

@@ -1,14 +1,10 @@
-// nanoGPT's LR schedule, clipping and AdamW, data-parallel (see optim.h).
+// nanoGPT's LR schedule, clipping and AdamW (see optim.h).
 #include "optim/optim.h"
 
-#include "backend/ops.h"
 #include "core/error.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstring>
-#include <tuple>
 
 namespace finegpt {
 
@@ -22,99 +18,112 @@ double LrSchedule::at(long it) const {
   return min_lr + coeff * (learning_rate - min_lr);
 }
 
-AdamW::AdamW(const GPT &model, AdamWConfig cfg, Communicator *comm, int zero_stage)
-    : cfg_(cfg), comm_(comm), zero_stage_(zero_stage) {
-  const int world = comm ? comm->world() : 1;
-  PlanOptions o;
-  o.zero_stage = zero_stage, o.world = world;
-  MemoryPlan plan = plan_memory(model.config(), model.max_batch(), model.max_time(), o);
-  const Buffer *m = plan.find("adamw.m"), *v = plan.find("adamw.v");
-  FINEGPT_CHECK(m && v, "internal: the plan has no optimizer state");
-  FINEGPT_CHECK(zero_stage == 0 || comm, "internal: ZeRO-1 needs a communicator");
+template <class Backend>
+AdamW<Backend>::AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exchange)
+    : model_(model), cfg_(cfg), exchange_(exchange) {
   P_ = end_ = model.num_params();
-  if (zero_stage == 1) {
-    auto [b, e] = comm->shard_range(model.num_params(), comm->rank());
-    begin_ = b, end_ = e;
+  PlanOptions o;
+  o.backend = Backend::kind, o.precision = Backend::precision;
+  o.recompute = model.options().recompute, o.cudnn_attention = model.options().cudnn_attention;
+  o.zero_stage = exchange ? exchange->zero_stage() : 0, o.world = exchange ? exchange->world() : 1;
+  const MemoryPlan plan = plan_memory(model.config(), model.max_batch(), model.max_time(), o);
+  if (sharded()) {
+    std::tie(begin_, end_) = exchange->owned();
     // The plan's shard is ceil(P / world); the last rank's real shard may be shorter.
-    FINEGPT_CHECK(e - b <= m->elems, "internal: optimizer shard exceeds the plan");
+    FINEGPT_CHECK(end_ - begin_ <= plan.find("adamw.m")->elems,
+                  "internal: optimizer shard exceeds the plan");
   }
-  m_ = Arena(m->elems);
-  v_ = Arena(v->elems);
-  std::memset(m_.data(), 0, m_.size() * sizeof(float));
-  std::memset(v_.data(), 0, v_.size() * sizeof(float));
+  std::vector<std::pair<const Buffer *, size_t>> at;
+  for (const auto &b : plan.buffers)
+    if (b.group == MemGroup::Optimizer) at.emplace_back(&b, bytes_), bytes_ += b.bytes;
+  FINEGPT_CHECK(!at.empty(), "internal: the plan has no optimizer state");
+  block_.emplace(bytes_);
+  for (auto [b, off] : at) {
+    float *p = reinterpret_cast<float *>(block_->data() + off);
+    if (b->name == "master") master_ = p;
+    if (b->name == "adamw.m") m_ = p;
+    if (b->name == "adamw.v") v_ = p;
+  }
+  FINEGPT_CHECK(m_ && v_ && (master_ || !Backend::kMasterWeights),
+                "internal: the plan lacks AdamW's state");
+  Backend::zero(block_->data(), bytes_);
 }
 
-double grad_sum_squares(const GPT &model, size_t begin, size_t end) {
-  // Per tensor (torch sums norms of norms; in double the order does not matter at fp32 level).
-  GPT &m = const_cast<GPT &>(model);
-  double ss = 0.0;
+template <class Backend> float AdamW<Backend>::step(float lr, float grad_clip) {
+  using Real = typename Backend::Real;
+  if (exchange_) exchange_->reduce();
+  // This rank's part of each tensor, in tensor order: the norm sums them in that order in double
+  // (torch sums norms of norms; at fp32 the order does not matter in double).
+  const auto tensors = param_tensors(model_.config());
+  std::vector<Range> ranges;
+  std::vector<int> ids;
   for (int i = 0; i < kNumParamTensors; ++i) {
-    auto id = ParamId(i);
-    const size_t off = m.param_offset(id), n = m.param_count(id);
-    const size_t b = std::max(begin, off), e = std::min(end, off + n);
-    if (b < e) ss += cpu::sum_squares(m.grads() + b, e - b);
+    const size_t off = model_.param_offset(ParamId(i)), n = model_.param_count(ParamId(i));
+    const size_t lo = std::max(begin_, off), hi = std::min(end_, off + n);
+    if (lo < hi) ranges.emplace_back(lo, hi), ids.push_back(i);
   }
-  return ss;
-}
-
-float AdamW::step(GPT &model, float lr, float grad_clip) {
-  const size_t P = model.num_params();
-  const bool multi = comm_ && comm_->world() > 1;
-  size_t begin = 0, end = P;
-  using clock = std::chrono::steady_clock;
-  auto c0 = clock::now();
-  if (multi && zero_stage_ == 1) {
-    comm_->reduce_scatter_sum(model.grads(), P);
-    std::tie(begin, end) = comm_->shard_range(P, comm_->rank());
-  } else if (multi) {
-    comm_->allreduce_sum(model.grads(), P);
-  }
-  comm_seconds_ = std::chrono::duration<double>(clock::now() - c0).count();
-  double ss = grad_sum_squares(model, begin, end);
-  if (multi && zero_stage_ == 1) comm_->allreduce_sum(&ss, 1);
+  Real *params = model_.params(), *grads = model_.grads();
+  std::vector<double> sums(ranges.size());
+  Backend::sum_squares(sums.data(), grads, ranges, model_.reduce_scratch());
+  double ss = 0.0;
+  for (double s : sums)
+    ss += s;
+  if (sharded()) exchange_->sum(&ss);
   const float norm = float(std::sqrt(ss));
   float scale = 1.0f;
   if (grad_clip > 0.0f) {
-    float coef = grad_clip / (norm + 1e-6f);
+    const float coef = grad_clip / (norm + 1e-6f);
     if (coef < 1.0f) scale = coef;
   }
   ++t_;
-  auto tensors = param_tensors(model.config());
-  for (int i = 0; i < kNumParamTensors; ++i) {
-    auto id = ParamId(i);
-    const size_t off = model.param_offset(id), n = model.param_count(id);
-    const size_t b = std::max(begin, off), e = std::min(end, off + n);
-    if (b >= e) continue;
-    cpu::adamw_update(model.params() + b, model.grads() + b, m_.data() + (b - begin_),
-                      v_.data() + (b - begin_), e - b, lr, cfg_.beta1, cfg_.beta2, cfg_.eps,
-                      tensors[i].decay ? cfg_.weight_decay : 0.0f, t_, scale,
-                      /*zero_grad=*/true);
+  for (size_t r = 0; r < ranges.size(); ++r) {
+    const auto [lo, hi] = ranges[r];
+    const size_t s = lo - begin_;
+    Backend::adamw_update(params + lo, grads + lo, master_ ? master_ + s : nullptr, m_ + s, v_ + s,
+                          hi - lo, lr, cfg_.beta1, cfg_.beta2, cfg_.eps,
+                          tensors[ids[r]].decay ? cfg_.weight_decay : 0.0f, t_, scale,
+                          /*zero_grad=*/true);
   }
-  if (multi && zero_stage_ == 1) {
-    // The rest of the gradients held this rank's unreduced partial sums.
-    std::memset(model.grads(), 0, begin * sizeof(float));
-    std::memset(model.grads() + end, 0, (P - end) * sizeof(float));
-    auto g0 = clock::now();
-    comm_->all_gather(model.params(), P);
-    comm_seconds_ += std::chrono::duration<double>(clock::now() - g0).count();
+  if (sharded()) { // the rest of the gradients held other ranks' partial sums
+    Backend::zero(grads, begin_ * sizeof(Real));
+    Backend::zero(grads + end_, (P_ - end_) * sizeof(Real));
   }
+  if (exchange_) exchange_->share_params();
   return norm;
 }
 
-void AdamW::gather_moments(std::vector<float> &m, std::vector<float> &v) {
+template <class Backend> void AdamW<Backend>::set_params(const float *host) {
+  model_.set_params(host);
+  if (master_) Backend::store(master_, host + begin_, end_ - begin_);
+}
+
+template <class Backend> void AdamW<Backend>::get_params(float *host) {
+  if (!master_) { // the model's parameters are the fp32 values, complete on every rank
+    model_.get_params(host);
+    return;
+  }
+  Backend::load(host + begin_, master_, end_ - begin_);
+  if (sharded()) exchange_->gather(host);
+}
+
+template <class Backend>
+void AdamW<Backend>::gather_moments(std::vector<float> &m, std::vector<float> &v) {
   m.assign(P_, 0.0f);
   v.assign(P_, 0.0f);
-  std::copy(m_.data(), m_.data() + (end_ - begin_), m.begin() + begin_);
-  std::copy(v_.data(), v_.data() + (end_ - begin_), v.begin() + begin_);
-  if (zero_stage_ == 1 && comm_->world() > 1) {
-    comm_->all_gather(m.data(), P_);
-    comm_->all_gather(v.data(), P_);
+  Backend::load(m.data() + begin_, m_, end_ - begin_);
+  Backend::load(v.data() + begin_, v_, end_ - begin_);
+  if (sharded()) {
+    exchange_->gather(m.data());
+    exchange_->gather(v.data());
   }
 }
 
-void AdamW::load_moments(const float *m, const float *v) {
-  std::copy(m + begin_, m + end_, m_.data());
-  std::copy(v + begin_, v + end_, v_.data());
+template <class Backend> void AdamW<Backend>::load_moments(const float *m, const float *v) {
+  Backend::store(m_, m + begin_, end_ - begin_);
+  Backend::store(v_, v + begin_, end_ - begin_);
 }
+
+template class AdamW<CpuBackend>;
+template class AdamW<CudaBackend>;
 
 } // namespace finegpt

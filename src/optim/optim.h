@@ -1,12 +1,14 @@
-// nanoGPT's optimisation: the learning-rate schedule (get_lr), global-norm gradient clipping
-// (torch.nn.utils.clip_grad_norm_) and AdamW with weight decay on 2-D weights only; across
-// ranks, gradients are averaged (all-reduce) or, with ZeRO stage 1, reduce-scattered so that
-// each rank updates its shard of the parameters with its shard of the moments and then
-// all-gathers the parameters.
+// nanoGPT's optimisation, once for both engines: the learning-rate schedule (get_lr), global-norm
+// gradient clipping (torch.nn.utils.clip_grad_norm_) and AdamW with weight decay on 2-D weights
+// only, over the seam's sum_squares and adamw_update (model/backends.h). Across ranks it asks its
+// GradExchange (core/exchange.h) for summed gradients before the update and hands back the
+// parameters after; with ZeRO stage 1 each rank updates only the shard it owns, with its shard of
+// the moments (and, where the backend keeps them, of the fp32 master weights).
 #pragma once
-#include "dist/comm.h"
-#include "model/gpt.h"
+#include "core/exchange.h"
+#include "model/model.h"
 
+#include <optional>
 #include <vector>
 
 namespace finegpt {
@@ -22,36 +24,44 @@ struct AdamWConfig {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f;
 };
 
-class AdamW {
+template <class Backend> class AdamW {
 public:
-  // Moments sized from the memory plan's optimizer group (plan_memory): every parameter, or
-  // with zero_stage 1 this rank's shard (Communicator::shard_range) only.
-  AdamW(const GPT &model, AdamWConfig cfg, Communicator *comm = nullptr, int zero_stage = 0);
-  // One update. The gradients must already be scaled so that their sum over ranks is the
-  // mean gradient; they are summed over ranks here, clipped to min(1, clip/(norm+1e-6))
-  // (clip 0: none), applied, and zeroed. Returns the global gradient norm before clipping.
-  float step(GPT &model, float lr, float grad_clip);
+  // State sized from the memory plan's optimizer group (plan_memory): every parameter, or under
+  // ZeRO-1 this rank's shard. `exchange` (null: one rank) must outlive the optimizer.
+  AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exchange = nullptr);
+  // One update. The gradients must already be scaled so that their sum over ranks is the mean
+  // gradient; they are summed over ranks, clipped to min(1, clip/(norm+1e-6)) (clip 0: none),
+  // applied, and zeroed. Returns the global gradient norm before clipping.
+  float step(float lr, float grad_clip);
   int steps_taken() const { return t_; }
-  // Seconds the last step spent in gradient and parameter collectives.
-  double comm_seconds() const { return comm_seconds_; }
   void set_steps_taken(int t) { t_ = t; }
+  // Seconds the last step's host waited on collectives.
+  double comm_seconds() const { return exchange_ ? exchange_->seconds() : 0.0; }
+  size_t bytes() const { return bytes_; } // memory this optimizer allocated
+
+  // fp32 values of every parameter into the model (and the master weights where the backend
+  // keeps them); out again from the master weights (a collective under ZeRO-1).
+  void set_params(const float *host);
+  void get_params(float *host);
   // Moments of every parameter (gathered from all ranks under ZeRO-1: a collective).
   void gather_moments(std::vector<float> &m, std::vector<float> &v);
   // Restores from moments of every parameter (each rank keeps its shard).
   void load_moments(const float *m, const float *v);
 
 private:
+  bool sharded() const { return exchange_ && exchange_->zero_stage() == 1; }
+
+  Model<Backend> &model_;
   AdamWConfig cfg_;
-  Communicator *comm_;
-  int zero_stage_;
-  size_t P_ = 0;                // parameters
-  size_t begin_ = 0, end_ = 0;  // this rank's shard of them
-  Arena m_, v_;
+  GradExchange *exchange_;
+  size_t P_ = 0, begin_ = 0, end_ = 0; // parameters; this rank's shard of them
+  std::optional<typename Backend::Block> block_;
+  float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;
+  size_t bytes_ = 0;
   int t_ = 0;
-  double comm_seconds_ = 0;
 };
 
-// The global L2 norm of the gradients in [begin, end) of the flat parameter order.
-double grad_sum_squares(const GPT &model, size_t begin, size_t end);
+extern template class AdamW<CpuBackend>;
+extern template class AdamW<CudaBackend>;
 
 } // namespace finegpt

@@ -2,7 +2,7 @@
 // gradient_accumulation_steps / world micro-steps on its own batches, gradients are summed
 // over ranks by the optimizer (all-reduce, or ZeRO-1's reduce-scatter), only rank 0 prints,
 // logs and writes checkpoints, and every rank resumes from the same checkpoint. The model and
-// optimizer are an Engine (train/engine.h): the CPU's, or on device='cuda' the GPU's (one rank).
+// optimizer are an Engine (train/engine.h): the CPU's, or on device='cuda' the GPU's.
 #include "core/error.h"
 #include "core/file.h"
 #include "core/interrupt.h"
@@ -10,7 +10,7 @@
 #include "core/threads.h"
 #include "data/tokens.h"
 #include "io/checkpoint.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "optim/optim.h"
 #include "plan/planner.h"
 #include "train/engine.h"
@@ -106,14 +106,13 @@ TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm,
   // peak that the plan does not cover, reported at the end.
   const double resident_before_model = resident_bytes();
   const AdamWConfig adam{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
-  std::unique_ptr<Engine> engine =
-      s.backend == Backend::CUDA
-          ? make_cuda_engine(s.model, B, T, adam, comm,
-                             CudaModelOptions{.recompute = int(cfg.recompute),
-                                              .cudnn_attention = cfg.attention == "cudnn",
-                                              .parallel = {.zero_stage = int(cfg.zero_stage)}},
-                             cfg.dist_timeout)
-          : make_cpu_engine(s.model, B, T, adam, comm, int(cfg.zero_stage), threads);
+  EngineOptions eo;
+  eo.backend = s.backend;
+  eo.model.recompute = int(cfg.recompute);
+  eo.model.cudnn_attention = s.backend == Backend::CUDA && cfg.attention == "cudnn";
+  eo.adam = adam, eo.zero_stage = int(cfg.zero_stage), eo.threads = threads;
+  eo.timeout_s = cfg.dist_timeout;
+  std::unique_ptr<Engine> engine = make_engine(s.model, B, T, comm, eo);
   Engine &model = *engine, &opt = *engine;
   const double peak = model.peak_flops();
   long iter_num = 0;

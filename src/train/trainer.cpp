@@ -10,7 +10,7 @@
 #include "data/tokens.h"
 #include "dist/nccl.h"
 #include "io/checkpoint.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "optim/optim.h"
 
 #include "plan/gpus.h"

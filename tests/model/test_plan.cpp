@@ -1,7 +1,7 @@
 // The memory plan and parameter layout against published GPT-2 sizes and against the model's
 // own buffers.
 #include "core/error.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "model/plan.h"
 #include "optim/optim.h"
 

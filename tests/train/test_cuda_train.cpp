@@ -20,8 +20,8 @@
 #include "data/tokens.h"
 #include "dist/comm.h"
 #include "dist/nccl.h"
-#include "model/gpt.h"
-#include "model/gpt_cuda.h"
+#include "dist/exchange.h"
+#include "model/model.h"
 #include "optim/optim.h"
 #include "testing.h"
 #include "train/trainer.h"
@@ -114,7 +114,7 @@ StepResult one_step(const GPTConfig &cfg, int level, uint64_t dropout_key) {
   r.loss = gpu.forward_backward(x.data(), y.data(), B, T, 1.0f, dropout_key);
   r.grads.resize(gpu.num_params());
   gpu.get_grads(r.grads.data());
-  r.device_bytes = gpu.device_bytes();
+  r.device_bytes = gpu.bytes();
   return r;
 }
 
@@ -220,17 +220,18 @@ TEST(CudaTrain, TwentyStepsTrackCpu) {
   const std::vector<float> w = bf16_weights(cfg, 1337);
   GPT cpu(cfg, B, T);
   std::memcpy(cpu.params(), w.data(), w.size() * sizeof(float));
-  AdamW opt(cpu, kAdam);
+  AdamW<CpuBackend> opt(cpu, kAdam);
   CudaGPT gpu(cfg, B, T);
-  gpu.set_params(w.data());
+  AdamW<CudaBackend> gopt(gpu, kAdam);
+  gopt.set_params(w.data());
   Rng rng(11);
   std::vector<int32_t> x, y;
   for (int s = 0; s < 20; ++s) {
     make_batch(rng, cfg.vocab_size, x, y);
     const float lc = cpu.forward_backward(x.data(), y.data(), B, T, 1.0f);
     const float lg = gpu.forward_backward(x.data(), y.data(), B, T, 1.0f);
-    const float nc = opt.step(cpu, kLr, kClip);
-    const float ng = gpu.step(kLr, kClip, kAdam.beta1, kAdam.beta2, kAdam.eps, kAdam.weight_decay);
+    const float nc = opt.step(kLr, kClip);
+    const float ng = gopt.step(kLr, kClip);
     std::printf("step %2d: loss cpu %.5f gpu %.5f, norm cpu %.4f gpu %.4f\n", s, lc, lg, nc, ng);
     EXPECT_NEAR(lg, lc, 0.02 * lc) << "step " << s;
   }
@@ -240,37 +241,41 @@ TEST(CudaTrain, ResumeIsExact) {
   REQUIRE_DEVICE();
   const GPTConfig cfg = small_config();
   const std::vector<float> w = bf16_weights(cfg, 1337);
-  auto run = [&](CudaGPT &m, Rng &rng, int steps, std::vector<float> &losses) {
+  auto run = [&](CudaGPT &m, AdamW<CudaBackend> &o, Rng &rng, int steps,
+                 std::vector<float> &losses) {
     std::vector<int32_t> x, y;
     for (int s = 0; s < steps; ++s) {
       make_batch(rng, cfg.vocab_size, x, y);
       losses.push_back(m.forward_backward(x.data(), y.data(), B, T, 1.0f));
-      m.step(kLr, kClip, kAdam.beta1, kAdam.beta2, kAdam.eps, kAdam.weight_decay);
+      o.step(kLr, kClip);
     }
   };
   std::vector<float> straight, resumed;
   {
     CudaGPT m(cfg, B, T);
-    m.set_params(w.data());
+    AdamW<CudaBackend> o(m, kAdam);
+    o.set_params(w.data());
     Rng rng(5);
-    run(m, rng, 20, straight);
+    run(m, o, rng, 20, straight);
   }
   Rng rng(5);
-  std::vector<float> p(w.size()), mom(w.size()), vel(w.size());
+  std::vector<float> p(w.size()), mom, vel;
   int t = 0;
   {
     CudaGPT m(cfg, B, T);
-    m.set_params(w.data());
-    run(m, rng, 10, resumed);
-    m.get_params(p.data());
-    m.get_moments(mom.data(), vel.data());
-    t = m.steps_taken();
+    AdamW<CudaBackend> o(m, kAdam);
+    o.set_params(w.data());
+    run(m, o, rng, 10, resumed);
+    o.get_params(p.data());
+    o.gather_moments(mom, vel);
+    t = o.steps_taken();
   }
   CudaGPT m(cfg, B, T);
-  m.set_params(p.data());
-  m.set_moments(mom.data(), vel.data());
-  m.set_steps_taken(t);
-  run(m, rng, 10, resumed);
+  AdamW<CudaBackend> o(m, kAdam);
+  o.set_params(p.data());
+  o.load_moments(mom.data(), vel.data());
+  o.set_steps_taken(t);
+  run(m, o, rng, 10, resumed);
   ASSERT_EQ(resumed.size(), straight.size());
   for (size_t i = 0; i < straight.size(); ++i)
     EXPECT_EQ(std::memcmp(&resumed[i], &straight[i], sizeof(float)), 0)
@@ -280,42 +285,44 @@ TEST(CudaTrain, ResumeIsExact) {
 // The NCCL path on one rank: gradients summed over NCCL during the last micro-batch's backward
 // (all-reduce; with ZeRO-1 reduce to the owner and parameters broadcast back) give bitwise the
 // losses and final weights of the plain engine over 10 steps of 2 micro-batches (a one-rank sum
-// is the identity); so does zero_stage 1 on one rank without NCCL.
+// is the identity).
 TEST(CudaTrain, SingleRankNcclEqualsPlain) {
   REQUIRE_DEVICE();
   if (!nccl_compiled_in()) GTEST_SKIP() << "no NCCL in this build";
   const GPTConfig cfg = small_config();
   const std::vector<float> w = bf16_weights(cfg, 1337);
-  auto losses = [&](CudaParallel par) {
-    CudaGPT m(cfg, B, T, {.parallel = par});
-    m.set_params(w.data());
+  auto host = make_single_communicator();
+  auto nccl = make_nccl_comm(*host);
+  auto losses = [&](DeviceComm *device, int zero) {
+    CudaGPT m(cfg, B, T);
+    std::unique_ptr<GradExchange> ex =
+        device ? make_nccl_exchange(*device, *host, zero, m.grads(), m.params(), m.num_params())
+               : nullptr;
+    AdamW<CudaBackend> o(m, kAdam, ex.get());
+    o.set_params(w.data());
     Rng rng(9);
     std::vector<int32_t> x, y;
     std::vector<float> out;
     for (int s = 0; s < 10; ++s) {
       for (int micro = 0; micro < 2; ++micro) {
         make_batch(rng, cfg.vocab_size, x, y);
-        out.push_back(m.forward_backward(x.data(), y.data(), B, T, 0.5f, 0, micro == 1));
+        out.push_back(m.forward_backward(x.data(), y.data(), B, T, 0.5f, 0,
+                                         micro == 1 ? ex.get() : nullptr));
       }
-      m.step(kLr, kClip, kAdam.beta1, kAdam.beta2, kAdam.eps, kAdam.weight_decay);
+      o.step(kLr, kClip);
     }
     std::vector<float> p(m.num_params());
-    m.get_params(p.data());
+    o.get_params(p.data());
     out.insert(out.end(), p.begin(), p.end());
     return out;
   };
-  const std::vector<float> plain = losses({});
-  auto host = make_single_communicator();
-  auto nccl = make_nccl_comm(*host);
+  const std::vector<float> plain = losses(nullptr, 0);
   for (int zero : {0, 1}) {
-    const std::vector<float> got = losses({host.get(), nccl.get(), zero});
+    const std::vector<float> got = losses(nccl.get(), zero);
     ASSERT_EQ(got.size(), plain.size());
     EXPECT_EQ(std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)), 0)
         << "zero_stage " << zero;
   }
-  // zero_stage = 1 on one GPU without NCCL (what train() builds for one rank) is the plain run.
-  const std::vector<float> alone = losses({host.get(), nullptr, 1});
-  EXPECT_EQ(std::memcmp(alone.data(), plain.data(), alone.size() * sizeof(float)), 0);
 }
 
 // Through train(): device='cuda', 20 iterations against 10, a checkpoint, and 10 more.
