@@ -1,5 +1,5 @@
 // The op seam: every op the GPT model uses, declared once. The model's forward and backward
-// (model/gpt.cpp) are written against these declarations only. Bodies: backend/cpu/*.cpp (fp32,
+// (model/model.h) are written against these declarations only. Bodies: backend/cpu/*.cpp (fp32,
 // OpenMP, GEMMs through OpenBLAS). The CUDA bodies (bf16, device pointers) are declared with the
 // same names and argument order in backend/cuda_ops.h.
 //

@@ -5,7 +5,9 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "data/tokens.h"
+#include "dist/comm.h"
 #include "io/model_load.h"
+#include "train/engine.h"
 
 #include <cstdio>
 
@@ -22,7 +24,8 @@ int cmd_eval(const Args &args) {
                 {"tokens", "10485760", "evaluate the first N tokens (0 = all whole batches)"},
                 {"batch_size", "8", "sequences per forward"},
                 {"block_size", "0", "sequence length (0 = the model's block_size)"},
-                {"threads", "0", "CPU threads (0 = all cores)"}},
+                {"threads", "0", "CPU threads (0 = all cores)"},
+                {"device", "cpu", "cpu | cuda"}},
                "usage: finegpt eval [--out_dir=DIR | --init_from=MODEL] [--input=FILE | "
                "--split=val] [--tokens=N]\n\nMean cross-entropy over the first N tokens, in "
                "order, in batches of batch_size x block_size (no overlap)."))
@@ -32,12 +35,13 @@ int cmd_eval(const Args &args) {
   const int B = int(o.integer("batch_size"));
   FINEGPT_CHECK(B > 0, "--batch_size must be positive");
   const std::string init = o.str("init_from");
-  // Probe the block size first, then plan activations for (B, T).
-  LoadedModel probe = load_model(init == "resume" ? o.str("out_dir") : init, 1, 1);
-  const int block = probe.model->config().block_size;
+  const std::string device = o.str("device");
+  FINEGPT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda (got '", device,
+                "')");
+  LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init);
+  const int block = lm.config.block_size;
   const int T = o.integer("block_size") ? int(o.integer("block_size")) : block;
   FINEGPT_CHECK(T > 0 && T <= block, "--block_size must be in 1..", block);
-  LoadedModel lm = load_model(probe.source, B, T);
   std::vector<std::string> files;
   if (!o.str("input").empty()) {
     files = {o.str("input")};
@@ -47,8 +51,8 @@ int cmd_eval(const Args &args) {
     files = find_split_files(dir, o.str("split"));
   }
   TokenDataset data(files);
-  FINEGPT_CHECK(data.max_token() < lm.model->config().vocab_size, files[0], ": token id ",
-                data.max_token(), " is outside the model's vocabulary");
+  FINEGPT_CHECK(data.max_token() < lm.config.vocab_size, files[0], ": token id ", data.max_token(),
+                " is outside the model's vocabulary");
   const long want = o.integer("tokens");
   FINEGPT_CHECK(want >= 0, "--tokens must be >= 0");
   const uint64_t per_batch = uint64_t(B) * T;
@@ -57,6 +61,12 @@ int cmd_eval(const Args &args) {
   FINEGPT_CHECK(n <= avail, "--tokens ", n, " is more than the ", avail, " tokens available");
   FINEGPT_CHECK(n >= per_batch && n % per_batch == 0, "--tokens (", n,
                 ") must be a positive multiple of batch_size x block_size (", per_batch, ")");
+  auto comm = make_single_communicator();
+  EngineOptions eo;
+  eo.backend = device == "cuda" ? Backend::CUDA : Backend::CPU;
+  auto engine = make_engine(lm.config, B, T, *comm, eo);
+  engine->set_params(lm.params.data());
+  lm.params = {};
   std::vector<int32_t> x(per_batch), y(per_batch), buf(per_batch + 1);
   double sum = 0.0;
   const uint64_t steps = n / per_batch;
@@ -64,7 +74,7 @@ int cmd_eval(const Args &args) {
     data.read(s * per_batch, per_batch + 1, buf.data());
     std::copy(buf.begin(), buf.end() - 1, x.begin());
     std::copy(buf.begin() + 1, buf.end(), y.begin());
-    sum += lm.model->forward(x.data(), y.data(), B, T);
+    sum += engine->forward(x.data(), y.data(), B, T);
   }
   std::printf("eval %s: %llu tokens, loss %.6f\n", lm.source.c_str(), (unsigned long long)n,
               sum / double(steps));

@@ -28,11 +28,11 @@ int cmd_export(const Args &args) {
   FINEGPT_CHECK(dt == "float32" || dt == "bfloat16", "--dtype: expected float32 or bfloat16, got '",
                 dt, "'");
   const std::string init = o.str("init_from");
-  LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init, 1, 1);
+  LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init);
   if (same_file(o.str("output"), lm.source))
     fail("--output ", o.str("output"), " is the file being exported (", lm.source,
          "); choose another file");
-  save_llmc_model(o.str("output"), lm.model->config(), lm.model->params(), dt == "float32" ? 3 : 5);
+  save_llmc_model(o.str("output"), lm.config, lm.params.data(), dt == "float32" ? 3 : 5);
   std::printf("wrote %s (llm.c version %d)\n", o.str("output").c_str(), dt == "float32" ? 3 : 5);
   return 0;
 }

@@ -4,14 +4,41 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "core/threads.h"
+#include "dist/comm.h"
 #include "io/model_load.h"
 #include "model/generate.h"
 #include "tokenizer/encoder.h"
+#include "train/engine.h"
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 namespace finegpt {
+
+namespace {
+
+// Next-token logits from an engine's full forward over the last block_size tokens: nanoGPT's
+// own sample.py cost, for an engine without a KV cache (the CUDA one).
+class EngineLogits final : public LogitSource {
+public:
+  EngineLogits(Engine &engine, int S) : engine_(engine), S_(S) {}
+  const float *next(const std::vector<std::vector<int32_t>> &seqs) override {
+    const size_t len = seqs[0].size(), Tm = size_t(engine_.config().block_size);
+    const size_t start = len > Tm ? len - Tm : 0, T = len - start;
+    x_.resize(size_t(S_) * T);
+    for (int s = 0; s < S_; ++s)
+      std::copy(seqs[s].begin() + start, seqs[s].end(), x_.begin() + s * T);
+    return engine_.last_logits(x_.data(), S_, int(T));
+  }
+  size_t row_stride() const override { return size_t(engine_.config().vocab_size); }
+
+private:
+  Engine &engine_;
+  int S_;
+  std::vector<int32_t> x_;
+};
+
+} // namespace
 
 int cmd_sample(const Args &args) {
   Options o;
@@ -28,7 +55,7 @@ int cmd_sample(const Args &args) {
                  "gpt2 | PATH to a rank file | char:META.json (default: the "
                  "training data's meta.json, else GPT-2)"},
                 {"threads", "0", "CPU threads (0 = all cores)"},
-                {"device", "cpu", "accepted for nanoGPT compatibility"},
+                {"device", "cpu", "cpu (with a KV cache) | cuda"},
                 {"dtype", "float32", "accepted for nanoGPT compatibility"},
                 {"compile", "false", "accepted for nanoGPT compatibility"}},
                "usage: finegpt sample [--out_dir=DIR | --init_from=MODEL] [--start=TEXT|FILE:path] "
@@ -37,7 +64,10 @@ int cmd_sample(const Args &args) {
   if (!o.positional().empty()) fail("unexpected argument '", o.positional()[0], "'");
   set_threads(int(o.integer("threads")));
   const std::string init = o.str("init_from");
-  LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init, 1, 1);
+  const std::string device = o.str("device");
+  FINEGPT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda (got '", device,
+                "')");
+  LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init);
   // nanoGPT's choice: the dataset's own vocabulary when it has one, else GPT-2's.
   std::string spec = o.str("tokenizer");
   if (spec.empty()) {
@@ -49,9 +79,9 @@ int cmd_sample(const Args &args) {
   }
   std::unique_ptr<TextEncoder> enc = make_encoder(spec);
   const TextEncoder &tok = *enc;
-  FINEGPT_CHECK(tok.vocab_size() == lm.model->config().vocab_size, "the ", tok.name(),
-                " tokenizer has ", tok.vocab_size(), " tokens but the model was trained on ",
-                lm.model->config().vocab_size, " (give --tokenizer)");
+  FINEGPT_CHECK(tok.vocab_size() == lm.config.vocab_size, "the ", tok.name(), " tokenizer has ",
+                tok.vocab_size(), " tokens but the model was trained on ", lm.config.vocab_size,
+                " (give --tokenizer)");
   std::string start = o.str("start");
   if (start.rfind("FILE:", 0) == 0) start = read_file(start.substr(5));
   std::vector<uint16_t> ids16;
@@ -63,9 +93,23 @@ int cmd_sample(const Args &args) {
   SampleOptions opt{int(n), float(o.real("temperature")), int(o.integer("top_k"))};
   FINEGPT_CHECK(opt.temperature > 0, "--temperature must be positive");
   FINEGPT_CHECK(opt.top_k >= 0, "--top_k must be >= 0");
-  Generator gen(*lm.model, int(S));
   Rng rng(uint64_t(o.integer("seed")));
-  auto outs = gen.generate(prompt, opt, rng);
+  std::vector<std::vector<int32_t>> outs;
+  if (device == "cpu") {
+    GPT model(lm.config, 1, 1); // the generator brings its own activations
+    model.set_params(lm.params.data());
+    lm.params = {};
+    outs = Generator(model, int(S)).generate(prompt, opt, rng);
+  } else {
+    auto comm = make_single_communicator();
+    EngineOptions eo;
+    eo.backend = Backend::CUDA;
+    auto engine = make_engine(lm.config, int(S), lm.config.block_size, *comm, eo);
+    engine->set_params(lm.params.data());
+    lm.params = {};
+    EngineLogits source(*engine, int(S));
+    outs = generate(source, int(S), lm.config.vocab_size, prompt, opt, rng);
+  }
   for (const auto &seq : outs) {
     std::string text = start + tok.decode(seq.data(), seq.size());
     std::printf("%s\n---------------\n", text.c_str());

@@ -10,7 +10,7 @@
 
 namespace finegpt {
 
-LoadedModel load_model(const std::string &path, int B, int T) {
+LoadedModel load_model(const std::string &path) {
   LoadedModel out;
   std::string file = path;
   if (std::filesystem::is_directory(path)) file = path + "/ckpt.bin";
@@ -26,13 +26,14 @@ LoadedModel load_model(const std::string &path, int B, int T) {
   out.source = file;
   if (magic == kCheckpointMagic) {
     CheckpointState st = read_checkpoint_state(file);
-    out.model = std::make_unique<GPT>(st.model, B, T ? T : st.model.block_size);
-    load_checkpoint(file, out.model->params(), nullptr, nullptr);
+    out.config = st.model;
+    out.params.resize(num_parameters(st.model));
+    load_checkpoint(file, out.params.data(), nullptr, nullptr);
     out.data_dir = st.data_dir;
   } else if (int32_t(magic) == kLlmcModelMagic) {
-    GPTConfig c = read_llmc_header(file);
-    out.model = std::make_unique<GPT>(c, B, T ? T : c.block_size);
-    load_llmc_model(file, out.model->params());
+    out.config = read_llmc_header(file);
+    out.params.resize(num_parameters(out.config));
+    load_llmc_model(file, out.params.data());
   } else {
     fail(file, ": not a finegpt checkpoint or an llm.c model file (unknown magic number)");
   }

@@ -1,21 +1,22 @@
-// Loads a trained model for sample / eval / export: from a finegpt checkpoint (a file, or an
-// out_dir holding ckpt.bin) or an llm.c model file, whichever the path is.
+// Loads a trained model's weights for sample / eval / export: from a finegpt checkpoint (a file,
+// or an out_dir holding ckpt.bin) or an llm.c model file, whichever the path is. The commands put
+// them into an engine (train/engine.h) of the device they run on.
 #pragma once
-#include "model/model.h"
+#include "model/plan.h"
 
-#include <memory>
 #include <string>
+#include <vector>
 
 namespace finegpt {
 
 struct LoadedModel {
-  std::unique_ptr<GPT> model;
-  std::string data_dir; // from a finegpt checkpoint; "" for llm.c files
+  GPTConfig config;
+  std::vector<float> params; // fp32, num_parameters(config), param_tensors order
+  std::string data_dir;      // from a finegpt checkpoint; "" for llm.c files
   std::string source;
 };
 
 // `path`: an out_dir (reads path/ckpt.bin), a finegpt checkpoint file, or an llm.c model file.
-// Activations are planned for micro-batches up to (B, T); T = 0 means block_size.
-LoadedModel load_model(const std::string &path, int B, int T);
+LoadedModel load_model(const std::string &path);
 
 } // namespace finegpt

@@ -119,35 +119,44 @@ int32_t sample_token(const float *logits, int V, const SampleOptions &opt, Rng &
 
 } // namespace
 
+const float *Generator::next(const std::vector<std::vector<int32_t>> &seqs) {
+  FINEGPT_CHECK(seqs.size() == size_t(S_), "internal: ", seqs.size(), " sequences, planned ", S_);
+  const size_t len = seqs[0].size(), Tm = size_t(model_.config().block_size);
+  toks_.resize(S_);
+  auto feed = [&](size_t i, size_t pos) {
+    for (int s = 0; s < S_; ++s)
+      toks_[s] = seqs[s][i];
+    return step(toks_.data(), int(pos));
+  };
+  if (cached_ > 0 && len == cached_ + 1 && len <= Tm) return feed(len - 1, cached_++);
+  // A new context, or one past the block: the cache from the last min(len, block) tokens.
+  const size_t start = len > Tm ? len - Tm : 0;
+  const float *logits = nullptr;
+  for (size_t i = start; i < len; ++i)
+    logits = feed(i, i - start);
+  cached_ = start == 0 ? len : 0; // shifted positions are never extended
+  return logits;
+}
+
 std::vector<std::vector<int32_t>> Generator::generate(const std::vector<int32_t> &prompt,
                                                       const SampleOptions &opt, Rng &rng) {
+  cached_ = 0;
+  return finegpt::generate(*this, S_, model_.config().vocab_size, prompt, opt, rng);
+}
+
+std::vector<std::vector<int32_t>> generate(LogitSource &model, int S, int V,
+                                           const std::vector<int32_t> &prompt,
+                                           const SampleOptions &opt, Rng &rng) {
   FINEGPT_CHECK(!prompt.empty(), "the start text encodes to no tokens");
-  const GPTConfig &c = model_.config();
-  const int S = S_, Tm = c.block_size, V = c.vocab_size, Vp = c.padded_vocab_size;
   std::vector<std::vector<int32_t>> seqs(S, prompt), out(S);
-  std::vector<int32_t> toks(S);
   std::vector<float> work;
-  // Feeds the last min(len, block_size) tokens of each sequence from position 0.
-  auto prefill = [&]() -> const float * {
-    const size_t len = seqs[0].size(), start = len > size_t(Tm) ? len - Tm : 0;
-    const float *logits = nullptr;
-    for (size_t i = start; i < len; ++i) {
-      for (int s = 0; s < S; ++s)
-        toks[s] = seqs[s][i];
-      logits = step(toks.data(), int(i - start));
-    }
-    return logits;
-  };
-  const float *logits = prefill();
   for (int n = 0; n < opt.max_new_tokens; ++n) {
+    const float *logits = model.next(seqs);
     for (int s = 0; s < S; ++s) {
-      toks[s] = sample_token(logits + size_t(s) * Vp, V, opt, rng, work);
-      seqs[s].push_back(toks[s]);
-      out[s].push_back(toks[s]);
+      const int32_t t = sample_token(logits + size_t(s) * model.row_stride(), V, opt, rng, work);
+      seqs[s].push_back(t);
+      out[s].push_back(t);
     }
-    if (n + 1 == opt.max_new_tokens) break;
-    const size_t len = seqs[0].size();
-    logits = len <= size_t(Tm) ? step(toks.data(), int(len - 1)) : prefill();
   }
   return out;
 }

@@ -1,7 +1,8 @@
-// Text generation with a KV cache: each new token costs one position's forward (O(1) matrix
-// work, O(t) attention), so n tokens cost O(n) forward work inside the block. Past block_size
-// the context is the last block_size tokens, exactly as nanoGPT's generate() crops it; the
-// positions then shift, so the cache is rebuilt for every further token (nanoGPT's cost).
+// Text generation: nanoGPT's sampling over any source of next-token logits, and the CPU model's
+// KV cache, where each new token costs one position's forward (O(1) matrix work, O(t) attention),
+// so n tokens cost O(n) forward work inside the block. Past block_size the context is the last
+// block_size tokens, exactly as nanoGPT's generate() crops it; the positions then shift, so the
+// cache is rebuilt for every further token (nanoGPT's cost).
 #pragma once
 #include "core/rng.h"
 #include "model/model.h"
@@ -20,12 +21,32 @@ struct SampleOptions {
   int top_k = 200; // 0: no top-k filter
 };
 
-class Generator {
+// Next-token logits for S sequences of one length: what sampling needs of a model.
+class LogitSource {
+public:
+  virtual ~LogitSource() = default;
+  // Logits after each sequence (rows `row_stride()` floats apart; the first vocab_size count),
+  // with nanoGPT's context: the last block_size tokens. Valid until the next call.
+  virtual const float *next(const std::vector<std::vector<int32_t>> &seqs) = 0;
+  virtual size_t row_stride() const = 0;
+};
+
+// nanoGPT's generate(): continues S copies of `prompt` (non-empty) by opt.max_new_tokens tokens
+// each (logits / temperature, top-k, softmax, one draw per sequence); returns the S new-token
+// sequences.
+std::vector<std::vector<int32_t>> generate(LogitSource &model, int S, int vocab_size,
+                                           const std::vector<int32_t> &prompt,
+                                           const SampleOptions &opt, Rng &rng);
+
+// The CPU model with a KV cache: the model's own block (Model::block_forward) over one position of
+// S sequences, attention against the cached keys and values.
+class Generator final : public LogitSource {
 public:
   // Reads the parameters of `model` (which must outlive the generator).
   Generator(const GPT &model, int S);
-  // Continues S copies of `prompt` (non-empty) by opt.max_new_tokens tokens each; returns the
-  // S new-token sequences.
+  const float *next(const std::vector<std::vector<int32_t>> &seqs) override;
+  size_t row_stride() const override { return size_t(model_.config().padded_vocab_size); }
+  // generate() over this model.
   std::vector<std::vector<int32_t>> generate(const std::vector<int32_t> &prompt,
                                              const SampleOptions &opt, Rng &rng);
   // Logits (S,Vp) of the next token after feeding `tokens` (one per sequence) at position t.
@@ -41,6 +62,8 @@ private:
   Arena arena_;
   std::vector<std::pair<std::string, float *>> ptrs_;
   long steps_ = 0;
+  size_t cached_ = 0; // positions in the cache, all from position 0 of the sequences
+  std::vector<int32_t> toks_;
 };
 
 } // namespace finegpt

@@ -1,4 +1,4 @@
-// The memory plan (see plan.h). Activation names match the model's forward (model/gpt.cpp).
+// The memory plan (see plan.h). Activation names are the ones the model resolves (model/model.cpp).
 #include "model/plan.h"
 
 #include "core/error.h"

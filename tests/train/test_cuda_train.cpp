@@ -1,4 +1,4 @@
-// Training on the GPU (model/gpt_cuda.h, the CUDA engine of train/loop.cpp) against the CPU
+// Training on the GPU (Model<CudaBackend>, the CUDA engine of train/train.cpp) against the CPU
 // model from the same weights: one step's loss within 1e-2 and every gradient tensor's cosine
 // similarity above 0.999; 20 AdamW steps whose losses track the CPU's within 2%; resume exact
 // (10 steps + save/restore + 10 against 20, losses bitwise equal), at the model and through
