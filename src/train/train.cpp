@@ -1,6 +1,6 @@
-// The training loop (nanoGPT's train.py), data-parallel over a Communicator: each rank runs
-// gradient_accumulation_steps / world micro-steps on its own batches, gradients are summed
-// over ranks by the optimizer (all-reduce, or ZeRO-1's reduce-scatter), only rank 0 prints,
+// train(): nanoGPT's train.py, data-parallel over a Communicator: each rank runs
+// gradient_accumulation_steps / world micro-steps on its own batches, gradients are summed over
+// ranks by the engine's exchange (all-reduce, or ZeRO-1's reduce-to-owner), only rank 0 prints,
 // logs and writes checkpoints, and every rank resumes from the same checkpoint. The model and
 // optimizer are an Engine (train/engine.h): the CPU's, or on device='cuda' the GPU's.
 #include "core/error.h"
@@ -74,262 +74,327 @@ void check_same_config(const TrainConfig &cfg, Communicator &comm) {
            "same config file and flags)");
 }
 
-} // namespace
-
-TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm, bool *started) {
-  using clock = std::chrono::steady_clock;
-  const int rank = comm.rank(), world = comm.world();
-  const bool root = rank == 0;
-  const int threads = set_threads(int(cfg.threads));
-  const int B = int(cfg.batch_size), T = int(cfg.block_size);
-  FINEGPT_CHECK(T <= s.model.block_size, "block_size ", T, " exceeds the model's ",
-                s.model.block_size);
-  FINEGPT_CHECK(cfg.gradient_accumulation_steps % world == 0, "gradient_accumulation_steps (",
-                cfg.gradient_accumulation_steps, ") must be divisible by the number of ranks (",
-                world, ")");
+// The run's shape against the model and the ranks, the same config on every rank; the
+// accumulation steps per rank (nanoGPT's DDP divides them).
+long checked_accumulation(const TrainConfig &cfg, const RunSetup &s, Communicator &comm) {
+  FINEGPT_CHECK(cfg.block_size <= s.model.block_size, "block_size ", cfg.block_size,
+                " exceeds the model's ", s.model.block_size);
+  FINEGPT_CHECK(cfg.gradient_accumulation_steps % comm.world() == 0,
+                "gradient_accumulation_steps (", cfg.gradient_accumulation_steps,
+                ") must be divisible by the number of ranks (", comm.world(), ")");
   check_same_config(cfg, comm);
-  const long accum = cfg.gradient_accumulation_steps / world; // per rank, as nanoGPT's DDP
-  if (root) make_dirs(cfg.out_dir);
+  return cfg.gradient_accumulation_steps / comm.world();
+}
 
-  // Data first: a bad file fails before any work.
-  TokenDataset train_data(find_split_files(s.data_dir, "train"));
-  TokenDataset val_data(find_split_files(s.data_dir, "val"));
-  for (const TokenDataset *d : {&train_data, &val_data})
+// One training run on this rank: set-up (data, engine, starting weights), then nanoGPT's loop of
+// evaluation, checkpoint and optimizer steps.
+class Run {
+public:
+  Run(const TrainConfig &cfg, const RunSetup &s, Communicator &comm);
+  TrainResult loop(bool *started);
+
+private:
+  void start_weights();
+  // nanoGPT's estimate_loss on both splits at iteration `iter`; a checkpoint when val improves
+  // (or always). Errors if a loss is not finite.
+  void evaluate(const LoaderState &held, TrainResult &result);
+  // Gradient accumulation over this rank's micro-batches, then the optimizer step; the logged
+  // loss (the last micro-batch's), the mean over all ranks' micro-batches and the norm.
+  struct Step {
+    float loss, norm;
+    double loss_mean;
+  };
+  Step step(float lr, LoaderState &held);
+  // A checkpoint of the state before iteration `iter` runs (see the body).
+  void save(long iter, const LoaderState &state, uint64_t eval_rng_at);
+  [[noreturn]] void diverged(long iter, const std::string &what, double value) const;
+  void log_json(const nlohmann::json &j);
+  void report_memory() const;
+
+  const TrainConfig &cfg_;
+  const RunSetup &s_;
+  Communicator &comm_;
+  const int rank_, world_;
+  const bool root_;
+  const int B_, T_;
+  const long accum_; // micro-steps per rank, as nanoGPT's DDP
+  TokenDataset train_data_, val_data_;
+  const DataOrder order_;
+  BatchLoader loader_, eval_train_, eval_val_;
+  const double resident_before_model_; // the part of the peak the plan does not cover
+  std::unique_ptr<Engine> engine_;
+  const std::string ckpt_path_;
+  std::unique_ptr<FILE, int (*)(FILE *)> metrics_{nullptr, std::fclose};
+  long iter_num_ = 0;
+  double best_val_loss_ = 1e9;
+  uint64_t eval_rng_;
+  long last_saved_iter_ = -1;                 // the iteration of the checkpoint on disk
+  std::deque<std::pair<long, float>> recent_; // the last few step losses
+  std::vector<int32_t> x_, y_, ex_, ey_;
+};
+
+Run::Run(const TrainConfig &cfg, const RunSetup &s, Communicator &comm)
+    : cfg_(cfg), s_(s), comm_(comm), rank_(comm.rank()), world_(comm.world()), root_(rank_ == 0),
+      B_(int(cfg.batch_size)), T_(int(cfg.block_size)), accum_(checked_accumulation(cfg, s, comm)),
+      // Data first: a bad file fails before any work.
+      train_data_(find_split_files(s.data_dir, "train")),
+      val_data_(find_split_files(s.data_dir, "val")), order_(parse_data_order(cfg.data_order)),
+      loader_(train_data_, B_, T_, order_, uint64_t(cfg.seed), rank_, world_),
+      eval_train_(train_data_, B_, T_, order_, uint64_t(cfg.seed) + 1),
+      eval_val_(val_data_, B_, T_, order_, uint64_t(cfg.seed) + 2),
+      resident_before_model_(resident_bytes()), ckpt_path_(cfg.out_dir + "/ckpt.bin"),
+      eval_rng_(Rng(uint64_t(cfg.seed) + 3).state) {
+  for (const TokenDataset *d : {&train_data_, &val_data_})
     FINEGPT_CHECK(d->max_token() < s.model.vocab_size, d->file_path(0), ": token id ",
                   d->max_token(), " is outside the model's vocabulary (", s.model.vocab_size, ")");
-  const DataOrder order = parse_data_order(cfg.data_order);
-  BatchLoader loader(train_data, B, T, order, uint64_t(cfg.seed), rank, world);
-  BatchLoader eval_train(train_data, B, T, order, uint64_t(cfg.seed) + 1);
-  BatchLoader eval_val(val_data, B, T, order, uint64_t(cfg.seed) + 2);
-
-  // The process before the model exists (program, libraries, data index): the part of the
-  // peak that the plan does not cover, reported at the end.
-  const double resident_before_model = resident_bytes();
-  const AdamWConfig adam{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
+  if (root_) make_dirs(cfg.out_dir);
+  // The engine, chosen here and nowhere else in a run.
   EngineOptions eo;
   eo.backend = s.backend;
   eo.model.recompute = int(cfg.recompute);
   eo.model.cudnn_attention = s.backend == Backend::CUDA && cfg.attention == "cudnn";
-  eo.adam = adam, eo.zero_stage = int(cfg.zero_stage), eo.threads = threads;
+  eo.adam = AdamWConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
+  eo.zero_stage = int(cfg.zero_stage), eo.threads = set_threads(int(cfg.threads));
   eo.timeout_s = cfg.dist_timeout;
-  std::unique_ptr<Engine> engine = make_engine(s.model, B, T, comm, eo);
-  Engine &model = *engine, &opt = *engine;
-  const double peak = model.peak_flops();
-  long iter_num = 0;
-  double best_val_loss = 1e9;
-  uint64_t eval_rng = Rng(uint64_t(cfg.seed) + 3).state;
-  long last_saved_iter = -1; // the iteration of the checkpoint on disk, for the divergence message
-  if (s.resume) {
-    CheckpointState st = read_checkpoint_state(s.init_path);
-    if (int(st.loaders.size()) != world && order == DataOrder::Random)
-      fail(s.init_path, ": written by ", st.loaders.size(),
-           " rank(s); resuming random batches "
-           "exactly needs as many ranks (or data_order = 'sequential')");
-    std::vector<float> p(model.num_params()), m(p.size()), v(p.size());
-    load_checkpoint(s.init_path, p.data(), m.data(), v.data());
-    model.set_params(p.data());
-    opt.load_moments(m.data(), v.data());
-    opt.set_steps_taken(st.adam_steps);
-    iter_num = st.iter_num;
-    last_saved_iter = st.iter_num;
-    best_val_loss = st.best_val_loss;
-    const auto &l = st.loaders[size_t(rank) < st.loaders.size() ? rank : 0];
-    loader.restore({l[0], l[1], l[2]});
-    eval_rng = st.eval_rng;
-    if (root) std::printf("resuming from %s at iter %ld\n", s.init_path.c_str(), iter_num);
-  } else if (!s.init_path.empty()) {
-    load_llmc_into(model, s.model, s.init_path);
+  engine_ = make_engine(s.model, B_, T_, comm, eo);
+  start_weights();
+  if (root_) {
+    const std::string path = cfg.out_dir + "/metrics.jsonl";
+    metrics_.reset(std::fopen(path.c_str(), s.resume ? "a" : "w"));
+    if (!metrics_) fail(path, ": cannot write");
+    std::printf("training on %s%s\n", engine_->describe().c_str(),
+                world_ > 1 ? cat(" per rank, ", world_, " ranks (", comm.name(), ")",
+                                 cfg.zero_stage ? ", ZeRO-1" : "")
+                                 .c_str()
+                           : "");
+  }
+  x_.resize(size_t(B_) * T_), y_.resize(x_.size()), ex_.resize(x_.size()), ey_.resize(x_.size());
+}
+
+// A checkpoint (resume), an llm.c model file, or nanoGPT's initialisation.
+void Run::start_weights() {
+  Engine &e = *engine_;
+  if (!s_.resume) {
+    if (!s_.init_path.empty())
+      load_llmc_into(e, s_.model, s_.init_path);
+    else
+      e.init_weights(uint64_t(cfg_.seed));
+    return;
+  }
+  CheckpointState st = read_checkpoint_state(s_.init_path);
+  if (int(st.loaders.size()) != world_ && order_ == DataOrder::Random)
+    fail(s_.init_path, ": written by ", st.loaders.size(),
+         " rank(s); resuming random batches "
+         "exactly needs as many ranks (or data_order = 'sequential')");
+  std::vector<float> p(e.num_params()), m(p.size()), v(p.size());
+  load_checkpoint(s_.init_path, p.data(), m.data(), v.data());
+  e.set_params(p.data());
+  e.load_moments(m.data(), v.data());
+  e.set_steps_taken(st.adam_steps);
+  iter_num_ = st.iter_num;
+  last_saved_iter_ = st.iter_num;
+  best_val_loss_ = st.best_val_loss;
+  const auto &l = st.loaders[size_t(rank_) < st.loaders.size() ? rank_ : 0];
+  loader_.restore({l[0], l[1], l[2]});
+  eval_rng_ = st.eval_rng;
+  if (root_) std::printf("resuming from %s at iter %ld\n", s_.init_path.c_str(), iter_num_);
+}
+
+void Run::log_json(const nlohmann::json &j) {
+  if (!root_) return;
+  std::fprintf(metrics_.get(), "%s\n", j.dump().c_str());
+  std::fflush(metrics_.get());
+}
+
+// `state` is this rank's loader before the batch now in x, y, `eval_rng_at` the evaluation RNG
+// before that iteration's evaluation. Collectives first (every rank), then rank 0 writes
+// ckpt.bin, keeping the one before as ckpt.prev.bin. save_checkpoint refuses non-finite values
+// and verifies the file before it replaces the old one, so a failed save leaves the last good
+// checkpoint as it was.
+void Run::save(long iter, const LoaderState &state, uint64_t eval_rng_at) {
+  std::array<uint64_t, 3> mine = {state.rng, state.shard, state.position};
+  std::vector<uint8_t> all = comm_.all_gather_bytes(&mine, sizeof mine);
+  std::vector<float> m, v;
+  engine_->gather_moments(m, v);
+  if (root_) {
+    CheckpointState st;
+    st.model = s_.model;
+    st.iter_num = iter;
+    st.best_val_loss = best_val_loss_;
+    st.adam_steps = engine_->steps_taken();
+    st.loaders.resize(world_);
+    std::memcpy(st.loaders.data(), all.data(), all.size());
+    st.eval_rng = eval_rng_at;
+    st.config_py = to_python(cfg_);
+    st.data_dir = s_.data_dir;
+    std::printf("saving checkpoint to %s\n", cfg_.out_dir.c_str());
+    std::fflush(stdout);
+    save_checkpoint(ckpt_path_, st, engine_->params_for_save(), m.data(), v.data(),
+                    cfg_.out_dir + "/ckpt.prev.bin");
+  }
+  last_saved_iter_ = iter;
+}
+
+// A divergence stops the run before anything of it is saved, saying where, what led there and
+// what to change.
+void Run::diverged(long iter, const std::string &what, double value) const {
+  std::string history;
+  for (const auto &[i, l] : recent_)
+    history += cat(history.empty() ? "" : ", ", i, ": ", l);
+  fail("training diverged at iter ", iter, ": ", what, " is ", value,
+       history.empty() ? "" : cat(" (losses of the iters before: ", history, ")"), "; ",
+       last_saved_iter_ >= 0 ? cat(ckpt_path_, " (iter ", last_saved_iter_, ") is untouched")
+                             : std::string("no checkpoint was written"),
+       "; try a lower learning_rate (now ", cfg_.learning_rate, ")",
+       cfg_.grad_clip > 0 ? "" : " or grad_clip = 1.0 (now 0: off)");
+}
+
+void Run::evaluate(const LoaderState &held, TrainResult &result) {
+  const uint64_t eval_rng_before = eval_rng_;
+  if (order_ == DataOrder::Random) {
+    eval_train_.restore({eval_rng_, 0, 0});
   } else {
-    model.init_weights(uint64_t(cfg.seed));
+    eval_train_.reset();
+    eval_val_.reset();
   }
-
-  const LrSchedule sched{cfg.learning_rate, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters,
-                         cfg.decay_lr};
-  const std::string metrics_path = cfg.out_dir + "/metrics.jsonl";
-  std::unique_ptr<FILE, int (*)(FILE *)> metrics(nullptr, std::fclose);
-  if (root) {
-    metrics.reset(std::fopen(metrics_path.c_str(), s.resume ? "a" : "w"));
-    if (!metrics) fail(metrics_path, ": cannot write");
+  const float train_loss =
+      estimate_split(*engine_, eval_train_, cfg_.eval_iters, B_, T_, ex_, ey_, comm_);
+  if (order_ == DataOrder::Random) eval_val_.restore({eval_train_.state().rng, 0, 0});
+  const float val_loss =
+      estimate_split(*engine_, eval_val_, cfg_.eval_iters, B_, T_, ex_, ey_, comm_);
+  eval_rng_ = eval_val_.state().rng;
+  if (root_) {
+    std::printf("step %ld: train loss %.4f, val loss %.4f\n", iter_num_, train_loss, val_loss);
+    std::fflush(stdout);
   }
-  auto log_json = [&](const nlohmann::json &j) {
-    if (!root) return;
-    std::fprintf(metrics.get(), "%s\n", j.dump().c_str());
-    std::fflush(metrics.get());
-  };
-  if (root)
-    std::printf("training on %s%s\n", model.describe().c_str(),
-                world > 1 ? cat(" per rank, ", world, " ranks (", comm.name(), ")",
-                                cfg.zero_stage ? ", ZeRO-1" : "")
-                                .c_str()
-                          : "");
+  log_json({{"iter", iter_num_}, {"train_loss", train_loss}, {"val_loss", val_loss}});
+  result.val_losses.push_back(val_loss);
+  if (!std::isfinite(train_loss)) diverged(iter_num_, "the train loss", train_loss);
+  if (!std::isfinite(val_loss)) diverged(iter_num_, "the val loss", val_loss);
+  if (val_loss < best_val_loss_ || cfg_.always_save_checkpoint) {
+    best_val_loss_ = val_loss; // as nanoGPT: updated whenever it saves
+    if (iter_num_ > 0) save(iter_num_, held, eval_rng_before);
+  }
+}
 
-  // A checkpoint of the state before iteration `iter` runs: `state` is this rank's loader before
-  // the batch now in x, y, `eval_rng_at` the evaluation RNG before that iteration's evaluation.
-  // Collectives first (every rank), then rank 0 writes ckpt.bin, keeping the one before as
-  // ckpt.prev.bin. save_checkpoint refuses non-finite values and verifies the file before it
-  // replaces the old one, so a failed save leaves the last good checkpoint as it was.
-  const std::string ckpt_path = cfg.out_dir + "/ckpt.bin";
-  auto save = [&](long iter, const LoaderState &state, uint64_t eval_rng_at) {
-    std::array<uint64_t, 3> mine = {state.rng, state.shard, state.position};
-    std::vector<uint8_t> all = comm.all_gather_bytes(&mine, sizeof mine);
-    std::vector<float> m, v;
-    opt.gather_moments(m, v);
-    if (root) {
-      CheckpointState st;
-      st.model = s.model;
-      st.iter_num = iter;
-      st.best_val_loss = best_val_loss;
-      st.adam_steps = opt.steps_taken();
-      st.loaders.resize(world);
-      std::memcpy(st.loaders.data(), all.data(), all.size());
-      st.eval_rng = eval_rng_at;
-      st.config_py = to_python(cfg);
-      st.data_dir = s.data_dir;
-      std::printf("saving checkpoint to %s\n", cfg.out_dir.c_str());
-      std::fflush(stdout);
-      save_checkpoint(ckpt_path, st, model.params_for_save(), m.data(), v.data(),
-                      cfg.out_dir + "/ckpt.prev.bin");
-    }
-    last_saved_iter = iter;
-  };
-  // A divergence stops the run before anything of it is saved, saying where, what led there
-  // and what to change.
-  std::deque<std::pair<long, float>> recent; // the last few step losses
-  auto diverged = [&](long iter, const std::string &what, double value) {
-    std::string history;
-    for (const auto &[i, l] : recent)
-      history += cat(history.empty() ? "" : ", ", i, ": ", l);
-    fail("training diverged at iter ", iter, ": ", what, " is ", value,
-         history.empty() ? "" : cat(" (losses of the iters before: ", history, ")"), "; ",
-         last_saved_iter >= 0 ? cat(ckpt_path, " (iter ", last_saved_iter, ") is untouched")
-                              : std::string("no checkpoint was written"),
-         "; try a lower learning_rate (now ", cfg.learning_rate, ")",
-         cfg.grad_clip > 0 ? "" : " or grad_clip = 1.0 (now 0: off)");
-  };
+Run::Step Run::step(float lr, LoaderState &held) {
+  Step r{0.0f, 0.0f, 0.0};
+  double loss_sum = 0.0;
+  for (long micro = 0; micro < accum_; ++micro) {
+    // Keyed by the global micro-batch index, as the sequential loader numbers batches.
+    const uint64_t global =
+        uint64_t(iter_num_ * cfg_.gradient_accumulation_steps + micro * world_ + rank_);
+    const uint64_t key = cfg_.dropout > 0 ? mix64(uint64_t(cfg_.seed) ^ mix64(global + 1)) : 0;
+    r.loss = engine_->forward_backward(x_.data(), y_.data(), B_, T_,
+                                       1.0f / float(cfg_.gradient_accumulation_steps), key,
+                                       micro == accum_ - 1);
+    if (!std::isfinite(r.loss)) diverged(iter_num_, "the loss", r.loss);
+    loss_sum += r.loss;
+    held = loader_.state();
+    loader_.next(x_.data(), y_.data());
+  }
+  r.norm = engine_->step(lr, float(cfg_.grad_clip));
+  if (!std::isfinite(r.norm)) diverged(iter_num_, "the gradient norm", r.norm);
+  comm_.allreduce_sum(&loss_sum, 1);
+  r.loss_mean = loss_sum / double(cfg_.gradient_accumulation_steps);
+  return r;
+}
+
+TrainResult Run::loop(bool *started) {
+  using clock = std::chrono::steady_clock;
+  const LrSchedule sched{cfg_.learning_rate, cfg_.min_lr, cfg_.warmup_iters, cfg_.lr_decay_iters,
+                         cfg_.decay_lr};
+  const double peak = engine_->peak_flops();
   InterruptGuard interrupts; // SIGINT / SIGTERM: finish the step, save, stop
-
-  std::vector<int32_t> x(size_t(B) * T), y(size_t(B) * T), ex(x.size()), ey(y.size());
   TrainResult result;
   // `held` is the loader state before the batch now in x, y: what a checkpoint must restore.
-  LoaderState held = loader.state();
-  loader.next(x.data(), y.data());
+  LoaderState held = loader_.state();
+  loader_.next(x_.data(), y_.data());
   auto t0 = clock::now();
   if (started) *started = true;
   while (true) {
-    const float lr = float(sched.at(iter_num));
-    if (iter_num % cfg.eval_interval == 0) {
-      const uint64_t eval_rng_before = eval_rng;
-      if (order == DataOrder::Random) {
-        eval_train.restore({eval_rng, 0, 0});
-      } else {
-        eval_train.reset();
-        eval_val.reset();
-      }
-      float train_loss = estimate_split(model, eval_train, cfg.eval_iters, B, T, ex, ey, comm);
-      if (order == DataOrder::Random) eval_val.restore({eval_train.state().rng, 0, 0});
-      float val_loss = estimate_split(model, eval_val, cfg.eval_iters, B, T, ex, ey, comm);
-      eval_rng = eval_val.state().rng;
-      if (root) {
-        std::printf("step %ld: train loss %.4f, val loss %.4f\n", iter_num, train_loss, val_loss);
-        std::fflush(stdout);
-      }
-      log_json({{"iter", iter_num}, {"train_loss", train_loss}, {"val_loss", val_loss}});
-      result.val_losses.push_back(val_loss);
-      if (!std::isfinite(train_loss)) diverged(iter_num, "the train loss", train_loss);
-      if (!std::isfinite(val_loss)) diverged(iter_num, "the val loss", val_loss);
-      if (val_loss < best_val_loss || cfg.always_save_checkpoint) {
-        best_val_loss = val_loss; // as nanoGPT: updated whenever it saves
-        if (iter_num > 0) save(iter_num, held, eval_rng_before);
-      }
+    const float lr = float(sched.at(iter_num_));
+    if (iter_num_ % cfg_.eval_interval == 0) {
+      evaluate(held, result);
       t0 = clock::now();
     }
-    if (iter_num == 0 && cfg.eval_only) break;
-    float loss = 0.0f;
-    double loss_sum = 0.0;
-    for (long micro = 0; micro < accum; ++micro) {
-      // Keyed by the global micro-batch index, as the sequential loader numbers batches.
-      const uint64_t global =
-          uint64_t(iter_num * cfg.gradient_accumulation_steps + micro * world + rank);
-      const uint64_t key = cfg.dropout > 0 ? mix64(uint64_t(cfg.seed) ^ mix64(global + 1)) : 0;
-      loss = model.forward_backward(x.data(), y.data(), B, T,
-                                    1.0f / float(cfg.gradient_accumulation_steps), key,
-                                    micro == accum - 1);
-      if (!std::isfinite(loss)) diverged(iter_num, "the loss", loss);
-      loss_sum += loss;
-      held = loader.state();
-      loader.next(x.data(), y.data());
-    }
-    const float norm = opt.step(lr, float(cfg.grad_clip));
-    if (!std::isfinite(norm)) diverged(iter_num, "the gradient norm", norm);
-    comm.allreduce_sum(&loss_sum, 1);
-    const double loss_mean = loss_sum / double(cfg.gradient_accumulation_steps);
+    if (iter_num_ == 0 && cfg_.eval_only) break;
+    const Step st = step(lr, held);
     auto t1 = clock::now();
     const double dt = std::chrono::duration<double>(t1 - t0).count();
     t0 = t1;
-    result.losses.push_back(loss);
-    result.iters.push_back(iter_num);
-    recent.emplace_back(iter_num, loss);
-    if (recent.size() > 6) recent.pop_front();
-    if (iter_num % cfg.log_interval == 0 && root) {
-      const double tok_s = double(cfg.gradient_accumulation_steps) * B * T / dt;
+    result.losses.push_back(st.loss);
+    result.iters.push_back(iter_num_);
+    recent_.emplace_back(iter_num_, st.loss);
+    if (recent_.size() > 6) recent_.pop_front();
+    if (iter_num_ % cfg_.log_interval == 0 && root_) {
+      const double tok_s = double(cfg_.gradient_accumulation_steps) * B_ * T_ / dt;
       // MFU as nanoGPT's estimate_mfu (model flops only, recompute not counted) over every
       // rank's peak; on a GPU the catalog knows (none on the CPU).
-      const double mfu = peak > 0 ? flops_per_token(s.model, T, 0) * tok_s / (peak * world) : 0;
+      const double mfu = peak > 0 ? flops_per_token(s_.model, T_, 0) * tok_s / (peak * world_) : 0;
       char mfu_text[32] = "";
       if (peak > 0) std::snprintf(mfu_text, sizeof mfu_text, ", mfu %.2f%%", 100.0 * mfu);
-      std::printf("iter %ld: loss %.4f, time %.2fms, tok/s %.0f, lr %.3e, norm %.4f%s\n", iter_num,
-                  loss, dt * 1e3, tok_s, lr, norm, mfu_text);
+      std::printf("iter %ld: loss %.4f, time %.2fms, tok/s %.0f, lr %.3e, norm %.4f%s\n", iter_num_,
+                  st.loss, dt * 1e3, tok_s, lr, st.norm, mfu_text);
       std::fflush(stdout);
-      log_json({{"iter", iter_num},
-                {"loss", loss},
-                {"loss_mean", loss_mean},
+      log_json({{"iter", iter_num_},
+                {"loss", st.loss},
+                {"loss_mean", st.loss_mean},
                 {"ms", dt * 1e3},
                 {"tok_per_s", tok_s},
                 {"mfu", mfu},
                 {"lr", lr},
-                {"grad_norm", norm},
-                {"comm_ms", opt.comm_seconds() * 1e3}});
+                {"grad_norm", st.norm},
+                {"comm_ms", engine_->comm_seconds() * 1e3}});
     }
-    ++iter_num;
-    if (iter_num > cfg.max_iters) break;
+    ++iter_num_;
+    if (iter_num_ > cfg_.max_iters) break;
     // Stop cleanly when any rank was asked to (every rank takes part in the decision).
     double stop = interrupt_signal();
-    if (world > 1) comm.allreduce_sum(&stop, 1);
+    if (world_ > 1) comm_.allreduce_sum(&stop, 1);
     if (stop != 0) {
       const int sig = interrupt_signal() != 0 ? interrupt_signal() : SIGTERM;
-      save(iter_num, held, eval_rng);
-      if (root) {
+      save(iter_num_, held, eval_rng_);
+      if (root_) {
         std::printf("stopped by %s after iter %ld: %s holds the run; continue it with the same "
                     "config and flags plus --init_from=resume\n",
-                    sig == SIGINT ? "SIGINT" : "SIGTERM", iter_num - 1, ckpt_path.c_str());
+                    sig == SIGINT ? "SIGINT" : "SIGTERM", iter_num_ - 1, ckpt_path_.c_str());
         std::fflush(stdout);
       }
       // No rank exits (which may make the launcher stop the others) before rank 0 has saved.
-      comm.barrier();
+      comm_.barrier();
       result.stopped_by_signal = sig;
       break;
     }
   }
-  if (root) {
-    // The peak split into what the plan covers and what it does not: the process as it was
-    // before the model was built, and the rest (thread stacks and BLAS buffers, data pages
-    // read, host copies for checkpoints and evaluation).
-    const double peak_rss = peak_resident_bytes();
-    const double planned =
-        s.backend == Backend::CPU ? double(run_plan(cfg, s, B).total_bytes()) : 0;
-    const double rest = peak_rss - planned - resident_before_model;
-    std::printf("memory: peak resident %s = %s planned (%s) + %s before the model was built "
-                "(program, libraries) + %s%s other (threads, BLAS buffers, data pages, "
-                "checkpoint copies)\n",
-                format_bytes(peak_rss).c_str(), format_bytes(planned).c_str(),
-                s.backend == Backend::CPU ? "parameters, gradients, AdamW moments, activations"
-                                          : "on the GPU, below",
-                format_bytes(resident_before_model).c_str(), rest < 0 ? "-" : "",
-                format_bytes(std::fabs(rest)).c_str());
-    const std::string dev = model.memory_report();
-    if (!dev.empty()) std::printf("%s\n", dev.c_str());
-  }
+  if (root_) report_memory();
   return result;
+}
+
+// The peak split into what the plan covers and what it does not: the process as it was before
+// the model was built, and the rest (thread stacks and BLAS buffers, data pages read, host copies
+// for checkpoints and evaluation).
+void Run::report_memory() const {
+  const double peak_rss = peak_resident_bytes();
+  const bool cpu = s_.backend == Backend::CPU;
+  const double planned = cpu ? double(engine_->plan().total_bytes()) : 0;
+  const double rest = peak_rss - planned - resident_before_model_;
+  std::printf("memory: peak resident %s = %s planned (%s) + %s before the model was built "
+              "(program, libraries) + %s%s other (threads, BLAS buffers, data pages, "
+              "checkpoint copies)\n",
+              format_bytes(peak_rss).c_str(), format_bytes(planned).c_str(),
+              cpu ? "parameters, gradients, AdamW moments, activations" : "on the GPU, below",
+              format_bytes(resident_before_model_).c_str(), rest < 0 ? "-" : "",
+              format_bytes(std::fabs(rest)).c_str());
+  const std::string dev = engine_->memory_report();
+  if (!dev.empty()) std::printf("%s\n", dev.c_str());
+}
+
+} // namespace
+
+TrainResult train(const TrainConfig &cfg, const RunSetup &s, Communicator &comm, bool *started) {
+  Run run(cfg, s, comm);
+  return run.loop(started);
 }
 
 } // namespace finegpt
