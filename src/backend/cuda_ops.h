@@ -141,6 +141,13 @@ void attention_forward_cudnn(bf16 *out, float *lse, const bf16 *qkv, int B, int 
 void attention_backward_cudnn(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const bf16 *out,
                               const float *lse, int B, int T, int C, int NH, Dropout drop);
 
+// One decoding step against a KV cache, as ops.h (generation): q (B,C), kcache, vcache (B,Tmax,C)
+// bf16 holding positions 0..t; out (B,C) =; scores (B,NH,t+1) fp32 working memory. Scores,
+// softmax and the weighted sum in fp32.
+void attention_decode(bf16 *out, float *scores, const bf16 *q, const bf16 *kcache,
+                      const bf16 *vcache, int B, int t, int Tmax, int C, int NH);
+void kv_append(bf16 *kcache, bf16 *vcache, bf16 *q, const bf16 *qkv, int B, int t, int Tmax, int C);
+
 void gelu_forward(bf16 *out, const bf16 *inp, size_t N);
 void gelu_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N); // may alias
 void residual_forward(bf16 *out, const bf16 *a, const bf16 *b, size_t N, Dropout drop);

@@ -48,6 +48,11 @@ void matmul_backward(bf16 *, bf16 *, bf16 *, const bf16 *, const bf16 *, const b
                      int) {
   no_cuda();
 }
+void attention_decode(bf16 *, float *, const bf16 *, const bf16 *, const bf16 *, int, int, int, int,
+                      int) {
+  no_cuda();
+}
+void kv_append(bf16 *, bf16 *, bf16 *, const bf16 *, int, int, int, int) { no_cuda(); }
 void attention_forward(bf16 *, float *, const bf16 *, int, int, int, int, Dropout) { no_cuda(); }
 void attention_backward(bf16 *, const bf16 *, const bf16 *, const bf16 *, const float *, int, int,
                         int, int, Dropout) {

@@ -92,4 +92,8 @@ namespace finegpt::cpu {
 // written); out (B,C) =;  scores (B,NH,t+1) is working memory.
 void attention_decode(float *out, float *scores, const float *q, const float *kcache,
                       const float *vcache, int B, int t, int Tmax, int C, int NH);
+// The new position's keys and values from qkv (B,3C) into row t of kcache, vcache (B,Tmax,C), and
+// its queries packed into q (B,C) for attention_decode.
+void kv_append(float *kcache, float *vcache, float *q, const float *qkv, int B, int t, int Tmax,
+               int C);
 } // namespace finegpt::cpu

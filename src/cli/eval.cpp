@@ -63,7 +63,7 @@ int cmd_eval(const Args &args) {
                 ") must be a positive multiple of batch_size x block_size (", per_batch, ")");
   auto comm = make_single_communicator();
   EngineOptions eo;
-  eo.backend = device == "cuda" ? Backend::CUDA : Backend::CPU;
+  eo.backend = device == "cuda" ? Backend::CUDA : Backend::CPU, eo.training = false;
   auto engine = make_engine(lm.config, B, T, *comm, eo);
   engine->set_params(lm.params.data());
   lm.params = {};

@@ -15,31 +15,6 @@
 
 namespace finegpt {
 
-namespace {
-
-// Next-token logits from an engine's full forward over the last block_size tokens: nanoGPT's
-// own sample.py cost, for an engine without a KV cache (the CUDA one).
-class EngineLogits final : public LogitSource {
-public:
-  EngineLogits(Engine &engine, int S) : engine_(engine), S_(S) {}
-  const float *next(const std::vector<std::vector<int32_t>> &seqs) override {
-    const size_t len = seqs[0].size(), Tm = size_t(engine_.config().block_size);
-    const size_t start = len > Tm ? len - Tm : 0, T = len - start;
-    x_.resize(size_t(S_) * T);
-    for (int s = 0; s < S_; ++s)
-      std::copy(seqs[s].begin() + start, seqs[s].end(), x_.begin() + s * T);
-    return engine_.last_logits(x_.data(), S_, int(T));
-  }
-  size_t row_stride() const override { return size_t(engine_.config().vocab_size); }
-
-private:
-  Engine &engine_;
-  int S_;
-  std::vector<int32_t> x_;
-};
-
-} // namespace
-
 int cmd_sample(const Args &args) {
   Options o;
   if (!o.parse(args,
@@ -55,7 +30,7 @@ int cmd_sample(const Args &args) {
                  "gpt2 | PATH to a rank file | char:META.json (default: the "
                  "training data's meta.json, else GPT-2)"},
                 {"threads", "0", "CPU threads (0 = all cores)"},
-                {"device", "cpu", "cpu (with a KV cache) | cuda"},
+                {"device", "cpu", "cpu | cuda"},
                 {"dtype", "float32", "accepted for nanoGPT compatibility"},
                 {"compile", "false", "accepted for nanoGPT compatibility"}},
                "usage: finegpt sample [--out_dir=DIR | --init_from=MODEL] [--start=TEXT|FILE:path] "
@@ -94,22 +69,14 @@ int cmd_sample(const Args &args) {
   FINEGPT_CHECK(opt.temperature > 0, "--temperature must be positive");
   FINEGPT_CHECK(opt.top_k >= 0, "--top_k must be >= 0");
   Rng rng(uint64_t(o.integer("seed")));
-  std::vector<std::vector<int32_t>> outs;
-  if (device == "cpu") {
-    GPT model(lm.config, 1, 1); // the generator brings its own activations
-    model.set_params(lm.params.data());
-    lm.params = {};
-    outs = Generator(model, int(S)).generate(prompt, opt, rng);
-  } else {
-    auto comm = make_single_communicator();
-    EngineOptions eo;
-    eo.backend = Backend::CUDA;
-    auto engine = make_engine(lm.config, int(S), lm.config.block_size, *comm, eo);
-    engine->set_params(lm.params.data());
-    lm.params = {};
-    EngineLogits source(*engine, int(S));
-    outs = generate(source, int(S), lm.config.vocab_size, prompt, opt, rng);
-  }
+  auto comm = make_single_communicator();
+  EngineOptions eo;
+  eo.backend = device == "cuda" ? Backend::CUDA : Backend::CPU, eo.training = false;
+  auto engine = make_engine(lm.config, 1, 1, *comm, eo); // the generator has its own activations
+  engine->set_params(lm.params.data());
+  lm.params = {};
+  auto gen = engine->generator(int(S));
+  const auto outs = generate(*gen, int(S), lm.config.vocab_size, prompt, opt, rng);
   for (const auto &seq : outs) {
     std::string text = start + tok.decode(seq.data(), seq.size());
     std::printf("%s\n---------------\n", text.c_str());

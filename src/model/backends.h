@@ -72,7 +72,7 @@ struct CpuBackend {
   // Per-model state of the backend: nothing on the CPU.
   struct Context {
     Context(const GPTConfig &, int, int, const ModelOptions &opt);
-    void bind_workspace(void *, size_t) {}
+    void bind_workspace(void *, size_t) const {}
   };
   static void check_workspace(const GPTConfig &, int, int, const ModelOptions &, size_t) {}
 
@@ -121,7 +121,7 @@ struct CudaBackend {
     ~Context();
     Context(const Context &) = delete;
     Context &operator=(const Context &) = delete;
-    void bind_workspace(void *p, size_t bytes) { cuda::set_workspace(p, bytes); }
+    void bind_workspace(void *p, size_t bytes) const { cuda::set_workspace(p, bytes); }
   };
   // cuDNN's attention: its own workspace figure (it builds the graphs) against the plan's.
   static void check_workspace(const GPTConfig &cfg, int B, int T, const ModelOptions &opt,

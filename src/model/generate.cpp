@@ -10,80 +10,95 @@
 
 namespace finegpt {
 
-MemoryPlan plan_generation(const GPTConfig &c, int S) {
+MemoryPlan plan_generation(const GPTConfig &c, int S, Precision precision) {
   check_gpt_config(c);
   FINEGPT_CHECK(S > 0, "num_samples must be positive");
   MemoryPlan plan;
   const int64_t L = c.n_layer, C = c.n_embd, T = c.block_size, NH = c.n_head;
-  auto add = [&](std::string name, std::vector<int64_t> shape) {
+  const int W = precision == Precision::FP32 ? 4 : 2;
+  auto add = [&](std::string name, std::vector<int64_t> shape, int bytes) {
     size_t n = std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
-    plan.buffers.push_back({std::move(name), MemGroup::Activations, std::move(shape), 4, n, n * 4});
+    plan.buffers.push_back(
+        {std::move(name), MemGroup::Activations, std::move(shape), bytes, n, n * bytes});
   };
-  add("kcache", {L, S, T, C});
-  add("vcache", {L, S, T, C});
-  add("x", {S, C});
-  add("ln", {S, C});
-  add("qkv", {S, 3 * C});
-  add("atty", {S, C});
-  add("branch", {S, C});
-  add("fch", {S, 4 * C});
-  add("fch_gelu", {S, 4 * C});
-  add("scores", {S, NH, T});
-  add("logits", {S, c.padded_vocab_size});
-  add("ln_mean", {S});
-  add("ln_rstd", {S});
+  add("kcache", {L, S, T, C}, W);
+  add("vcache", {L, S, T, C}, W);
+  add("x", {S, C}, W);
+  add("ln", {S, C}, W);
+  add("qkv", {S, 3 * C}, W);
+  add("atty", {S, C}, W);
+  add("branch", {S, C}, W);
+  add("fch", {S, 4 * C}, W);
+  add("fch_gelu", {S, 4 * C}, W);
+  add("scores", {S, NH, T}, 4);
+  add("logits", {S, c.padded_vocab_size}, W);
+  add("ln_mean", {S}, 4);
+  add("ln_rstd", {S}, 4);
+  add("tokens", {S}, 4);
   return plan;
 }
 
-Generator::Generator(const GPT &model, int S)
-    : model_(model), S_(S), plan_(plan_generation(model.config(), S)) {
-  arena_ = Arena(plan_.elems(MemGroup::Activations));
-  float *p = arena_.data();
+template <class Backend>
+Generator<Backend>::Generator(const Model<Backend> &model, int S)
+    : model_(model), S_(S), plan_(plan_generation(model.config(), S, Backend::precision)) {
+  std::vector<std::pair<std::string, size_t>> at;
+  size_t bytes = 0;
   for (const auto &b : plan_.buffers) {
-    ptrs_.emplace_back(b.name, p);
-    p += b.elems;
+    bytes = (bytes + Backend::kAlign - 1) / Backend::kAlign * Backend::kAlign;
+    at.emplace_back(b.name, bytes);
+    bytes += b.bytes;
   }
+  block_.emplace(bytes);
+  auto buf = [&](const char *name) -> void * {
+    for (const auto &[n, off] : at)
+      if (n == name) return block_->data() + off;
+    fail("internal: generation buffer '", name, "' is not planned");
+  };
+  auto real = [&](const char *name) { return static_cast<Real *>(buf(name)); };
+  kcache_ = real("kcache"), vcache_ = real("vcache"), x_ = real("x"), ln_ = real("ln");
+  qkv_ = real("qkv"), atty_ = real("atty"), branch_ = real("branch"), fch_ = real("fch");
+  fch_gelu_ = real("fch_gelu"), logits_ = real("logits");
+  mean_ = static_cast<float *>(buf("ln_mean")), rstd_ = static_cast<float *>(buf("ln_rstd"));
+  scores_ = static_cast<float *>(buf("scores"));
+  tokens_ = static_cast<int32_t *>(buf("tokens"));
+  host_logits_.resize(size_t(S) * model.config().padded_vocab_size);
 }
 
-float *Generator::buf(const char *name) {
-  for (auto &[n, p] : ptrs_)
-    if (n == name) return p;
-  fail("internal: generation buffer '", name, "' is not planned");
-}
-
-const float *Generator::step(const int32_t *tokens, int t) {
+template <class Backend> const float *Generator<Backend>::step(const int32_t *tokens, int t) {
   const GPTConfig &c = model_.config();
-  const int C = c.n_embd, NH = c.n_head, Tm = c.block_size, S = S_;
+  const int C = c.n_embd, NH = c.n_head, Tm = c.block_size, S = S_, Vp = c.padded_vocab_size;
   FINEGPT_CHECK(t >= 0 && t < Tm, "internal: position ", t, " outside the block");
-  float *x = buf("x"), *ln = buf("ln"), *qkv = buf("qkv"), *scores = buf("scores");
-  cpu::encoder_forward(x, tokens, model_.param(WTE), model_.param(WPE) + size_t(t) * C, S, 1, C,
+  for (int s = 0; s < S; ++s)
+    FINEGPT_CHECK(tokens[s] >= 0 && tokens[s] < c.vocab_size, "token id ", tokens[s],
+                  " is outside the vocabulary (", c.vocab_size, ")");
+  model_.bind_workspace();
+  Backend::upload(tokens_, tokens, sizeof(int32_t) * S);
+  ops::encoder_forward(x_, tokens_, model_.param(WTE), model_.param(WPE) + size_t(t) * C, S, 1, C,
                        Dropout{});
   // The model's block over S rows of one position each: the residual stream x updated in place,
   // the LayerNorms sharing one buffer, and attention against the KV cache.
-  GPT::LayerActs a{};
-  a.res_in = a.res2 = a.res3 = x;
-  a.ln1 = a.ln2 = ln;
-  a.qkv = qkv, a.atty = buf("atty"), a.fch = buf("fch"), a.fch_gelu = buf("fch_gelu");
-  a.branch = buf("branch");
-  a.ln1_mean = a.ln2_mean = buf("ln_mean");
-  a.ln1_rstd = a.ln2_rstd = buf("ln_rstd");
+  typename Model<Backend>::LayerActs a{};
+  a.res_in = a.res2 = a.res3 = x_;
+  a.ln1 = a.ln2 = ln_;
+  a.qkv = qkv_, a.atty = atty_, a.fch = fch_, a.fch_gelu = fch_gelu_, a.branch = branch_;
+  a.ln1_mean = a.ln2_mean = mean_;
+  a.ln1_rstd = a.ln2_rstd = rstd_;
   for (int l = 0; l < c.n_layer; ++l) {
-    float *kc = buf("kcache") + size_t(l) * S * Tm * C;
-    float *vc = buf("vcache") + size_t(l) * S * Tm * C;
-    model_.block_forward(l, S, a, 0, /*write_output=*/true, [&](const GPT::LayerActs &la, Dropout) {
-      for (int s = 0; s < S; ++s) {
-        std::copy_n(la.qkv + size_t(s) * 3 * C + C, C, kc + (size_t(s) * Tm + t) * C);
-        std::copy_n(la.qkv + size_t(s) * 3 * C + 2 * C, C, vc + (size_t(s) * Tm + t) * C);
-        std::copy_n(la.qkv + size_t(s) * 3 * C, C, la.ln1 + size_t(s) * C); // q, packed (S,C)
-      }
-      cpu::attention_decode(la.atty, scores, la.ln1, kc, vc, S, t, Tm, C, NH);
-    });
+    Real *kc = kcache_ + size_t(l) * S * Tm * C, *vc = vcache_ + size_t(l) * S * Tm * C;
+    model_.block_forward(l, S, a, 0, /*write_output=*/true,
+                         [&](const typename Model<Backend>::LayerActs &la, Dropout) {
+                           // q packed (S,C) into ln1, which the block no longer needs
+                           ops::kv_append(kc, vc, la.ln1, la.qkv, S, t, Tm, C);
+                           ops::attention_decode(la.atty, scores_, la.ln1, kc, vc, S, t, Tm, C, NH);
+                         });
   }
-  cpu::layernorm_forward(ln, buf("ln_mean"), buf("ln_rstd"), x, model_.param(LNFW),
-                         c.bias ? model_.param(LNFB) : nullptr, S, C);
-  cpu::matmul_forward(buf("logits"), ln, model_.param(WTE), nullptr, S, C, c.padded_vocab_size);
+  ops::layernorm_forward(ln_, mean_, rstd_, x_, model_.param(LNFW),
+                         model_.param_count(LNFB) ? model_.param(LNFB) : nullptr, S, C);
+  ops::matmul_forward(logits_, ln_, model_.param(WTE), static_cast<const Real *>(nullptr), S, C,
+                      Vp);
+  Backend::load(host_logits_.data(), logits_, size_t(S) * Vp);
   ++steps_;
-  return buf("logits");
+  return host_logits_.data();
 }
 
 namespace {
@@ -119,7 +134,8 @@ int32_t sample_token(const float *logits, int V, const SampleOptions &opt, Rng &
 
 } // namespace
 
-const float *Generator::next(const std::vector<std::vector<int32_t>> &seqs) {
+template <class Backend>
+const float *Generator<Backend>::next(const std::vector<std::vector<int32_t>> &seqs) {
   FINEGPT_CHECK(seqs.size() == size_t(S_), "internal: ", seqs.size(), " sequences, planned ", S_);
   const size_t len = seqs[0].size(), Tm = size_t(model_.config().block_size);
   toks_.resize(S_);
@@ -138,8 +154,9 @@ const float *Generator::next(const std::vector<std::vector<int32_t>> &seqs) {
   return logits;
 }
 
-std::vector<std::vector<int32_t>> Generator::generate(const std::vector<int32_t> &prompt,
-                                                      const SampleOptions &opt, Rng &rng) {
+template <class Backend>
+std::vector<std::vector<int32_t>> Generator<Backend>::generate(const std::vector<int32_t> &prompt,
+                                                               const SampleOptions &opt, Rng &rng) {
   cached_ = 0;
   return finegpt::generate(*this, S_, model_.config().vocab_size, prompt, opt, rng);
 }
@@ -160,5 +177,8 @@ std::vector<std::vector<int32_t>> generate(LogitSource &model, int S, int V,
   }
   return out;
 }
+
+template class Generator<CpuBackend>;
+template class Generator<CudaBackend>;
 
 } // namespace finegpt

@@ -227,7 +227,7 @@ float Model<Backend>::forward(const int32_t *inputs, const int32_t *targets, int
                               uint64_t dropout_key) {
   FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
                 ") exceeds the planned (", B_, ",", T_, ")");
-  ctx_.bind_workspace(acts_.workspace, acts_.workspace_bytes);
+  bind_workspace();
   const int N = B * T;
   upload_tokens(acts_.inputs, inputs, N, "token");
   forward_logits(B, T, dropout_key);
@@ -244,7 +244,7 @@ float Model<Backend>::forward_backward(const int32_t *inputs, const int32_t *tar
                                        GradExchange *exchange) {
   FINEGPT_CHECK(B > 0 && B <= B_ && T > 0 && T <= T_, "internal: forward (", B, ",", T,
                 ") exceeds the planned (", B_, ",", T_, ")");
-  ctx_.bind_workspace(acts_.workspace, acts_.workspace_bytes);
+  bind_workspace();
   const int N = B * T;
   upload_tokens(acts_.inputs, inputs, N, "token");
   upload_tokens(acts_.targets, targets, N, "target");

@@ -37,23 +37,27 @@ uint64_t dropout_site_key(uint64_t key, int layer, int site);
 
 // The seam's ops by storage type: float * selects the CPU body, cuda::bf16 * the CUDA one.
 namespace ops {
+using finegpt::cpu::attention_decode;
 using finegpt::cpu::crossentropy_forward_backward;
 using finegpt::cpu::dropout_backward;
 using finegpt::cpu::encoder_backward;
 using finegpt::cpu::encoder_forward;
 using finegpt::cpu::gelu_backward;
 using finegpt::cpu::gelu_forward;
+using finegpt::cpu::kv_append;
 using finegpt::cpu::layernorm_backward;
 using finegpt::cpu::layernorm_forward;
 using finegpt::cpu::matmul_backward;
 using finegpt::cpu::matmul_forward;
 using finegpt::cpu::residual_forward;
+using finegpt::cuda::attention_decode;
 using finegpt::cuda::crossentropy_forward_backward;
 using finegpt::cuda::dropout_backward;
 using finegpt::cuda::encoder_backward;
 using finegpt::cuda::encoder_forward;
 using finegpt::cuda::gelu_backward;
 using finegpt::cuda::gelu_forward;
+using finegpt::cuda::kv_append;
 using finegpt::cuda::layernorm_backward;
 using finegpt::cuda::layernorm_forward;
 using finegpt::cuda::matmul_backward;
@@ -122,6 +126,8 @@ public:
                          GradExchange *exchange = nullptr);
   // The logits (B,T,Vp) of the last forward without targets, in the backend's memory.
   const Real *logits() const { return acts_.logits; }
+  // Lends the model's op workspace to the backend (before calling ops outside forward).
+  void bind_workspace() const { ctx_.bind_workspace(acts_.workspace, acts_.workspace_bytes); }
   // Device scratch for reductions (the plan's reduce_scratch; null on the CPU).
   float *reduce_scratch() const { return acts_.reduce_scratch; }
 

@@ -10,6 +10,7 @@
 #include "plan/gpus.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace finegpt {
 
@@ -20,11 +21,13 @@ public:
   ModelEngine(const GPTConfig &cfg, int B, int T, Communicator &comm, const EngineOptions &e,
               std::unique_ptr<DeviceComm> nccl, int device)
       : e_(e), device_(device), nccl_(std::move(nccl)), model_(cfg, B, T, with_device(e, device)),
-        exchange_(make_exchange(comm)), opt_(model_, e.adam, exchange_.get()) {
+        exchange_(e.training ? make_exchange(comm) : nullptr) {
+    if (e.training) opt_.emplace(model_, e.adam, exchange_.get());
     PlanOptions o;
     o.backend = Backend::kind, o.precision = Backend::precision;
     o.recompute = e.model.recompute, o.cudnn_attention = e.model.cudnn_attention;
     o.zero_stage = exchange_ ? exchange_->zero_stage() : 0, o.world = comm.world();
+    o.optimizer = e.training;
     plan_ = plan_memory(cfg, B, T, o);
   }
 
@@ -39,18 +42,23 @@ public:
   }
   const GPTConfig &config() const override { return model_.config(); }
   const MemoryPlan &plan() const override { return plan_; }
-  size_t allocated_bytes() const override { return model_.bytes() + opt_.bytes(); }
+  size_t allocated_bytes() const override { return model_.bytes() + (opt_ ? opt_->bytes() : 0); }
   size_t num_params() const override { return model_.num_params(); }
   void init_weights(uint64_t seed) override {
     if constexpr (Backend::kMasterWeights) {
       std::vector<float> host(model_.num_params());
       init_gpt_weights(model_.config(), host.data(), seed);
-      opt_.set_params(host.data());
+      set_params(host.data());
     } else {
       model_.init_weights(seed); // in place: the parameters are the fp32 values
     }
   }
-  void set_params(const float *host) override { opt_.set_params(host); }
+  void set_params(const float *host) override {
+    if (opt_)
+      opt_->set_params(host);
+    else
+      model_.set_params(host);
+  }
   const float *params_for_save() override {
     if constexpr (Backend::kMasterWeights)
       return host_.data(); // gathered by gather_moments
@@ -60,39 +68,29 @@ public:
   float forward(const int32_t *x, const int32_t *y, int B, int T) override {
     return model_.forward(x, y, B, T);
   }
-  const float *last_logits(const int32_t *x, int B, int T) override {
-    model_.forward(x, nullptr, B, T);
-    const int V = model_.config().vocab_size, Vp = model_.config().padded_vocab_size;
-    logits_.resize(size_t(B) * V);
-    row_.resize(size_t(Vp));
-    using Real = typename Backend::Real;
-    for (int b = 0; b < B; ++b) {
-      const Real *row = model_.logits() + (size_t(b) * T + (T - 1)) * Vp;
-      Backend::load(row_.data(), row, size_t(Vp));
-      std::copy_n(row_.data(), V, logits_.data() + size_t(b) * V);
-    }
-    return logits_.data();
+  std::unique_ptr<LogitSource> generator(int S) override {
+    return std::make_unique<Generator<Backend>>(model_, S);
   }
   float forward_backward(const int32_t *x, const int32_t *y, int B, int T, float loss_scale,
                          uint64_t key, bool last_micro_step) override {
     return model_.forward_backward(x, y, B, T, loss_scale, key,
                                    last_micro_step ? exchange_.get() : nullptr);
   }
-  float step(float lr, float grad_clip) override { return opt_.step(lr, grad_clip); }
+  float step(float lr, float grad_clip) override { return optimizer().step(lr, grad_clip); }
   void synchronize() override {
     if constexpr (Backend::kind == ::finegpt::Backend::CUDA) cuda::synchronize();
   }
-  double comm_seconds() const override { return opt_.comm_seconds(); }
-  int steps_taken() const override { return opt_.steps_taken(); }
-  void set_steps_taken(int t) override { opt_.set_steps_taken(t); }
+  double comm_seconds() const override { return optimizer().comm_seconds(); }
+  int steps_taken() const override { return optimizer().steps_taken(); }
+  void set_steps_taken(int t) override { optimizer().set_steps_taken(t); }
   void gather_moments(std::vector<float> &m, std::vector<float> &v) override {
-    opt_.gather_moments(m, v);
+    optimizer().gather_moments(m, v);
     if constexpr (Backend::kMasterWeights) {
       host_.resize(model_.num_params());
-      opt_.get_params(host_.data());
+      optimizer().get_params(host_.data());
     }
   }
-  void load_moments(const float *m, const float *v) override { opt_.load_moments(m, v); }
+  void load_moments(const float *m, const float *v) override { optimizer().load_moments(m, v); }
   double peak_flops() const override {
     if constexpr (Backend::kind == ::finegpt::Backend::CUDA) {
       cuda::DeviceInfo d;
@@ -130,14 +128,19 @@ private:
     }
   }
 
+  AdamW<Backend> &optimizer() const {
+    FINEGPT_CHECK(opt_, "internal: an engine made without training has no optimizer");
+    return *opt_;
+  }
+
   EngineOptions e_;
   int device_;
   std::unique_ptr<DeviceComm> nccl_; // before the model: the exchange uses both
   Model<Backend> model_;
-  std::unique_ptr<GradExchange> exchange_; // destroyed before the model: waits for collectives
-  AdamW<Backend> opt_;
+  std::unique_ptr<GradExchange> exchange_;    // destroyed before the model: waits for collectives
+  mutable std::optional<AdamW<Backend>> opt_; // mutable: const queries read its counters
   MemoryPlan plan_;
-  std::vector<float> host_, logits_, row_;
+  std::vector<float> host_;
 };
 
 } // namespace

@@ -7,6 +7,7 @@
 #pragma once
 #include "dist/comm.h"
 #include "model/backends.h"
+#include "model/generate.h"
 #include "model/plan.h"
 #include "optim/optim.h"
 
@@ -20,6 +21,7 @@ struct EngineOptions {
   Backend backend = Backend::CPU;
   ModelOptions model{}; // recompute, cuDNN attention (CUDA); the engine picks the device
   AdamWConfig adam{};
+  bool training = true;   // with the optimizer (and its memory); eval and sample run without
   int zero_stage = 0;     // 1: optimizer state sharded over the ranks (ZeRO-1)
   int threads = 1;        // CPU threads in use (for describe())
   double timeout_s = 300; // a collective stuck this long is an Error (dist_timeout)
@@ -41,16 +43,17 @@ public:
   // The fp32 parameters for a checkpoint, valid until the next call on the engine. Call
   // gather_moments() first, on every rank: under ZeRO-1 on CUDA it also gathers the parameters.
   virtual const float *params_for_save() = 0;
-  // The mean loss over (B,T) (targets given), or with targets null the logits of the last
-  // position of each row, (B, vocab_size) fp32 on the host, valid until the next call.
+  // The mean loss over (B,T).
   virtual float forward(const int32_t *x, const int32_t *y, int B, int T) = 0;
-  virtual const float *last_logits(const int32_t *x, int B, int T) = 0;
+  // Generation over S sequences with the model's KV cache (valid while the engine lives).
+  virtual std::unique_ptr<LogitSource> generator(int S) = 0;
   // Gradients of loss * loss_scale accumulate. `last_micro_step` marks the micro-batch before
   // step() (nanoGPT's require_backward_grad_sync): its backward hands each layer's finished
   // gradients to the exchange.
   virtual float forward_backward(const int32_t *x, const int32_t *y, int B, int T, float loss_scale,
                                  uint64_t dropout_key, bool last_micro_step) = 0;
-  // Gradient exchange, clipping, AdamW, zeroed gradients; the norm.
+  // Gradient exchange, clipping, AdamW, zeroed gradients; the norm. The calls from here to
+  // load_moments need an engine made for training.
   virtual float step(float lr, float grad_clip) = 0;
   // Waits for work queued on the device (timing); nothing on the CPU.
   virtual void synchronize() = 0;

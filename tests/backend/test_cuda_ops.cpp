@@ -470,6 +470,44 @@ TEST(CudaOps, AttentionManyHeads) {
   check_attention(Shape{66000, 2, 32, 1}, rng);
 }
 
+// Generation: kv_append puts the new position's k and v in the cache (bits unchanged) and packs
+// q; attention_decode at every position t of a cache against the CPU op (odd sizes; the cache
+// rows past t poisoned, so reading them would show).
+TEST(CudaOps, AttentionDecode) {
+  REQUIRE_DEVICE();
+  Rng rng(31);
+  for (const Shape &sh : shapes()) {
+    const int B = sh.B, C = sh.C, NH = sh.NH, Tmax = std::max(sh.T, 2);
+    const fvec qkv = randn(size_t(B) * 3 * C, rng);
+    fvec kc = randn(size_t(B) * Tmax * C, rng), vc = randn(size_t(B) * Tmax * C, rng);
+    auto d_qkv = upload_bf16(qkv), d_k = upload_bf16(kc), d_v = upload_bf16(vc);
+    auto d_q = poisoned<bf16>(size_t(B) * C);
+    const int at = Tmax / 2;
+    cu::kv_append(d_k.data(), d_v.data(), d_q.data(), d_qkv.data(), B, at, Tmax, C);
+    fvec q(size_t(B) * C);
+    cpu::kv_append(kc.data(), vc.data(), q.data(), qkv.data(), B, at, Tmax, C);
+    EXPECT_TRUE(same_bits(download(d_q), to_h(q))) << name(sh, "kv_append q");
+    EXPECT_TRUE(same_bits(download(d_k), to_h(kc))) << name(sh, "kv_append k");
+    EXPECT_TRUE(same_bits(download(d_v), to_h(vc))) << name(sh, "kv_append v");
+    for (int t : {0, at, Tmax - 1}) {
+      fvec ref(size_t(B) * C), scores(size_t(B) * NH * (t + 1));
+      cpu::attention_decode(ref.data(), scores.data(), q.data(), kc.data(), vc.data(), B, t, Tmax,
+                            C, NH);
+      // Rows past t are NaN on the device: a kernel reading them gives NaN.
+      fvec kp = kc, vp = vc;
+      for (int b = 0; b < B; ++b)
+        for (size_t i = (size_t(b) * Tmax + t + 1) * C; i < size_t(b + 1) * Tmax * C; ++i)
+          kp[i] = vp[i] = NAN;
+      auto d_kp = upload_bf16(kp), d_vp = upload_bf16(vp);
+      auto d_out = poisoned<bf16>(size_t(B) * C);
+      auto d_s = poisoned<float>(size_t(B) * NH * (t + 1));
+      cu::attention_decode(d_out.data(), d_s.data(), d_q.data(), d_kp.data(), d_vp.data(), B, t,
+                           Tmax, C, NH);
+      expect_close(download_f(d_out), ref, cat(name(sh, "attention_decode"), " t=", t));
+    }
+  }
+}
+
 // Empty work (B, T or N = 0) is a no-op: CUDA rejects an empty grid as an invalid
 // configuration, so the ops must not launch one, and they write nothing.
 TEST(CudaOps, EmptyWorkIsANoOp) {

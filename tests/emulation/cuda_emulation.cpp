@@ -172,6 +172,25 @@ void matmul_backward(bf16 *dinp, bf16 *dweight, bf16 *dbias, const bf16 *dout, c
   if (dbias) store(dbias, db.data(), db.size());
 }
 
+void attention_decode(bf16 *out, float *scores, const bf16 *q, const bf16 *kcache,
+                      const bf16 *vcache, int B, int t, int Tmax, int C, int NH) {
+  const fvec fq = widen(q, size_t(B) * C), k = widen(kcache, size_t(B) * Tmax * C),
+             v = widen(vcache, size_t(B) * Tmax * C);
+  fvec y(size_t(B) * C);
+  cpu::attention_decode(y.data(), scores, fq.data(), k.data(), v.data(), B, t, Tmax, C, NH);
+  store(out, y.data(), y.size());
+}
+
+void kv_append(bf16 *kcache, bf16 *vcache, bf16 *q, const bf16 *qkv, int B, int t, int Tmax,
+               int C) {
+  for (int b = 0; b < B; ++b) {
+    const bf16 *row = qkv + size_t(b) * 3 * C;
+    std::memcpy(q + size_t(b) * C, row, C * sizeof(bf16));
+    std::memcpy(kcache + (size_t(b) * Tmax + t) * C, row + C, C * sizeof(bf16));
+    std::memcpy(vcache + (size_t(b) * Tmax + t) * C, row + 2 * C, C * sizeof(bf16));
+  }
+}
+
 namespace {
 // The (B,NH,T,T) probabilities of the CPU op, which the CUDA op never stores.
 fvec probabilities(const fvec &qkv, int B, int T, int C, int NH, Dropout drop) {

@@ -19,8 +19,9 @@
 #include "core/rng.h"
 #include "data/tokens.h"
 #include "dist/comm.h"
-#include "dist/nccl.h"
 #include "dist/exchange.h"
+#include "dist/nccl.h"
+#include "model/generate.h"
 #include "model/model.h"
 #include "optim/optim.h"
 #include "testing.h"
@@ -306,8 +307,8 @@ TEST(CudaTrain, SingleRankNcclEqualsPlain) {
     for (int s = 0; s < 10; ++s) {
       for (int micro = 0; micro < 2; ++micro) {
         make_batch(rng, cfg.vocab_size, x, y);
-        out.push_back(m.forward_backward(x.data(), y.data(), B, T, 0.5f, 0,
-                                         micro == 1 ? ex.get() : nullptr));
+        out.push_back(
+            m.forward_backward(x.data(), y.data(), B, T, 0.5f, 0, micro == 1 ? ex.get() : nullptr));
       }
       o.step(kLr, kClip);
     }
@@ -322,6 +323,38 @@ TEST(CudaTrain, SingleRankNcclEqualsPlain) {
     ASSERT_EQ(got.size(), plain.size());
     EXPECT_EQ(std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)), 0)
         << "zero_stage " << zero;
+  }
+}
+
+// Generation with the KV cache on the GPU (kv_append, attention_decode, the model's block over one
+// position) against the CPU generator from the same weights: the next-token logits at every
+// position of the block, within bf16's error of the logits' spread.
+TEST(CudaTrain, KvCacheGenerationMatchesCpu) {
+  REQUIRE_DEVICE();
+  const GPTConfig cfg = small_config();
+  const std::vector<float> w = bf16_weights(cfg, 1337);
+  GPT cpu(cfg, 1, 1);
+  cpu.set_params(w.data());
+  CudaGPT gpu(cfg, 1, 1);
+  gpu.set_params(w.data());
+  const int S = 3;
+  Generator gc(cpu, S);
+  Generator gg(gpu, S);
+  Rng rng(4);
+  std::vector<int32_t> toks(S);
+  const int Vp = cfg.padded_vocab_size, V = cfg.vocab_size;
+  for (int t = 0; t < 40; ++t) {
+    for (auto &x : toks)
+      x = int32_t(rng.below(uint64_t(V)));
+    const float *a = gc.step(toks.data(), t);
+    const float *b = gg.step(toks.data(), t);
+    double err = 0, norm = 0;
+    for (int s = 0; s < S; ++s)
+      for (int v = 0; v < V; ++v) {
+        const double d = double(a[s * Vp + v]) - b[s * Vp + v];
+        err += d * d, norm += double(a[s * Vp + v]) * a[s * Vp + v];
+      }
+    EXPECT_LT(std::sqrt(err / norm), 2e-2) << "position " << t;
   }
 }
 

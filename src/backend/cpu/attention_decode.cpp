@@ -1,6 +1,8 @@
-// CPU body of attention_decode (ops.h): one new query per sequence against its KV cache.
+// CPU bodies of attention_decode and kv_append (ops.h): one new query per sequence against its
+// KV cache.
 #include "backend/ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace finegpt::cpu {
@@ -38,6 +40,16 @@ void attention_decode(float *out, float *scores, const float *q, const float *kc
           o[i] += p * v[i];
       }
     }
+}
+
+void kv_append(float *kcache, float *vcache, float *q, const float *qkv, int B, int t, int Tmax,
+               int C) {
+  for (int b = 0; b < B; ++b) {
+    const float *row = qkv + size_t(b) * 3 * C;
+    std::copy_n(row, C, q + size_t(b) * C);
+    std::copy_n(row + C, C, kcache + (size_t(b) * Tmax + t) * C);
+    std::copy_n(row + 2 * C, C, vcache + (size_t(b) * Tmax + t) * C);
+  }
 }
 
 } // namespace finegpt::cpu
