@@ -68,6 +68,9 @@ class Mpi(CliTest):
         self.train(2, two, "--gradient_accumulation_steps=4", "--max_iters=9",
                    "--eval_interval=100")
         a, b = losses(one), losses(two)
+        # The exchange's waits are measured on every engine: none on one rank, some on two.
+        self.assertEqual(set(losses(one, "comm_ms").values()), {0})
+        self.assertTrue(all(v > 0 for v in losses(two, "comm_ms").values()), losses(two, "comm_ms"))
         self.assertEqual(sorted(a), list(range(10)))
         for it in range(10):
             self.assertAlmostEqual(a[it], b[it], delta=self.ranks_tolerance * abs(a[it]),
