@@ -8,7 +8,6 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/threads.h"
-#include "dist/comm.h"
 #include "plan/gpus.h"
 #include "plan/planner.h"
 #include "train/engine.h"
@@ -57,10 +56,9 @@ int bench_cuda(const GPTConfig &c, int B, int T, ModelOptions opt, int steps, in
   cuda::set_device(0);
   cuda::DeviceInfo d0;
   cuda::device_info(0, &d0);
-  auto comm = make_single_communicator();
   EngineOptions eo;
   eo.backend = Backend::CUDA, eo.model = opt;
-  auto engine = make_engine(c, B, T, *comm, eo);
+  auto engine = make_engine(c, B, T, eo);
   Engine &model = *engine;
   model.init_weights(1337);
   model.synchronize();
@@ -158,10 +156,9 @@ int cmd_bench(const Args &args) {
                                 "activation)");
   FINEGPT_CHECK(attention == "finegpt", "--attention cudnn is for --device cuda");
   const int threads = set_threads(int(o.integer("threads")));
-  auto comm = make_single_communicator();
   EngineOptions eo;
   eo.threads = threads;
-  auto engine = make_engine(c, B, T, *comm, eo);
+  auto engine = make_engine(c, B, T, eo);
   Engine &model = *engine;
   model.init_weights(1337);
   std::vector<double> ms =

@@ -5,7 +5,6 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "data/tokens.h"
-#include "dist/comm.h"
 #include "io/model_load.h"
 #include "train/engine.h"
 
@@ -61,10 +60,9 @@ int cmd_eval(const Args &args) {
   FINEGPT_CHECK(n <= avail, "--tokens ", n, " is more than the ", avail, " tokens available");
   FINEGPT_CHECK(n >= per_batch && n % per_batch == 0, "--tokens (", n,
                 ") must be a positive multiple of batch_size x block_size (", per_batch, ")");
-  auto comm = make_single_communicator();
   EngineOptions eo;
   eo.backend = device == "cuda" ? Backend::CUDA : Backend::CPU, eo.training = false;
-  auto engine = make_engine(lm.config, B, T, *comm, eo);
+  auto engine = make_engine(lm.config, B, T, eo);
   engine->set_params(lm.params.data());
   lm.params = {};
   std::vector<int32_t> x(per_batch), y(per_batch), buf(per_batch + 1);

@@ -5,8 +5,7 @@
 #include "core/threads.h"
 #include "core/version.h"
 #include "data/sources.h"
-#include "dist/comm.h"
-#include "dist/nccl.h"
+#include "train/engine.h"
 
 #include <cstdio>
 #include <thread>
@@ -22,10 +21,7 @@ int cmd_info(const Args &args) {
               cuda::compiled() ? "compiled in (bfloat16, cuBLASLt)"
                                : "not in this build (configure with -DFINEGPT_CUDA=ON)");
   std::printf("blas:      %s\n", blas_description().c_str());
-  std::printf("distributed: %s; NCCL: %s\n",
-              mpi_compiled_in() ? "mpi (launch with mpirun or srun)"
-                                : "single process (no MPI in this build)",
-              nccl_compiled_in() ? "compiled in (GPU collectives)" : "not in this build");
+  std::printf("distributed: %s\n", parallel_description().c_str());
   std::printf("cpu:       %s\n", cpu_description().c_str());
   std::printf("arrow:     %s\n", arrow_description().c_str());
   std::printf("threads:   %d (of %u hardware threads; set with threads= or OMP_NUM_THREADS)\n",

@@ -4,7 +4,6 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "core/threads.h"
-#include "dist/comm.h"
 #include "io/model_load.h"
 #include "model/generate.h"
 #include "tokenizer/encoder.h"
@@ -69,10 +68,9 @@ int cmd_sample(const Args &args) {
   FINEGPT_CHECK(opt.temperature > 0, "--temperature must be positive");
   FINEGPT_CHECK(opt.top_k >= 0, "--top_k must be >= 0");
   Rng rng(uint64_t(o.integer("seed")));
-  auto comm = make_single_communicator();
   EngineOptions eo;
   eo.backend = device == "cuda" ? Backend::CUDA : Backend::CPU, eo.training = false;
-  auto engine = make_engine(lm.config, 1, 1, *comm, eo); // the generator has its own activations
+  auto engine = make_engine(lm.config, 1, 1, eo); // the generator has its own activations
   engine->set_params(lm.params.data());
   lm.params = {};
   auto gen = engine->generator(int(S));

@@ -1,10 +1,7 @@
 // finegpt train CONFIG.py [--key=value ...] [--dry_run]
-#include "backend/cuda_ops.h"
 #include "cli/commands.h"
 #include "config/train_config.h"
 #include "core/error.h"
-#include "dist/comm.h"
-#include "dist/nccl.h"
 #include "train/trainer.h"
 
 #include <cstdio>
@@ -58,41 +55,19 @@ int cmd_train(const Args &args) {
   // Under mpirun / srun every rank runs this; set-up is the same on all of them, so only rank 0
   // reports set-up errors. An error once training runs is reported by its rank, which then
   // stops every rank.
-  std::unique_ptr<Communicator> comm =
-      dry_run ? make_single_communicator() : make_communicator(cfg.dist_timeout);
+  std::unique_ptr<Communicator> comm = run_communicator(cfg, dry_run);
   const bool root = comm->is_root();
   RunSetup setup;
-  bool on_gpu = false;
   try {
     setup = resolve_run(cfg);
     setup.world = comm->world();
-    const bool wants_cuda = cfg.device.rfind("cuda", 0) == 0;
-    // A CUDA device trains; without one a dry run still shows the GPU plan.
-    on_gpu = wants_cuda && cuda::device_count() > 0;
-    if (on_gpu) {
-      FINEGPT_CHECK(cfg.dtype != "float32",
-                    "dtype='float32' on device='cuda' is not implemented "
-                    "yet (the CUDA engine trains in bfloat16 mixed precision): use dtype = "
-                    "'bfloat16', or device = 'cpu'");
-      FINEGPT_CHECK(comm->world() == 1 || nccl_compiled_in(), "device='cuda' on ", comm->world(),
-                    " ranks needs NCCL, and this build has none: use device = 'cpu' under MPI, "
-                    "or build with NCCL");
-    }
-    if (wants_cuda && (dry_run || on_gpu)) setup.backend = Backend::CUDA;
+    choose_engine(cfg, setup, dry_run);
     fit_to_memory(cfg, setup, dry_run);
   } catch (const Error &e) {
     return report_setup_error(e, *comm);
   }
   for (const auto &n : notes)
     setup.notes.insert(setup.notes.begin(), n);
-  if (cfg.device.rfind("cuda", 0) == 0 && !on_gpu)
-    setup.notes.push_back("device='" + cfg.device + "': " +
-                          (cuda::compiled() ? "no CUDA device here (" + cuda::device_summary() + ")"
-                                            : std::string("this build has no CUDA backend")) +
-                          "; " +
-                          (dry_run ? "the plan above is the CUDA engine's; training would run "
-                                     "on the cpu"
-                                   : "training on the cpu"));
   if (root) print_run_summary(cfg, setup);
   if (dry_run) return 0;
   bool started = false;

@@ -159,4 +159,17 @@ std::unique_ptr<Engine> make_engine(const GPTConfig &model, int B, int T, Commun
                                                     device);
 }
 
+std::unique_ptr<Engine> make_engine(const GPTConfig &model, int B, int T,
+                                    const EngineOptions &opt) {
+  static const std::unique_ptr<Communicator> single = make_single_communicator(); // stateless
+  return make_engine(model, B, T, *single, opt);
+}
+
+std::string parallel_description() {
+  return cat(
+      mpi_compiled_in() ? "mpi (launch with mpirun or srun)"
+                        : "single process (no MPI in this build)",
+      "; NCCL: ", nccl_compiled_in() ? "compiled in (GPU collectives)" : "not in this build");
+}
+
 } // namespace finegpt

@@ -77,5 +77,10 @@ public:
 // in a build without NCCL).
 std::unique_ptr<Engine> make_engine(const GPTConfig &model, int B, int T, Communicator &comm,
                                     const EngineOptions &opt);
+// The same in one process (eval, sample, bench).
+std::unique_ptr<Engine> make_engine(const GPTConfig &model, int B, int T, const EngineOptions &opt);
+
+// What this build offers between processes, for `finegpt info`: "mpi (...); NCCL: ...".
+std::string parallel_description();
 
 } // namespace finegpt

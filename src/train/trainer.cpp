@@ -35,6 +35,34 @@ std::string ckpt_path(const TrainConfig &cfg) { return cfg.out_dir + "/ckpt.bin"
 
 } // namespace
 
+std::unique_ptr<Communicator> run_communicator(const TrainConfig &cfg, bool dry_run) {
+  return dry_run ? make_single_communicator() : make_communicator(cfg.dist_timeout);
+}
+
+void choose_engine(const TrainConfig &cfg, RunSetup &setup, bool dry_run) {
+  const bool wants_cuda = cfg.device.rfind("cuda", 0) == 0;
+  // A CUDA device trains; without one a dry run still shows the GPU plan.
+  const bool on_gpu = wants_cuda && cuda::device_count() > 0;
+  if (on_gpu) {
+    FINEGPT_CHECK(cfg.dtype != "float32",
+                  "dtype='float32' on device='cuda' is not implemented "
+                  "yet (the CUDA engine trains in bfloat16 mixed precision): use dtype = "
+                  "'bfloat16', or device = 'cpu'");
+    FINEGPT_CHECK(setup.world == 1 || nccl_compiled_in(), "device='cuda' on ", setup.world,
+                  " ranks needs NCCL, and this build has none: use device = 'cpu' under MPI, "
+                  "or build with NCCL");
+  }
+  setup.backend = wants_cuda && (dry_run || on_gpu) ? Backend::CUDA : Backend::CPU;
+  if (wants_cuda && !on_gpu)
+    setup.notes.push_back("device='" + cfg.device + "': " +
+                          (cuda::compiled() ? "no CUDA device here (" + cuda::device_summary() + ")"
+                                            : std::string("this build has no CUDA backend")) +
+                          "; " +
+                          (dry_run ? "the plan above is the CUDA engine's; training would run "
+                                     "on the cpu"
+                                   : "training on the cpu"));
+}
+
 RunSetup resolve_run(const TrainConfig &cfg) {
   RunSetup s;
   s.data_dir = cfg.data_dir.empty() ? "data/" + cfg.dataset : cfg.data_dir;

@@ -6,6 +6,7 @@
 #include "dist/comm.h"
 #include "model/plan.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,15 @@ struct RunSetup {
 };
 
 RunSetup resolve_run(const TrainConfig &cfg);
+
+// The communicator of this run: MPI when launched on several ranks (make_communicator), one
+// process for a dry run.
+std::unique_ptr<Communicator> run_communicator(const TrainConfig &cfg, bool dry_run);
+
+// The one place the engine is chosen: CUDA when device='cuda' and a CUDA device is present (or,
+// for a dry run, to show the CUDA plan), else the CPU with a note saying why. Errors for what the
+// CUDA engine cannot do (dtype='float32'; several ranks without NCCL in the build).
+void choose_engine(const TrainConfig &cfg, RunSetup &setup, bool dry_run);
 
 // Bytes of host memory a run may use: MemAvailable from /proc/meminfo, or FINEGPT_HOST_MEMORY
 // (bytes, or with a unit: "8GB") when set, to plan for a smaller machine.
