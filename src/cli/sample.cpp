@@ -8,6 +8,7 @@
 #include "model/generate.h"
 #include "tokenizer/encoder.h"
 
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,7 @@ int cmd_sample(const Args &args) {
                "[options]\n\nGenerates text from a trained model, like nanoGPT's sample.py."))
     return 0;
   if (!o.positional().empty()) fail("unexpected argument '", o.positional()[0], "'");
+  FINEGPT_CHECK(o.integer("threads") >= 0, "--threads must be 0 (all cores) or more");
   set_threads(int(o.integer("threads")));
   const std::string init = o.str("init_from");
   LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init, 1, 1);
@@ -61,10 +63,11 @@ int cmd_sample(const Args &args) {
   FINEGPT_CHECK(S > 0, "--num_samples must be positive");
   FINEGPT_CHECK(n >= 0, "--max_new_tokens must be >= 0");
   SampleOptions opt{int(n), float(o.real("temperature")), int(o.integer("top_k"))};
-  FINEGPT_CHECK(opt.temperature > 0, "--temperature must be positive");
+  FINEGPT_CHECK(opt.temperature > 0 && std::isfinite(opt.temperature),
+                "--temperature must be a positive number");
   FINEGPT_CHECK(opt.top_k >= 0, "--top_k must be >= 0");
   Generator gen(*lm.model, int(S));
-  Rng rng(uint64_t(o.integer("seed")));
+  Rng rng(uint64_t(o.integer64("seed")));
   auto outs = gen.generate(prompt, opt, rng);
   for (const auto &seq : outs) {
     std::string text = start + tok.decode(seq.data(), seq.size());
