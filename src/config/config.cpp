@@ -165,8 +165,11 @@ void set_key(TrainConfig *cfg, const KeyDef &k, const py::Value &v, const std::s
           if (raw) return void(cfg->*m = *raw);
           hint = " (put it in quotes)";
         }
+        std::string shown = py::repr(v); // a long value is shown by its start, not by pages
+        if (shown.size() > 80)
+          shown = cat(shown.substr(0, 60), "... (", shown.size(), " characters)");
         fail(place, ": ", k.name, " expects ", expected, k.none_is_default ? " or None" : "",
-             ", got ", py::type_name(v), " ", py::repr(v), hint);
+             ", got ", py::type_name(v), " ", shown, hint);
       },
       k.field);
 }
