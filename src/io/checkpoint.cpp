@@ -287,6 +287,9 @@ GPTConfig read_llmc_header(const std::string &path, int *version) {
   int32_t h[256];
   if (std::fread(h, 4, 256, f.get()) != 256)
     fail(path, ": too short for an llm.c model file (no 1024-byte header)");
+  if (uint32_t(h[0]) == kCheckpointMagic)
+    fail(path, ": a finegpt checkpoint, not an llm.c model file (continue it with "
+               "init_from='resume' and its out_dir, or write one with finegpt export)");
   if (h[0] != kLlmcModelMagic)
     fail(path, ": not an llm.c model file (magic ", h[0], ", expected ", kLlmcModelMagic, ")");
   if (h[1] != 3 && h[1] != 5)
