@@ -30,6 +30,7 @@ int cmd_eval(const Args &args) {
                "order, in batches of batch_size x block_size (no overlap)."))
     return 0;
   if (!o.positional().empty()) fail("unexpected argument '", o.positional()[0], "'");
+  FINEGPT_CHECK(o.integer("threads") >= 0, "--threads must be 0 (all cores) or more");
   set_threads(int(o.integer("threads")));
   const int B = int(o.integer("batch_size"));
   FINEGPT_CHECK(B > 0, "--batch_size must be positive");
@@ -52,7 +53,7 @@ int cmd_eval(const Args &args) {
   TokenDataset data(files);
   FINEGPT_CHECK(data.max_token() < lm.config.vocab_size, files[0], ": token id ", data.max_token(),
                 " is outside the model's vocabulary");
-  const long want = o.integer("tokens");
+  const long want = o.integer64("tokens");
   FINEGPT_CHECK(want >= 0, "--tokens must be >= 0");
   const uint64_t per_batch = uint64_t(B) * T;
   const uint64_t avail = data.size() - 1;

@@ -2,6 +2,7 @@
 #include "backend/cuda_ops.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/error.h"
 #include "core/threads.h"
 #include "core/version.h"
 #include "data/sources.h"
@@ -16,6 +17,7 @@ int cmd_info(const Args &args) {
   Options o;
   if (!o.parse(args, {}, "usage: finegpt info\n\nPrints build features, threads and devices."))
     return 0;
+  if (!o.positional().empty()) fail("unexpected argument '", o.positional()[0], "'");
   std::printf("%s\n", version_text().c_str());
   std::printf("backends:  cpu (float32, OpenMP); cuda: %s\n",
               cuda::compiled() ? "compiled in (bfloat16, cuBLASLt)"

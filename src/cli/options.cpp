@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
@@ -62,6 +64,9 @@ bool Options::parse(const Args &args, const std::vector<OptionSpec> &spec,
       if (i + 1 >= args.size()) fail("--", key, ": missing value");
       value = args[++i];
     }
+    if (given_.count(key) && values_[key] != value)
+      fail("--", key, " is given twice, as '", values_[key], "' and as '", value,
+           "'; give it once");
     values_[key] = value;
     given_[key] = true;
   }
@@ -71,11 +76,20 @@ bool Options::parse(const Args &args, const std::vector<OptionSpec> &spec,
 std::string Options::str(const std::string &name) const { return values_.at(name); }
 
 long Options::integer(const std::string &name) const {
+  const long x = integer64(name);
+  if (x > INT32_MAX || x < INT32_MIN)
+    fail("--", name, ": ", x, " is past the largest value finegpt takes (", INT32_MAX, ")");
+  return x;
+}
+
+long Options::integer64(const std::string &name) const {
   const std::string &v = values_.at(name);
   char *end = nullptr;
   errno = 0;
   long x = std::strtol(v.c_str(), &end, 10);
-  if (v.empty() || *end || errno) fail("--", name, ": expected an integer, got '", v, "'");
+  if (v.empty() || *end || errno)
+    fail("--", name, ": expected an integer", errno == ERANGE ? " that fits in 64 bits" : "",
+         ", got '", v, "'");
   return x;
 }
 
@@ -85,6 +99,7 @@ double Options::real(const std::string &name) const {
   errno = 0;
   double x = std::strtod(v.c_str(), &end);
   if (v.empty() || *end || errno) fail("--", name, ": expected a number, got '", v, "'");
+  if (!std::isfinite(x)) fail("--", name, ": expected a finite number, got '", v, "'");
   return x;
 }
 

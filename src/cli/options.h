@@ -1,6 +1,7 @@
 // Flag parsing for the subcommands other than train (which reads nanoGPT configs): --key=value
 // or --key value, '-' and '_' interchangeable, unknown flags rejected with the closest known
-// one, values type-checked with a message that names the flag.
+// one, a flag given twice with different values refused, values type-checked with a message
+// that names the flag.
 #pragma once
 #include "cli/commands.h"
 
@@ -23,7 +24,10 @@ public:
   // Returns false when --help was given (the usage has been printed).
   bool parse(const Args &args, const std::vector<OptionSpec> &spec, const std::string &usage);
   std::string str(const std::string &name) const;
+  // A value that fits in 32 bits (what the engines hold); integer64 for counts past that.
   long integer(const std::string &name) const;
+  long integer64(const std::string &name) const;
+  // A finite number (nan and inf are refused).
   double real(const std::string &name) const;
   bool flag(const std::string &name) const;
   bool given(const std::string &name) const { return given_.count(name) > 0; }

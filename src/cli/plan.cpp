@@ -27,7 +27,7 @@ double parse_count(const std::string &flag, const std::string &text) {
                 : unit == "B" || unit == "G" ? 1e9
                 : unit == "T"                ? 1e12
                                              : 0;
-  if (end == text.c_str() || mult == 0 || !(v > 0) || !std::isfinite(v))
+  if (end == text.c_str() || mult == 0 || !(v > 0) || !std::isfinite(v * mult))
     fail(flag, ": expected a positive count like 10B, 500M or 2.5e9, got '", text, "'");
   return v * mult;
 }
@@ -235,7 +235,7 @@ int cmd_plan(const Args &args) {
   FINEGPT_CHECK(s.overhead_gib >= 0, "--overhead must be >= 0");
   s.block_size = int(o.integer("block_size"));
   FINEGPT_CHECK(s.block_size >= 1 && s.block_size <= 1 << 20, "--block_size must be positive");
-  s.tokens_per_step = o.integer("tokens_per_step");
+  s.tokens_per_step = o.integer64("tokens_per_step");
   FINEGPT_CHECK(s.tokens_per_step >= 1, "--tokens_per_step must be positive");
   if (!o.str("hours").empty()) {
     s.hours = o.real("hours");

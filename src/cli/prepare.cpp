@@ -9,6 +9,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <map>
 
 namespace finegpt {
 
@@ -111,6 +113,7 @@ Parsed parse(const Args &args) {
   Parsed p;
   PrepareOptions &o = p.opt;
   bool have_input = false;
+  std::map<std::string, std::string> seen; // flag -> value, for flags given twice
   for (size_t i = 0; i < args.size(); i++) {
     std::string flag = args[i], value;
     bool inline_value = false;
@@ -120,10 +123,16 @@ Parsed parse(const Args &args) {
       }
     }
     auto take = [&]() -> std::string {
-      if (inline_value) return value;
-      if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0)
-        fail(flag, " needs a value (try: finegpt prepare --help)");
-      return args[++i];
+      if (!inline_value) {
+        if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0)
+          fail(flag, " needs a value (try: finegpt prepare --help)");
+        value = args[++i];
+      }
+      // A flag given twice with different values is a mistake, not "the last one wins".
+      auto [it, fresh] = seen.emplace(flag, value);
+      if (!fresh && it->second != value)
+        fail(flag, " is given twice, as '", it->second, "' and as '", value, "'; give it once");
+      return value;
     };
     if (flag == "--help" || flag == "-h") {
       p.help = true;
@@ -156,7 +165,9 @@ Parsed parse(const Args &args) {
       o.val_fraction = parse_fraction(take());
       p.char_only_given = true;
     } else if (flag == "--threads") {
-      o.threads = int(parse_count(flag, take()));
+      const uint64_t threads = parse_count(flag, take());
+      if (threads > 65536) fail("--threads ", threads, " is past any machine (0 = all cores)");
+      o.threads = int(threads);
     } else if (flag == "--max-tokens") {
       o.max_tokens = parse_count(flag, take());
       if (o.max_tokens == 0) fail("--max-tokens must be at least 1 (leave it out for no limit)");
@@ -201,7 +212,18 @@ int cmd_prepare(const Args &args) {
   std::signal(SIGXFSZ, SIG_IGN);
   const PrepareOptions &o = p.opt;
   const auto t0 = std::chrono::steady_clock::now();
-  PrepareStats s = prepare_dataset(o);
+  // A run that fails before it writes a shard leaves no empty --out folder behind (remove()
+  // takes a folder only when it is empty).
+  std::error_code ec;
+  const bool out_existed =
+      std::filesystem::exists(o.out, ec) || std::filesystem::is_symlink(o.out, ec);
+  PrepareStats s;
+  try {
+    s = prepare_dataset(o);
+  } catch (...) {
+    if (!out_existed) std::filesystem::remove(o.out, ec);
+    throw;
+  }
   const bool is_char = o.tokenizer == "char";
   const std::string out = o.out;
   if (s.already_complete) {

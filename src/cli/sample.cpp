@@ -9,6 +9,7 @@
 #include "tokenizer/encoder.h"
 #include "train/engine.h"
 
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -36,6 +37,7 @@ int cmd_sample(const Args &args) {
                "[options]\n\nGenerates text from a trained model, like nanoGPT's sample.py."))
     return 0;
   if (!o.positional().empty()) fail("unexpected argument '", o.positional()[0], "'");
+  FINEGPT_CHECK(o.integer("threads") >= 0, "--threads must be 0 (all cores) or more");
   set_threads(int(o.integer("threads")));
   const std::string init = o.str("init_from");
   const std::string device = o.str("device");
@@ -65,9 +67,10 @@ int cmd_sample(const Args &args) {
   FINEGPT_CHECK(S > 0, "--num_samples must be positive");
   FINEGPT_CHECK(n >= 0, "--max_new_tokens must be >= 0");
   SampleOptions opt{int(n), float(o.real("temperature")), int(o.integer("top_k"))};
-  FINEGPT_CHECK(opt.temperature > 0, "--temperature must be positive");
+  FINEGPT_CHECK(opt.temperature > 0 && std::isfinite(opt.temperature),
+                "--temperature must be a positive number");
   FINEGPT_CHECK(opt.top_k >= 0, "--top_k must be >= 0");
-  Rng rng(uint64_t(o.integer("seed")));
+  Rng rng(uint64_t(o.integer64("seed")));
   EngineOptions eo;
   eo.backend = device == "cuda" ? Backend::CUDA : Backend::CPU, eo.training = false;
   auto engine = make_engine(lm.config, 1, 1, eo); // the generator has its own activations

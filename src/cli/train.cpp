@@ -5,6 +5,7 @@
 #include "train/trainer.h"
 
 #include <cstdio>
+#include <filesystem>
 
 namespace finegpt {
 
@@ -71,11 +72,19 @@ int cmd_train(const Args &args) {
   if (root) print_run_summary(cfg, setup);
   if (dry_run) return 0;
   bool started = false;
+  // A run that fails before it writes anything leaves no empty out_dir behind (remove() takes
+  // a folder only when it is empty).
+  std::error_code ec;
+  const bool out_dir_existed = std::filesystem::exists(cfg.out_dir, ec);
+  auto remove_empty_out_dir = [&] {
+    if (root && !out_dir_existed) std::filesystem::remove(cfg.out_dir, ec);
+  };
   try {
     const TrainResult r = train(cfg, setup, *comm, &started);
     // Stopped by a signal after saving: the conventional status of that signal.
     if (r.stopped_by_signal) return 128 + r.stopped_by_signal;
   } catch (const Error &e) {
+    remove_empty_out_dir();
     if (comm->world() == 1) throw;
     if (!started) return report_setup_error(e, *comm);
     std::fprintf(stderr, "finegpt train: error: rank %d: %s\n", comm->rank(), e.what());

@@ -165,8 +165,11 @@ void set_key(TrainConfig *cfg, const KeyDef &k, const py::Value &v, const std::s
           if (raw) return void(cfg->*m = *raw);
           hint = " (put it in quotes)";
         }
+        std::string shown = py::repr(v); // a long value is shown by its start, not by pages
+        if (shown.size() > 80)
+          shown = cat(shown.substr(0, 60), "... (", shown.size(), " characters)");
         fail(place, ": ", k.name, " expects ", expected, k.none_is_default ? " or None" : "",
-             ", got ", py::type_name(v), " ", py::repr(v), hint);
+             ", got ", py::type_name(v), " ", shown, hint);
       },
       k.field);
 }
@@ -264,7 +267,8 @@ TrainConfig load_train_config(const std::vector<std::string> &args,
   }
   // More threads than the hardware has only slow training down.
   const long hardware = long(std::thread::hardware_concurrency());
-  if (hardware > 0 && cfg.threads > hardware) {
+  // (Past 32 bits it is left for validate() to refuse, not quietly made sensible.)
+  if (hardware > 0 && cfg.threads > hardware && cfg.threads <= INT32_MAX) {
     if (notes)
       notes->push_back(cat("threads = ", cfg.threads, ": this machine has ", hardware,
                            " hardware threads; using ", hardware));
@@ -337,6 +341,11 @@ void validate(const TrainConfig &c) {
   unit("dropout", c.dropout);
   unit("beta1", c.beta1);
   unit("beta2", c.beta2);
+  // Every float key takes a finite number (learning_rate = inf passes the checks above): inf or
+  // nan does not train, and a checkpoint would carry it on.
+  for (const KeyDef &k : key_table())
+    if (auto *m = std::get_if<double TrainConfig::*>(&k.field); m && !std::isfinite(c.**m))
+      fail(k.name, " must be a finite number (got ", py::float_repr(c.**m), ")");
   if (c.decay_lr && c.lr_decay_iters < c.warmup_iters)
     fail("lr_decay_iters (", c.lr_decay_iters, ") must be >= warmup_iters (", c.warmup_iters,
          ") when decay_lr is True (raise lr_decay_iters or set decay_lr = False)");

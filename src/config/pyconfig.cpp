@@ -209,6 +209,7 @@ class Parser {
 public:
   Parser(const std::vector<Token> &toks, const Ctx &ctx, Env *env)
       : t_(toks), ctx_(ctx), env_(env) {}
+  static constexpr int kMaxDepth = 200;
 
   std::vector<Assignment> statements() {
     std::vector<Assignment> out;
@@ -307,6 +308,15 @@ private:
   }
 
   Value factor() {
+    // Every level of nesting (parentheses, signs, **, call arguments) passes here: a bound, as
+    // CPython's parser has, instead of a stack overflow on '((((...1...))))'.
+    if (depth_ >= kMaxDepth)
+      ctx_.error(peek().line, "expression nested too deeply (more than ", kMaxDepth, " levels)");
+    struct Level {
+      int &depth;
+      explicit Level(int &d) : depth(++d) {}
+      ~Level() { --depth; }
+    } level(depth_);
     if (is_op("-") || is_op("+")) {
       const Token &o = at(p_++);
       Value v = factor();
@@ -431,6 +441,7 @@ private:
   const Ctx &ctx_;
   Env *env_;
   size_t p_ = 0;
+  int depth_ = 0; // nesting of factor(), bounded by kMaxDepth
 };
 
 } // namespace

@@ -14,7 +14,12 @@ namespace finegpt {
 
 std::string read_file(const std::string &path) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a folder, not a file");
+  const auto st = std::filesystem::status(path, ec);
+  if (std::filesystem::is_directory(st)) fail(path, ": is a folder, not a file");
+  // A device (/dev/zero, /dev/urandom, a terminal) has no end to read to; a pipe has one.
+  if (std::filesystem::is_character_file(st) || std::filesystem::is_block_file(st) ||
+      std::filesystem::is_socket(st))
+    fail(path, ": is a device or socket, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, ": cannot open: ", std::strerror(errno));
   std::ostringstream ss;
@@ -113,6 +118,8 @@ void write_file_atomic(const std::string &path, const std::string &contents) {
 
 void make_dirs(const std::string &path) {
   std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec))
+    fail(path, ": exists and is not a folder");
   std::filesystem::create_directories(path, ec);
   if (ec) fail(path, ": cannot create directory: ", ec.message());
   if (access(path.c_str(), W_OK) != 0) fail(path, ": directory is not writable");

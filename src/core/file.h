@@ -9,7 +9,8 @@
 
 namespace finegpt {
 
-// Reads a whole file; throws Error naming the path when it is missing or unreadable.
+// Reads a whole file (or what a pipe holds); throws Error naming the path when it is missing,
+// unreadable, a folder or a device.
 std::string read_file(const std::string &path);
 // Size in bytes; throws Error naming the path when it does not exist.
 uint64_t file_size(const std::string &path);

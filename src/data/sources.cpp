@@ -249,6 +249,9 @@ void expand(const fs::path &p, bool top, std::vector<InputFile> &out) {
   const std::string ps = p.string();
   if (!fs::exists(p, ec)) fail("--input ", ps, ": no such file or folder");
   if (!fs::is_directory(p, ec)) {
+    const fs::file_status st = fs::status(p, ec);
+    if (fs::is_character_file(st) || fs::is_block_file(st) || fs::is_socket(st))
+      fail("--input ", ps, ": is a device or socket, not a file");
     InputFile f;
     if (classify(ps, !top, f)) out.push_back(f);
     return;

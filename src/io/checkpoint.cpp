@@ -208,6 +208,15 @@ CheckpointState read_checkpoint_state(const std::string &path, bool *has_optimiz
   const uint64_t off = h.data_offset;
   CheckpointState st;
   try {
+    // The header's checksum first, when the trailer is there: a damaged header is named as such,
+    // not as whatever its damaged values say (a truncated file has no trailer: see below).
+    if (h.version >= 2) {
+      Trailer t;
+      if (std::fseek(f.get(), -long(sizeof t), SEEK_END) == 0 &&
+          std::fread(&t, sizeof t, 1, f.get()) == 1 && t.magic == kCheckpointTrailerMagic &&
+          t.header_crc != h.header_crc)
+        fail("the header fails its checksum", kCorruptHint);
+    }
     st.model = model_from_json(j.at("model"));
     st.iter_num = j.at("iter_num");
     st.best_val_loss = j.at("best_val_loss");
@@ -252,11 +261,23 @@ void load_checkpoint(const std::string &path, float *params, float *m, float *v)
     moments_crc = read_floats(path, f.get(), m, P);
     moments_crc = read_floats(path, f.get(), v, P, moments_crc);
   }
-  if (h.version < 2) return;
-  const Trailer t = read_trailer(path, f.get());
-  if (params_crc != t.params_crc) fail(path, ": the parameters fail their checksum", kCorruptHint);
-  if (m && moments_crc != t.moments_crc)
-    fail(path, ": the optimizer state fails its checksum", kCorruptHint);
+  if (h.version >= 2) {
+    const Trailer t = read_trailer(path, f.get());
+    if (params_crc != t.params_crc)
+      fail(path, ": the parameters fail their checksum", kCorruptHint);
+    if (m && moments_crc != t.moments_crc)
+      fail(path, ": the optimizer state fails its checksum", kCorruptHint);
+  }
+  // Intact but not finite (written by something else, or before the save checked): refused, as
+  // save_checkpoint refuses to write it.
+  for (auto [a, what] :
+       {std::pair{params, "parameters"}, {m, "AdamW first moments"}, {v, "AdamW second moments"}}) {
+    if (!a) continue;
+    const size_t i = first_non_finite(a, P);
+    if (i < P)
+      fail(path, ": the checkpoint holds non-finite ", what, " (element ", i, " is ", a[i],
+           "); it cannot be used");
+  }
 }
 
 // ---- llm.c model files -------------------------------------------------------------------
@@ -266,6 +287,9 @@ GPTConfig read_llmc_header(const std::string &path, int *version) {
   int32_t h[256];
   if (std::fread(h, 4, 256, f.get()) != 256)
     fail(path, ": too short for an llm.c model file (no 1024-byte header)");
+  if (uint32_t(h[0]) == kCheckpointMagic)
+    fail(path, ": a finegpt checkpoint, not an llm.c model file (continue it with "
+               "init_from='resume' and its out_dir, or write one with finegpt export)");
   if (h[0] != kLlmcModelMagic)
     fail(path, ": not an llm.c model file (magic ", h[0], ", expected ", kLlmcModelMagic, ")");
   if (h[1] != 3 && h[1] != 5)
@@ -278,12 +302,14 @@ GPTConfig read_llmc_header(const std::string &path, int *version) {
   c.n_embd = h[6];
   c.padded_vocab_size = h[7];
   c.bias = true;
+  uint64_t P = 0;
   try {
     check_gpt_config(c);
+    P = num_parameters(c);
   } catch (const Error &e) {
     fail(path, ": bad llm.c header: ", e.what());
   }
-  const uint64_t want = 1024 + uint64_t(num_parameters(c)) * (h[1] == 3 ? 4 : 2);
+  const uint64_t want = 1024 + P * (h[1] == 3 ? 4 : 2);
   const uint64_t have = file_size(path);
   if (have != want)
     fail(path, ": ", have < want ? "file is truncated" : "file has trailing bytes", " (", have,
@@ -300,18 +326,21 @@ void load_llmc_model(const std::string &path, float *params) {
   const size_t P = num_parameters(c);
   if (version == 3) {
     read_bytes(f.get(), params, P * 4, path);
-    return;
-  }
-  std::vector<uint16_t> buf(1 << 20);
-  for (size_t done = 0; done < P;) {
-    size_t n = std::min(buf.size(), P - done);
-    read_bytes(f.get(), buf.data(), n * 2, path);
-    for (size_t i = 0; i < n; ++i) {
-      uint32_t bits = uint32_t(buf[i]) << 16;
-      std::memcpy(&params[done + i], &bits, 4);
+  } else {
+    std::vector<uint16_t> buf(1 << 20);
+    for (size_t done = 0; done < P;) {
+      size_t n = std::min(buf.size(), P - done);
+      read_bytes(f.get(), buf.data(), n * 2, path);
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t bits = uint32_t(buf[i]) << 16;
+        std::memcpy(&params[done + i], &bits, 4);
+      }
+      done += n;
     }
-    done += n;
   }
+  if (const size_t i = first_non_finite(params, P); i < P)
+    fail(path, ": the model file holds a non-finite parameter (element ", i, " is ", params[i],
+         "); it cannot be used");
 }
 
 void save_llmc_model(const std::string &path, const GPTConfig &cfg, const float *params,

@@ -5,11 +5,27 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <numeric>
 
 namespace finegpt {
 
 int pad_vocab(int vocab_size) { return (vocab_size + 63) / 64 * 64; }
+
+namespace {
+// Elements of a tensor of `shape`; Error when past 2^50 (a petabyte of floats: no machine holds
+// it, and sums of byte counts stay far from overflowing).
+size_t elements(const char *name, const std::vector<int64_t> &shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n) || n > (int64_t(1) << 50)) {
+      std::string dims;
+      for (int64_t e : shape)
+        dims += cat(dims.empty() ? "" : "x", e);
+      fail("the model is too large: its ", name, " tensor (", dims,
+           ") would hold more than 2^50 elements");
+    }
+  return size_t(n);
+}
+} // namespace
 
 void check_gpt_config(const GPTConfig &c) {
   FINEGPT_CHECK(c.n_layer > 0, "n_layer must be positive (got ", c.n_layer, ")");
@@ -28,7 +44,7 @@ void check_gpt_config(const GPTConfig &c) {
 std::array<ParamTensor, kNumParamTensors> param_tensors(const GPTConfig &c) {
   const int64_t L = c.n_layer, C = c.n_embd, Vp = c.padded_vocab_size, T = c.block_size;
   auto t = [](const char *name, std::vector<int64_t> shape, bool decay) {
-    size_t n = std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
+    size_t n = elements(name, shape);
     return ParamTensor{name, std::move(shape), n, decay};
   };
   auto b = [&](const char *name, std::vector<int64_t> shape) {
@@ -130,7 +146,7 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
   }
   MemoryPlan plan;
   auto add = [&](std::string name, MemGroup g, std::vector<int64_t> shape, int dtype_bytes) {
-    size_t n = std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
+    size_t n = elements(name.c_str(), shape);
     plan.buffers.push_back({std::move(name), g, std::move(shape), dtype_bytes, n, n * dtype_bytes});
   };
   const int W = opt.precision == Precision::FP32 ? 4 : 2; // parameter/activation dtype bytes
