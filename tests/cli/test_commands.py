@@ -34,15 +34,22 @@ class Help(CliTest):
 
 
 class TrainedModel(CliTest):
+    """A small char model trained in setUp (n_embd 32; 64 gives the CUDA attention's smallest
+    head size, 32)."""
+    n_embd, iters = 32, 60
+
     def setUp(self):
         super().setUp()
         self.data = self.char_data()
         self.out = os.path.join(self.tmp, "out")
         run("train", f"--data_dir={self.data}", f"--out_dir={self.out}", "--n_layer=2",
-            "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=8",
-            "--gradient_accumulation_steps=1", "--max_iters=60", "--eval_interval=60",
-            "--eval_iters=2", "--learning_rate=3e-3", "--warmup_iters=5",
-            "--lr_decay_iters=60", check=True)
+            "--n_head=2", f"--n_embd={self.n_embd}", "--block_size=32", "--batch_size=8",
+            "--gradient_accumulation_steps=1", f"--max_iters={self.iters}",
+            f"--eval_interval={self.iters}", "--eval_iters=2", "--learning_rate=3e-3",
+            "--warmup_iters=5", f"--lr_decay_iters={self.iters}", check=True)
+
+
+class TrainedModelTests(TrainedModel):
 
     def test_sample(self):
         p = run("sample", f"--out_dir={self.out}", "--start=ROMEO:", "--num_samples=3",
@@ -155,20 +162,11 @@ EMULATED = os.environ.get("FINEGPT_EMULATED_BIN", "")
 
 @unittest.skipUnless(EMULATED and os.path.exists(EMULATED),
                      "needs finegpt_emulated (the CUDA seam emulated on the host)")
-class CudaEngineCommands(CliTest):
+class CudaEngineCommands(TrainedModel):
     """eval and sample with --device cuda go through the same engine as training: on the CUDA
     seam emulated on the host (bf16 storage), a model trained on the CPU evaluates to the CPU's
     loss within bf16's error, and samples as the CPU does."""
-
-    def setUp(self):
-        super().setUp()
-        self.data = self.char_data()
-        self.out = os.path.join(self.tmp, "out")
-        run("train", f"--data_dir={self.data}", f"--out_dir={self.out}", "--n_layer=2",
-            "--n_head=2", "--n_embd=64", "--block_size=32", "--batch_size=8",
-            "--gradient_accumulation_steps=1", "--max_iters=40", "--eval_interval=40",
-            "--eval_iters=2", "--learning_rate=3e-3", "--warmup_iters=5",
-            "--lr_decay_iters=40", check=True)
+    n_embd, iters = 64, 40
 
     def emulated(self, *args):
         p = subprocess.run([EMULATED, *args], capture_output=True, text=True, timeout=600)
