@@ -1,0 +1,13 @@
+init_from = 'resume'
+device = 'cuda:1'
+dtype = 'float16'
+attention = 'cudnn'
+n_head = 5
+threads = 100000
+wandb_log = True
+backend = 'gloo'
+recompute = 2
+zero_stage = 1
+tokens_per_step = 524288
+dist_timeout = 0.5
+data_order = 'sequential'
