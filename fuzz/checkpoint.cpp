@@ -39,14 +39,14 @@ std::string with_trailer(const uint8_t *data, size_t size) {
   const size_t offset = (16 + len + 63) / 64 * 64;
   const size_t arrays = body.size() > offset ? body.size() - offset : 0;
   bool opt = false;
-  size_t P = 0;
+  size_t P = SIZE_MAX;
   try {
     auto j = nlohmann::json::parse(body.substr(16, len));
     opt = j.at("has_optimizer").get<bool>();
-    P = j.at("num_params").get<size_t>();
+    if (j.at("num_params").is_number_unsigned()) P = j.at("num_params").get<size_t>();
   } catch (const nlohmann::json::exception &) {
-    P = arrays / 4 / (opt ? 3 : 1);
   }
+  if (P == SIZE_MAX) P = arrays / 4 / (opt ? 3 : 1);
   P = std::min(P, arrays / 4);
   const uint32_t trailer[4] = {kCheckpointTrailerMagic, header_crc, crc_of(body, offset, P * 4),
                                opt ? crc_of(body, offset + P * 4, 2 * P * 4) : 0u};
