@@ -4,8 +4,8 @@
 # target, one after the other) for SECONDS each (default 600) on its corpus fuzz/corpus/TARGET/,
 # then merges what it found back into that corpus, minimized (-merge=1: only inputs that add
 # coverage are kept). A crash stops the run and leaves its input in build-fuzz/crashes/TARGET/;
-# after the fix, copy it into fuzz/corpus/TARGET/ so that the replay (ctest fuzz/TARGET) keeps
-# it as a regression test. Set FUZZ_JOBS=N to run N targets at once, FUZZ_NICE to nice them
+# after the fix, copy it into fuzz/corpus/TARGET/ as regression-<what>, which the merge always
+# keeps, so that the replay (ctest fuzz/TARGET) keeps it as a regression test. Set FUZZ_JOBS=N to run N targets at once, FUZZ_NICE to nice them
 # (default 10). The libFuzzer summary (executions/s, corpus size) is in build-fuzz/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +53,8 @@ run_one() {
   OMP_NUM_THREADS=1 nice -n "$niceness" "build-fuzz/fuzz/fuzz_$t" -merge=1 \
     -max_len="${max_len[$t]}" -timeout=20 -rss_limit_mb=4096 "$merged" "$corpus" "$new" \
     >>"$log" 2>&1
+  # Inputs that once crashed (regression-*) stay whatever coverage they add.
+  find "$corpus" -maxdepth 1 -name 'regression-*' -exec cp {} "$merged/" \;
   rm -rf "$corpus" && mv "$merged" "$corpus" && rm -rf "$new"
   local execs
   execs=$(grep -o 'exec/s: [0-9]*' "$log" | tail -n 1 || true)
