@@ -47,19 +47,22 @@ run_one() {
     tail -n 40 "$log"
     return 1
   }
-  # The corpus, minimized over itself and the new inputs (the first folder receives them).
+  # The corpus, minimized over itself and the new inputs (the first folder receives them); by
+  # edge coverage only (-use_counters=0), which keeps a few hundred files where hit counts would
+  # keep thousands.
   local merged=build-fuzz/merged/$t
   rm -rf "$merged" && mkdir -p "$merged"
-  OMP_NUM_THREADS=1 nice -n "$niceness" "build-fuzz/fuzz/fuzz_$t" -merge=1 \
+  OMP_NUM_THREADS=1 nice -n "$niceness" "build-fuzz/fuzz/fuzz_$t" -merge=1 -use_counters=0 \
     -max_len="${max_len[$t]}" -timeout=20 -rss_limit_mb=4096 "$merged" "$corpus" "$new" \
     >>"$log" 2>&1
   # Inputs that once crashed (regression-*) stay whatever coverage they add.
   find "$corpus" -maxdepth 1 -name 'regression-*' -exec cp {} "$merged/" \;
   rm -rf "$corpus" && mv "$merged" "$corpus" && rm -rf "$new"
-  local execs
-  execs=$(grep -o 'exec/s: [0-9]*' "$log" | tail -n 1 || true)
-  echo "fuzz $t: done, ${execs:-exec/s: ?}; corpus $(ls "$corpus" | wc -l) files," \
-    "$(du -sb "$corpus" | cut -f1) bytes"
+  local execs runs
+  execs=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+  echo "fuzz $t: done in ${seconds}s, ${runs:-?} executions, ${execs:-?} exec/s; corpus" \
+    "$(find "$corpus" -type f | wc -l) files, $(cat "$corpus"/* | wc -c) bytes"
 }
 
 status=0
