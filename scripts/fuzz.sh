@@ -33,6 +33,11 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_CO
   -DFINEGPT_TESTS=OFF >/dev/null
 nice -n "$niceness" cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 
+# The targets' scratch folders (one per process; libFuzzer's exits skip their removal) go here.
+export TMPDIR=$PWD/build-fuzz/tmp
+mkdir -p "$TMPDIR"
+trap 'rm -rf "$TMPDIR"' EXIT
+
 run_one() {
   local t=$1 corpus=fuzz/corpus/$1 new=build-fuzz/new/$1 crashes=build-fuzz/crashes/$1
   local log=build-fuzz/logs/$1.log dict=()
