@@ -79,6 +79,25 @@ bool text_at(const arrow::Array &a, int64_t i, std::string_view &out) {
   }
 }
 
+// The type of t's layout that holds bytes: binary for string, and so on (t itself when it is
+// one of those). Validating as this type checks every offset and length, not the UTF-8.
+std::shared_ptr<arrow::DataType> bytes_type(const std::shared_ptr<arrow::DataType> &t) {
+  switch (t->id()) {
+  case arrow::Type::STRING:
+    return arrow::binary();
+  case arrow::Type::LARGE_STRING:
+    return arrow::large_binary();
+  case arrow::Type::STRING_VIEW:
+    return arrow::binary_view();
+  case arrow::Type::DICTIONARY: {
+    const auto &d = static_cast<const arrow::DictionaryType &>(*t);
+    return arrow::dictionary(d.index_type(), bytes_type(d.value_type()), d.ordered());
+  }
+  default:
+    return t;
+  }
+}
+
 // The index of the text column in `schema`; Error listing the columns when there is none, or
 // naming its type when it is not text.
 int find_text_column(const arrow::Schema &schema, const std::string &name,
@@ -144,12 +163,18 @@ protected:
   // Skips up to n rows without decoding them where the format allows (Parquet row groups).
   virtual uint64_t skip_whole(uint64_t) { return 0; }
 
+  // Arrow does not validate the arrays it reads (an IPC file's offsets are taken as stored), so
+  // a damaged file could make text_at read outside its buffers: each batch's column is checked
+  // in full first (as bytes: text that is not UTF-8 is still read, as bytes).
   bool next_array() {
     try {
-      return fetch();
+      if (!fetch()) return false;
     } catch (const parquet::ParquetException &e) {
       fail(path_, ": corrupt Parquet data (", e.what(), ")");
     }
+    auto bytes = take(cur_->View(bytes_type(cur_->type())), path_, "corrupt text column");
+    check(bytes->ValidateFull(), path_, "corrupt text column");
+    return true;
   }
 
   std::string path_;

@@ -6,8 +6,10 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <utility>
 #include <zlib.h>
 
 namespace finegpt {
@@ -38,14 +40,30 @@ json model_json(const GPTConfig &c) {
           {"dropout", c.dropout}};
 }
 
+// `v` as an integer of type T; Error naming `what` when it is another type (a float, whose
+// conversion could be undefined) or out of T's range (which a conversion would wrap).
+template <typename T> T integer(const json &v, const char *what) {
+  if (v.is_number_unsigned()) {
+    if (std::in_range<T>(v.get<uint64_t>())) return T(v.get<uint64_t>());
+  } else if (v.is_number_integer() && std::in_range<T>(v.get<int64_t>())) {
+    return T(v.get<int64_t>());
+  }
+  fail("\"", what, "\" is ", v.dump(), ", not an integer in ", std::numeric_limits<T>::min(), "..",
+       std::numeric_limits<T>::max());
+}
+// j.at(key) as an integer of type T (integer()).
+template <typename T> T integer_at(const json &j, const char *key) {
+  return integer<T>(j.at(key), key);
+}
+
 GPTConfig model_from_json(const json &j) {
   GPTConfig c;
-  c.block_size = j.at("block_size");
-  c.vocab_size = j.at("vocab_size");
-  c.padded_vocab_size = j.at("padded_vocab_size");
-  c.n_layer = j.at("n_layer");
-  c.n_head = j.at("n_head");
-  c.n_embd = j.at("n_embd");
+  c.block_size = integer_at<int>(j, "block_size");
+  c.vocab_size = integer_at<int>(j, "vocab_size");
+  c.padded_vocab_size = integer_at<int>(j, "padded_vocab_size");
+  c.n_layer = integer_at<int>(j, "n_layer");
+  c.n_head = integer_at<int>(j, "n_head");
+  c.n_embd = integer_at<int>(j, "n_embd");
   c.bias = j.at("bias");
   c.dropout = j.at("dropout");
   return c;
@@ -218,19 +236,26 @@ CheckpointState read_checkpoint_state(const std::string &path, bool *has_optimiz
         fail("the header fails its checksum", kCorruptHint);
     }
     st.model = model_from_json(j.at("model"));
-    st.iter_num = j.at("iter_num");
+    st.iter_num = integer_at<long>(j, "iter_num");
     st.best_val_loss = j.at("best_val_loss");
-    st.adam_steps = j.at("adam_steps");
-    st.loaders = j.at("loaders").get<std::vector<std::array<uint64_t, 3>>>();
+    st.adam_steps = integer_at<int>(j, "adam_steps");
+    const json &loaders = j.at("loaders");
+    if (!loaders.is_array()) fail("\"loaders\" is not a list");
+    for (const json &l : loaders) {
+      if (!l.is_array() || l.size() != 3) fail("a data loader state is not a list of 3 integers");
+      st.loaders.push_back({integer<uint64_t>(l[0], "loaders"), integer<uint64_t>(l[1], "loaders"),
+                            integer<uint64_t>(l[2], "loaders")});
+    }
     if (st.loaders.empty()) fail("no data loader state");
-    st.eval_rng = j.at("eval_rng");
+    st.eval_rng = integer_at<uint64_t>(j, "eval_rng");
     st.config_py = j.at("config");
     st.data_dir = j.at("data_dir");
     bool opt = j.at("has_optimizer");
     if (has_optimizer) *has_optimizer = opt;
     check_gpt_config(st.model);
     const uint64_t P = num_parameters(st.model);
-    if (uint64_t(j.at("num_params")) != P) fail("parameter count disagrees with the shape");
+    if (integer_at<uint64_t>(j, "num_params") != P)
+      fail("parameter count disagrees with the shape");
     const uint64_t want = off + P * 4 * (opt ? 3 : 1) + (h.version >= 2 ? sizeof(Trailer) : 0);
     const uint64_t have = file_size(path);
     if (have != want)

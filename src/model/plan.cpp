@@ -39,6 +39,16 @@ void check_gpt_config(const GPTConfig &c) {
   FINEGPT_CHECK(c.padded_vocab_size >= c.vocab_size && c.padded_vocab_size % 64 == 0,
                 "padded vocabulary ", c.padded_vocab_size,
                 " must be a multiple of 64 >= ", c.vocab_size);
+  // Sizes are computed in 64 bits (param_tensors, the plan): a shape past this bound, such as
+  // a damaged file's header may give, would overflow them.
+  using u128 = unsigned __int128;
+  const u128 L = u128(c.n_layer), C = u128(c.n_embd);
+  const u128 n =
+      u128(c.padded_vocab_size) * C + u128(c.block_size) * C + L * (12 * C * C + 13 * C) + 2 * C;
+  FINEGPT_CHECK(n <= kMaxParameters, "the shape (n_layer ", c.n_layer, ", n_embd ", c.n_embd,
+                ", block_size ", c.block_size, ", padded vocabulary ", c.padded_vocab_size,
+                ") has ", double(n), " parameters, more than finegpt takes (",
+                double(kMaxParameters), ")");
 }
 
 std::array<ParamTensor, kNumParamTensors> param_tensors(const GPTConfig &c) {

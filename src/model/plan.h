@@ -24,7 +24,11 @@ struct GPTConfig {
 };
 
 int pad_vocab(int vocab_size); // round up to a multiple of 64
-// Checks the shape (positive sizes, n_embd % n_head, padded vocab); Error naming the field.
+// The most parameters a shape may have (2^40, 4 TiB in fp32): past it the 64-bit size
+// arithmetic of the plan could overflow.
+constexpr uint64_t kMaxParameters = uint64_t(1) << 40;
+// Checks the shape (positive sizes, n_embd % n_head, padded vocab, at most kMaxParameters);
+// Error naming the field.
 void check_gpt_config(const GPTConfig &cfg);
 
 // Parameter tensors in llm.c's file order; with bias off the bias tensors have 0 elements.

@@ -298,6 +298,24 @@ class BadInput(PrepareCase):
         self.fails([folder], f, "Arrow IPC stream")
 
     @needs_arrow
+    def test_arrow_offsets_outside_the_data(self):
+        # Arrow takes an IPC file's offsets as stored; each batch's column is validated before
+        # its rows are read (a damaged stream used to make prepare read outside the buffers).
+        def stream(name, offsets, data):
+            offs = pa.py_buffer(b"".join(o.to_bytes(4, "little", signed=True) for o in offsets))
+            col = pa.Array.from_buffers(pa.string(), len(offsets) - 1,
+                                        [None, offs, pa.py_buffer(data)])
+            p = self.path(name)
+            with pa.OSFile(p, "wb") as f, pa.ipc.new_stream(f, pa.schema([("text", col.type)])) as w:
+                w.write_batch(pa.record_batch([col], names=["text"]))
+            return p
+        p = stream("bad.arrow", [0, 3, 1 << 30, 6], b"abcdef")
+        self.fails([p], p, "corrupt text column", "out of bounds")
+        # Validated as bytes: a string column whose text is not UTF-8 is still read.
+        q = stream("latin1.arrow", [0, 5, 6], b"caf\xe9 x")
+        self.assertEqual(self.docs_of("--input", q), [b"caf\xe9 ", b"x"])
+
+    @needs_arrow
     def test_missing_text_column_lists_columns(self):
         p = self.path("c.parquet")
         pq.write_table(pa.table({"id": [1], "content": ["x"], "url": ["u"]}), p)
