@@ -45,10 +45,10 @@ void check_gpt_config(const GPTConfig &c) {
   const u128 L = u128(c.n_layer), C = u128(c.n_embd);
   const u128 n =
       u128(c.padded_vocab_size) * C + u128(c.block_size) * C + L * (12 * C * C + 13 * C) + 2 * C;
-  FINEGPT_CHECK(n <= kMaxParameters, "the shape (n_layer ", c.n_layer, ", n_embd ", c.n_embd,
-                ", block_size ", c.block_size, ", padded vocabulary ", c.padded_vocab_size,
-                ") has ", double(n), " parameters, more than finegpt takes (",
-                double(kMaxParameters), ")");
+  FINEGPT_CHECK(n <= kMaxParameters, "the model is too large: the shape (n_layer ", c.n_layer,
+                ", n_embd ", c.n_embd, ", block_size ", c.block_size, ", padded vocabulary ",
+                c.padded_vocab_size, ") has ", double(n),
+                " parameters, more than finegpt takes (2^40, a terabyte of bf16 weights)");
 }
 
 std::array<ParamTensor, kNumParamTensors> param_tensors(const GPTConfig &c) {
