@@ -92,6 +92,11 @@ for lib in libz.so.1 libzstd.so.1 libcrypto.so.3; do
 done
 tar -cJf "$tp/deps.tar.xz" -C "$stage" openblas sys
 
+# The GPT-2 rank file, for the training-curve check's `finegpt prepare` (build/assets: setup.sh).
+mkdir -p "$tp/assets"
+cp build/assets/gpt2.tiktoken "$tp/assets/" 2>/dev/null ||
+  { echo "device_prepare: build/assets/gpt2.tiktoken is missing: run scripts/setup.sh first" >&2; exit 1; }
+
 cat > "$tp/README" <<EOF
 Made by scripts/device_prepare.sh on $(date -u +%Y-%m-%d) from Debian $(cat /etc/debian_version):
 googletest $(dpkg-query -W -f='${Version}' googletest), nlohmann-json3-dev $(dpkg-query -W -f='${Version}' nlohmann-json3-dev),
