@@ -1,7 +1,7 @@
 // Tests of the kernel-host harness itself (shim/cuda_runtime.h, kernel_host.cpp): it rejects the
 // launch configurations CUDA rejects (so the op tests' empty-work cases mean something), its
-// mma.sync follows the PTX ISA's fragment maps, its shuffles and barriers; and checks of launch
-// configurations too large to execute on the host (attention with more than 65535 heads).
+// mma.sync and ldmatrix follow the PTX ISA's fragment maps, its shuffles and barriers; and checks
+// of launch configurations too large to execute on the host (attention with more than 65535 heads).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -113,6 +113,42 @@ TEST(KernelHost, MmaFollowsThePtxFragmentMaps) {
       for (int k = 0; k < 16; k++)
         want += double(__bfloat162float(A[i * 16 + k])) * __bfloat162float(B[k * 8 + j]);
       EXPECT_NEAR(D[i * 8 + j], want, 1e-5 * (1.0 + std::fabs(want))) << i << "," << j;
+    }
+}
+
+// ldmatrix.x4 with and without .trans (PTX ISA: register i of lane 4g + t holds matrix i's row
+// g, cols 2t, 2t+1; transposed, rows 2t, 2t+1 of col g) from a 16 x 24 shared tile whose element
+// (row, col) holds the bits row * 100 + col; the four matrices sit at (0,0), (8,0), (0,8), (8,16).
+__global__ void ldmatrix_kernel(uint32_t *plain, uint32_t *trans) {
+  FINEGPT_DYNAMIC_SMEM(smem);
+  bf *tile = reinterpret_cast<bf *>(smem);
+  const int lane = threadIdx.x;
+  for (int i = lane; i < 16 * 24; i += 32)
+    tile[i].bits = uint16_t(i / 24 * 100 + i % 24);
+  __syncthreads();
+  const int m = lane / 8, r0[4] = {0, 8, 0, 8}, c0[4] = {0, 0, 8, 16};
+  const bf *row = tile + (r0[m] + lane % 8) * 24 + c0[m];
+  uint32_t r[4];
+  ldmatrix_x4<false>(r, row);
+  for (int i = 0; i < 4; i++)
+    plain[lane * 4 + i] = r[i];
+  ldmatrix_x4<true>(r, row);
+  for (int i = 0; i < 4; i++)
+    trans[lane * 4 + i] = r[i];
+}
+
+TEST(KernelHost, LdmatrixFollowsThePtxMaps) {
+  std::vector<uint32_t> plain(128), trans(128);
+  launch(ldmatrix_kernel, 1, 32, 16 * 24 * 2, plain.data(), trans.data());
+  const int r0[4] = {0, 8, 0, 8}, c0[4] = {0, 0, 8, 16};
+  auto bits = [&](int m, int row, int col) { return uint32_t((r0[m] + row) * 100 + c0[m] + col); };
+  for (int lane = 0; lane < 32; lane++)
+    for (int i = 0; i < 4; i++) {
+      const int g = lane / 4, t = lane % 4;
+      EXPECT_EQ(plain[lane * 4 + i], bits(i, g, 2 * t) | bits(i, g, 2 * t + 1) << 16)
+          << "lane " << lane << " register " << i;
+      EXPECT_EQ(trans[lane * 4 + i], bits(i, 2 * t, g) | bits(i, 2 * t + 1, g) << 16)
+          << "lane " << lane << " register " << i << " (.trans)";
     }
 }
 

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -79,7 +80,7 @@ private:
   std::atomic<uint32_t> gen_{0};
 };
 
-enum class Kind : int { Shuffle = 1, Mma = 2 };
+enum class Kind : int { Shuffle = 1, Mma = 2, Ldmatrix = 3 };
 struct Slot {
   uint64_t seq = ~uint64_t(0); // which collective of its lane wrote it
   Kind kind{};
@@ -96,6 +97,7 @@ struct Block {
   Barrier bar;
   std::vector<std::unique_ptr<Warp>> warps;
   std::unique_ptr<unsigned char[]> smem;
+  size_t smem_bytes = 0;
 };
 
 thread_local Block *tl_block = nullptr;
@@ -208,6 +210,7 @@ void run(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body) 
           blk.warps.push_back(
               std::make_unique<Warp>(int(std::min<uint64_t>(32, threads - 32 * w))));
         blk.smem.reset(new unsigned char[smem ? smem : 1]);
+        blk.smem_bytes = smem;
         std::memset(blk.smem.get(), 0xff, smem); // NaN as bf16 and fp32: unwritten reads show
         pool().run(int(threads), [&](int id) {
           threadIdx = {unsigned(id) % block.x, unsigned(id) / block.x % block.y,
@@ -275,6 +278,38 @@ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b
       acc += double(A(row, k)) * double(B(k, col));
     d[i] = float(acc);
   }
+}
+
+// PTX ISA, ldmatrix: for .m8n8 .b16, lane 4 g + t receives in register i the elements (row g,
+// cols 2t, 2t+1) of matrix i, whose row r starts at the address lane 8 i + r gave; .trans
+// delivers the matrix transposed: (rows 2t, 2t+1, col g). The lower-indexed element is the low
+// half of the register.
+void ldmatrix_x4(uint32_t (&r)[4], const void *row, bool trans) {
+  if (!tl_block) misuse("ldmatrix outside a kernel");
+  const auto *lo = tl_block->smem.get(), *p = static_cast<const unsigned char *>(row);
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0)
+    misuse("ldmatrix: a row address not 16-byte aligned");
+  if (p < lo || p + 16 > lo + tl_block->smem_bytes)
+    misuse("ldmatrix: a row outside the block's dynamic shared memory");
+  Slot s;
+  s.value = reinterpret_cast<uintptr_t>(p);
+  s.a[0] = trans;
+  const Slot *slots = collective(Kind::Ldmatrix, s);
+  for (int l = 0; l < 32; l++) {
+    check_peer(slots[l], Kind::Ldmatrix);
+    if (slots[l].a[0] != s.a[0]) misuse("ldmatrix: lanes disagree on .trans");
+  }
+  auto element = [&](int matrix, int row, int col) {
+    uint16_t v;
+    std::memcpy(&v,
+                reinterpret_cast<const unsigned char *>(slots[8 * matrix + row].value) + 2 * col,
+                sizeof v);
+    return uint32_t(v);
+  };
+  const int g = tl_lane >> 2, t = tl_lane & 3;
+  for (int i = 0; i < 4; i++)
+    r[i] = trans ? element(i, 2 * t, g) | element(i, 2 * t + 1, g) << 16
+                 : element(i, g, 2 * t) | element(i, g, 2 * t + 1) << 16;
 }
 
 void set_execute(bool on) {

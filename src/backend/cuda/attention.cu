@@ -8,10 +8,14 @@
 // the op workspace. Head sizes 32, 64 and 128 (a template parameter).
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16 with .bf16): lane = 4 g + t. A (16x16, row-major):
-// registers hold (row g | g+8, cols 2t, 2t+1 | +8). B (16x8, k x n): (k 2t, 2t+1 | +8, col g),
-// read from a tile stored [n][k]. C (16x8): (row g | g+8, cols 2t, 2t+1). A C fragment of two
-// adjacent n-tiles is therefore an A fragment once rounded to bf16: P goes from one product to
-// the next without leaving registers.
+// registers hold (row g | g+8, cols 2t, 2t+1 | +8). B (16x8, k x n): (k 2t, 2t+1 | +8, col g).
+// C (16x8): (row g | g+8, cols 2t, 2t+1). A C fragment of two adjacent n-tiles is therefore an A
+// fragment once rounded to bf16: P goes from one product to the next without leaving registers.
+// Q, K, V and dout tiles are held once in shared memory, row-major ([row][HS]); fragments are
+// read with ldmatrix.x4, four registers an instruction, B fragments of a tile whose rows are the
+// product's k (V in P V, K in dS K, Q and dout in dS^T Q and P^T dout) through its .trans form,
+// so no transposed copy is made. The forward keeps its Q fragments in registers for all key
+// tiles, and masks only the diagonal tile.
 //
 // Dropout (p > 0; the kernels are templated on DROP so p = 0 runs the code it always ran): as on
 // the CPU, probability (query i, key j) of head bh = b*NH + h (= blockIdx.x) has the mask
@@ -42,13 +46,10 @@ constexpr int WARPS = 4; // 16 rows each
 constexpr int THREADS = WARPS * 32;
 constexpr int TILE = 64;     // queries per block (forward, dq) and keys per block (dk, dv)
 constexpr int KV_QTILE = 32; // queries per step of the dk/dv kernel (fits 99 KB at HS 128)
-constexpr int PAD = 8;       // bf16 of padding per shared row: fragment reads hit 32 distinct banks
+constexpr int PAD = 8;       // bf16 of padding per shared row: ldmatrix's 8 rows hit distinct banks
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
 
-__device__ __forceinline__ uint32_t ld32(const bf *p) {
-  return *reinterpret_cast<const uint32_t *>(p);
-}
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t *>(&v);
@@ -73,21 +74,39 @@ __device__ __forceinline__ uint32_t keep_bits(const DropoutArgs &drop, uint64_t 
 }
 __device__ __forceinline__ bool bit(uint32_t bits, int k) { return (bits >> k) & 1u; }
 
-// A fragment of rows r0.., columns k0.. of a row-major shared tile with row stride ld.
+// Fragments come from shared tiles through ldmatrix.x4 (common.cuh), one instruction for four
+// registers; a lane's row address picks which 8x8 quarter it names (matrix l / 8, row l % 8).
+// A fragment of rows r0.., columns k0.. of a row-major shared tile with row stride ld: matrices
+// (r0, k0), (r0 + 8, k0), (r0, k0 + 8), (r0 + 8, k0 + 8) are registers 0-3.
 __device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf *tile, int ld, int r0, int k0) {
-  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const bf *p = tile + (r0 + g) * ld + k0 + 2 * t;
-  a[0] = ld32(p);
-  a[1] = ld32(p + (FINEGPT_KERNEL_FAULT == 1 ? 8 : 8 * ld)); // fault 1: registers 1, 2 swapped
-  a[2] = ld32(p + (FINEGPT_KERNEL_FAULT == 1 ? 8 * ld : 8));
-  a[3] = ld32(p + 8 * ld + 8);
+  const int lane = threadIdx.x % 32;
+  ldmatrix_x4<false>(a,
+                     tile + (r0 + (lane & 7) + 8 * ((lane >> 3) & 1)) * ld + k0 + 8 * (lane >> 4));
+  if (FINEGPT_KERNEL_FAULT == 1) { // fault 1: registers 1, 2 swapped
+    const uint32_t x = a[1];
+    a[1] = a[2], a[2] = x;
+  }
 }
-// B fragment of columns n0.., k0.. from a shared tile stored [n][k] with row stride ld.
-__device__ __forceinline__ void load_b(uint32_t (&b)[2], const bf *tile, int ld, int n0, int k0) {
-  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-  const bf *p = tile + (n0 + g) * ld + k0 + 2 * t;
-  b[0] = ld32(p);
-  b[1] = ld32(p + 8);
+// B fragments of n-tiles n0.. and n0 + 8.. (k0..k0 + 15) from a shared tile stored [n][k] with
+// row stride ld: matrices (n0, k0), (n0, k0 + 8) are b0, (n0 + 8, k0), (n0 + 8, k0 + 8) are b1.
+__device__ __forceinline__ void load_b2(uint32_t (&b0)[2], uint32_t (&b1)[2], const bf *tile,
+                                        int ld, int n0, int k0) {
+  const int lane = threadIdx.x % 32;
+  uint32_t r[4];
+  ldmatrix_x4<false>(r,
+                     tile + (n0 + (lane & 7) + 8 * (lane >> 4)) * ld + k0 + 8 * ((lane >> 3) & 1));
+  b0[0] = r[0], b0[1] = r[1], b1[0] = r[2], b1[1] = r[3];
+}
+// The same from a tile stored [k][n] (a row-major tile whose rows are the products' k), through
+// ldmatrix's transpose: matrices (k0, n0), (k0 + 8, n0) are b0, (k0, n0 + 8), (k0 + 8, n0 + 8)
+// b1. So V, K, Q and dout serve both products from one row-major copy.
+__device__ __forceinline__ void load_bt2(uint32_t (&b0)[2], uint32_t (&b1)[2], const bf *tile,
+                                         int ld, int n0, int k0) {
+  const int lane = threadIdx.x % 32;
+  uint32_t r[4];
+  ldmatrix_x4<true>(r,
+                    tile + (k0 + (lane & 7) + 8 * ((lane >> 3) & 1)) * ld + n0 + 8 * (lane >> 4));
+  b0[0] = r[0], b0[1] = r[1], b1[0] = r[2], b1[1] = r[3];
 }
 // The A fragment of C-fragment n-tiles 2j and 2j+1 (rounded to bf16).
 __device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c0)[4],
@@ -120,26 +139,6 @@ __device__ void load_tile(bf *dst, const bf *src, size_t row_stride, int row0, i
     store8(dst + r * (HS + PAD) + c, v);
   }
 }
-// The same rows transposed: a shared tile [HS][ROWS + PAD].
-template <int ROWS, int HS>
-__device__ void load_tile_t(bf *dst, const bf *src, size_t row_stride, int row0, int T) {
-  constexpr int CH = HS / 8;
-  for (int i = threadIdx.x; i < ROWS * CH; i += THREADS) {
-    const int r = i % ROWS, c = (i / ROWS) * 8; // consecutive threads: consecutive rows
-    Pack8 v;
-    if (row0 + r < T) {
-      v = load8(src + size_t(row0 + r) * row_stride + c);
-    } else {
-#pragma unroll
-      for (int k = 0; k < 8; k++)
-        v.v[k] = __float2bfloat16(0.0f);
-    }
-#pragma unroll
-    for (int k = 0; k < 8; k++)
-      dst[(c + k) * (ROWS + PAD) + r] = v.v[k];
-  }
-}
-
 // D = dout . out per row of each head, dd (B,NH,T): computed once before the two backward
 // kernels (both need it for every tile they visit). Grid (B*NH, tiles of T), a warp per row.
 template <int HS>
@@ -171,16 +170,12 @@ __device__ void load_stats(float *Ls, float *Ds, const float *lse, const float *
   }
 }
 
-template <int HS> constexpr size_t forward_smem() {
-  return sizeof(bf) * (2 * TILE * (HS + PAD) + HS * (TILE + PAD));
-}
+template <int HS> constexpr size_t forward_smem() { return sizeof(bf) * 3 * TILE * (HS + PAD); }
 template <int HS> constexpr size_t dq_smem() {
-  return sizeof(bf) * (4 * TILE * (HS + PAD) + HS * (TILE + PAD)) + 2 * TILE * sizeof(float);
+  return sizeof(bf) * 4 * TILE * (HS + PAD) + 2 * TILE * sizeof(float);
 }
 template <int HS> constexpr size_t dkv_smem() {
-  return sizeof(bf) *
-             (2 * TILE * (HS + PAD) + 2 * KV_QTILE * (HS + PAD) + 2 * HS * (KV_QTILE + PAD)) +
-         2 * KV_QTILE * sizeof(float);
+  return sizeof(bf) * (2 * TILE + 2 * KV_QTILE) * (HS + PAD) + 2 * KV_QTILE * sizeof(float);
 }
 
 // Grid (B*NH, query tiles); the last query tiles (most keys) are scheduled first.
@@ -188,9 +183,9 @@ template <int HS, bool DROP>
 __global__ void __launch_bounds__(THREADS)
     attention_forward_kernel(bf *out, float *lse, const bf *qkv, int T, int C, int NH,
                              float scale_log2, DropoutArgs drop) {
-  constexpr int LD = HS + PAD, LDT = TILE + PAD;
+  constexpr int LD = HS + PAD;
   FINEGPT_DYNAMIC_SMEM(smem);
-  bf *Qs = reinterpret_cast<bf *>(smem), *Ks = Qs + TILE * LD, *Vt = Ks + TILE * LD;
+  bf *Qs = reinterpret_cast<bf *>(smem), *Ks = Qs + TILE * LD, *Vs = Ks + TILE * LD;
   const int qt = gridDim.y - 1 - blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
@@ -200,6 +195,11 @@ __global__ void __launch_bounds__(THREADS)
   const uint64_t mrow[2] = {(uint64_t(bh) * T + row_a) * T, (uint64_t(bh) * T + row_b) * T};
 
   load_tile<TILE, HS>(Qs, base, C3, qt * TILE, T);
+  __syncthreads();
+  uint32_t qa[HS / 16][4]; // this warp's Q fragments, the same for every key tile
+#pragma unroll
+  for (int kk = 0; kk < HS / 16; kk++)
+    load_a(qa[kk], Qs, LD, r0, kk * 16);
   float o[HS / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   for (int kt = 0; kt <= qt; kt++) {
@@ -208,27 +208,29 @@ __global__ void __launch_bounds__(THREADS)
       kept = keep_bits<TILE / 8>(drop, mrow[0] + kt * TILE + 2 * t, mrow[1] + kt * TILE + 2 * t, 1);
     if (FINEGPT_KERNEL_FAULT != 2) __syncthreads(); // the previous tile is no longer read
     load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
-    load_tile_t<TILE, HS>(Vt, base + 2 * C, C3, kt * TILE, T);
+    load_tile<TILE, HS>(Vs, base + 2 * C, C3, kt * TILE, T);
     __syncthreads();
     float s[TILE / 8][4] = {};
 #pragma unroll
-    for (int kk = 0; kk < HS / 16; kk++) {
-      uint32_t a[4];
-      load_a(a, Qs, LD, r0, kk * 16);
+    for (int kk = 0; kk < HS / 16; kk++)
 #pragma unroll
-      for (int nt = 0; nt < TILE / 8; nt++) {
-        uint32_t bb[2];
-        load_b(bb, Ks, LD, nt * 8, kk * 16);
-        mma(s[nt], a, bb);
+      for (int nt = 0; nt < TILE / 8; nt += 2) {
+        uint32_t b0[2], b1[2];
+        load_b2(b0, b1, Ks, LD, nt * 8, kk * 16);
+        mma(s[nt], qa[kk], b0);
+        mma(s[nt + 1], qa[kk], b1);
       }
-    }
+    // Only the diagonal tile has keys past a query or past T: every key of an earlier tile is
+    // below qt * TILE <= every row of this one, and below T.
+    const bool diagonal = kt == qt;
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < TILE / 8; nt++)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const int key = kt * TILE + nt * 8 + 2 * t + (e & 1), row = e < 2 ? row_a : row_b;
-        const float v = key <= row && key < T ? s[nt][e] * scale_log2 : -INFINITY;
+        const bool visible = !diagonal || (key <= row && key < T);
+        const float v = visible ? s[nt][e] * scale_log2 : -INFINITY;
         s[nt][e] = v;
         mx[e >> 1] = fmaxf(mx[e >> 1], v);
       }
@@ -262,10 +264,11 @@ __global__ void __launch_bounds__(THREADS)
       uint32_t a[4];
       c_to_a(a, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-      for (int dn = 0; dn < HS / 8; dn++) {
-        uint32_t bb[2];
-        load_b(bb, Vt, LDT, dn * 8, kk * 16);
-        mma(o[dn], a, bb);
+      for (int dn = 0; dn < HS / 8; dn += 2) {
+        uint32_t b0[2], b1[2];
+        load_bt2(b0, b1, Vs, LD, dn * 8, kk * 16);
+        mma(o[dn], a, b0);
+        mma(o[dn + 1], a, b1);
       }
     }
   }
@@ -300,11 +303,11 @@ __global__ void __launch_bounds__(THREADS)
     attention_backward_dq_kernel(bf *dqkv, const bf *dout, const bf *qkv, const float *lse,
                                  const float *dd, int T, int C, int NH, float scale_log2,
                                  float scale, DropoutArgs drop) {
-  constexpr int LD = HS + PAD, LDT = TILE + PAD;
+  constexpr int LD = HS + PAD;
   FINEGPT_DYNAMIC_SMEM(smem);
   bf *Qs = reinterpret_cast<bf *>(smem), *dOs = Qs + TILE * LD, *Ks = dOs + TILE * LD;
-  bf *Vs = Ks + TILE * LD, *Kt = Vs + TILE * LD;
-  float *Ls = reinterpret_cast<float *>(Kt + HS * LDT), *Ds = Ls + TILE;
+  bf *Vs = Ks + TILE * LD;
+  float *Ls = reinterpret_cast<float *>(Vs + TILE * LD), *Ds = Ls + TILE;
   const int qt = gridDim.y - 1 - blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
@@ -327,7 +330,6 @@ __global__ void __launch_bounds__(THREADS)
     __syncthreads();
     load_tile<TILE, HS>(Ks, base + C, C3, kt * TILE, T);
     load_tile<TILE, HS>(Vs, base + 2 * C, C3, kt * TILE, T);
-    load_tile_t<TILE, HS>(Kt, base + C, C3, kt * TILE, T);
     __syncthreads();
     float s[TILE / 8][4] = {}, dp[TILE / 8][4] = {};
 #pragma unroll
@@ -336,12 +338,14 @@ __global__ void __launch_bounds__(THREADS)
       load_a(aq, Qs, LD, r0, kk * 16);
       load_a(ad, dOs, LD, r0, kk * 16);
 #pragma unroll
-      for (int nt = 0; nt < TILE / 8; nt++) {
-        uint32_t bk[2], bv[2];
-        load_b(bk, Ks, LD, nt * 8, kk * 16);
-        mma(s[nt], aq, bk);
-        load_b(bv, Vs, LD, nt * 8, kk * 16);
-        mma(dp[nt], ad, bv);
+      for (int nt = 0; nt < TILE / 8; nt += 2) {
+        uint32_t b0[2], b1[2];
+        load_b2(b0, b1, Ks, LD, nt * 8, kk * 16);
+        mma(s[nt], aq, b0);
+        mma(s[nt + 1], aq, b1);
+        load_b2(b0, b1, Vs, LD, nt * 8, kk * 16);
+        mma(dp[nt], ad, b0);
+        mma(dp[nt + 1], ad, b1);
       }
     }
 #pragma unroll
@@ -360,10 +364,11 @@ __global__ void __launch_bounds__(THREADS)
       uint32_t a[4];
       c_to_a(a, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-      for (int dn = 0; dn < HS / 8; dn++) {
-        uint32_t bb[2];
-        load_b(bb, Kt, LDT, dn * 8, kk * 16);
-        mma(dq[dn], a, bb);
+      for (int dn = 0; dn < HS / 8; dn += 2) {
+        uint32_t b0[2], b1[2];
+        load_bt2(b0, b1, Ks, LD, dn * 8, kk * 16);
+        mma(dq[dn], a, b0);
+        mma(dq[dn + 1], a, b1);
       }
     }
   }
@@ -388,11 +393,11 @@ __global__ void __launch_bounds__(THREADS)
     attention_backward_dkv_kernel(bf *dqkv, const bf *dout, const bf *qkv, const float *lse,
                                   const float *dd, int T, int C, int NH, float scale_log2,
                                   float scale, DropoutArgs drop) {
-  constexpr int QB = KV_QTILE, LD = HS + PAD, LDT = QB + PAD;
+  constexpr int QB = KV_QTILE, LD = HS + PAD;
   FINEGPT_DYNAMIC_SMEM(smem);
   bf *Ks = reinterpret_cast<bf *>(smem), *Vs = Ks + TILE * LD, *Qs = Vs + TILE * LD;
-  bf *dOs = Qs + QB * LD, *Qt = dOs + QB * LD, *dOt = Qt + HS * LDT;
-  float *Ls = reinterpret_cast<float *>(dOt + HS * LDT), *Ds = Ls + QB;
+  bf *dOs = Qs + QB * LD;
+  float *Ls = reinterpret_cast<float *>(dOs + QB * LD), *Ds = Ls + QB;
   const int kt = blockIdx.y, bh = blockIdx.x, b = bh / NH, h = bh % NH; // kt 0 has most work
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
   const size_t C3 = 3 * size_t(C);
@@ -408,8 +413,6 @@ __global__ void __launch_bounds__(THREADS)
     __syncthreads();
     load_tile<QB, HS>(Qs, base, C3, qi * QB, T);
     load_tile<QB, HS>(dOs, dob, C, qi * QB, T);
-    load_tile_t<QB, HS>(Qt, base, C3, qi * QB, T);
-    load_tile_t<QB, HS>(dOt, dob, C, qi * QB, T);
     load_stats(Ls, Ds, lse + size_t(bh) * T, dd + size_t(bh) * T, qi * QB, QB, T);
     __syncthreads();
     if (kt * TILE + k0 > qi * QB + QB - 1) continue; // this warp's keys are all in the future
@@ -425,12 +428,14 @@ __global__ void __launch_bounds__(THREADS)
       load_a(ak, Ks, LD, k0, kk * 16);
       load_a(av, Vs, LD, k0, kk * 16);
 #pragma unroll
-      for (int nt = 0; nt < QB / 8; nt++) {
-        uint32_t bq[2], bo[2];
-        load_b(bq, Qs, LD, nt * 8, kk * 16);
-        mma(s[nt], ak, bq);
-        load_b(bo, dOs, LD, nt * 8, kk * 16);
-        mma(dp[nt], av, bo);
+      for (int nt = 0; nt < QB / 8; nt += 2) {
+        uint32_t b0[2], b1[2];
+        load_b2(b0, b1, Qs, LD, nt * 8, kk * 16);
+        mma(s[nt], ak, b0);
+        mma(s[nt + 1], ak, b1);
+        load_b2(b0, b1, dOs, LD, nt * 8, kk * 16);
+        mma(dp[nt], av, b0);
+        mma(dp[nt + 1], av, b1);
       }
     }
 #pragma unroll
@@ -456,12 +461,14 @@ __global__ void __launch_bounds__(THREADS)
       c_to_a(ap, s[2 * kk], s[2 * kk + 1]);
       c_to_a(ads, dp[2 * kk], dp[2 * kk + 1]);
 #pragma unroll
-      for (int dn = 0; dn < HS / 8; dn++) {
-        uint32_t bo[2], bq[2];
-        load_b(bo, dOt, LDT, dn * 8, kk * 16);
-        mma(dv[dn], ap, bo);
-        load_b(bq, Qt, LDT, dn * 8, kk * 16);
-        mma(dk[dn], ads, bq);
+      for (int dn = 0; dn < HS / 8; dn += 2) {
+        uint32_t b0[2], b1[2];
+        load_bt2(b0, b1, dOs, LD, dn * 8, kk * 16);
+        mma(dv[dn], ap, b0);
+        mma(dv[dn + 1], ap, b1);
+        load_bt2(b0, b1, Qs, LD, dn * 8, kk * 16);
+        mma(dk[dn], ads, b0);
+        mma(dk[dn + 1], ads, b1);
       }
     }
   }

@@ -125,6 +125,27 @@ __device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[
 #endif
 }
 
+// Four 8x8 bf16 matrices from shared memory in one instruction: ldmatrix.sync.aligned.m8n8.x4
+// [.trans].shared.b16. Lane l gives the address of row l % 8 of matrix l / 8 (16-byte aligned);
+// register i of lane 4g + t receives matrix i's (row g, cols 2t, 2t+1), the layout of an mma
+// fragment, or with TRANS its (rows 2t, 2t+1, col g), i.e. the matrix transposed.
+template <bool TRANS>
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf *row_address) {
+#ifdef FINEGPT_KERNEL_HOST
+  ::kernel_host::ldmatrix_x4(r, row_address, TRANS);
+#else
+  const unsigned a = unsigned(__cvta_generic_to_shared(row_address));
+  if constexpr (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+#endif
+}
+
 // Eight bf16 in one 16-byte access.
 struct alignas(16) Pack8 {
   bf v[8];

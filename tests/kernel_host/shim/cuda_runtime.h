@@ -63,6 +63,10 @@ void sync_block();
 uint64_t exchange(uint64_t mine, int src_lane);
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (PTX ISA 9.7.14.5.8), d = a b + d.
 void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 (PTX ISA 9.7.14.5.15): `row` is this lane's
+// row address (row l % 8 of matrix l / 8), which must be 16-byte aligned and in the block's
+// dynamic shared memory.
+void ldmatrix_x4(uint32_t (&r)[4], const void *row, bool trans);
 // Launches since the last call, valid or not.
 int take_launch_count();
 // false: launches check their configuration and count, but run nothing (a grid too large to
