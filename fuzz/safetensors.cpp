@@ -1,8 +1,8 @@
 // safetensors files (io/safetensors.h: read_safetensors_header, read_safetensors_tensor). A
 // header the reader accepts must describe the file: its tensors tile the data after the header
 // exactly, and every float tensor reads back as the file's bytes (F32) or their exact widening.
-#include "fuzz.h"
 #include "io/safetensors.h"
+#include "fuzz.h"
 
 #include <algorithm>
 #include <cstring>

@@ -146,8 +146,8 @@ GPTConfig read_hf_config(const std::string &dir) {
   auto integer = [&](const char *key, int def) {
     if (!j.contains(key) || j[key].is_null()) return def;
     if (!j[key].is_number_integer() || j[key].get<int64_t>() <= 0 ||
-        j[key].get<int64_t>() > (int64_t(1) << 30))
-      fail(path, ": ", key, " must be a positive whole number");
+        j[key].get<int64_t>() > (int64_t(1) << 24))
+      fail(path, ": ", key, " must be a whole number in 1..2^24");
     return int(j[key].get<int64_t>());
   };
   auto text = [&](const char *key, const char *def) {

@@ -566,6 +566,13 @@ case("eval_hf_config_not_json", ["eval", "--init_from={d}/hf", *HF_EVAL],
 case("eval_hf_config_negative_layers", ["eval", "--init_from={d}/hf", *HF_EVAL],
      ["config.json", "n_layer"],
      steps(copy_hf(), patch("hf/config.json", json_edit(lambda j: j.update(n_layer=-1)))))
+case("eval_hf_config_huge_embd", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["config.json", "n_embd"],
+     steps(copy_hf(), patch("hf/config.json", json_edit(lambda j: j.update(n_embd=2**40)))))
+case("eval_hf_config_too_large", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["config.json", "too large"],
+     steps(copy_hf(), patch("hf/config.json", json_edit(lambda j: j.update(
+         n_embd=2**24, n_head=1, n_layer=2**24)))))
 case("eval_hf_no_safetensors", ["eval", "--init_from={d}/hf", *HF_EVAL],
      ["no model.safetensors"], text("hf/config.json", "{}"))
 case("train_init_from_hf_wrong_shape", ["train", "--data_dir={s_chars}", "--out_dir={d}/o",
