@@ -86,24 +86,24 @@ int cmd_export(const Args &args) {
   }
   const std::string dir = o.str("out");
   check_hf_out(dir, lm.source);
-  const std::string spec =
-      o.str("tokenizer").empty() ? model_tokenizer_spec(lm) : o.str("tokenizer");
-  std::unique_ptr<TextEncoder> tok = make_encoder(spec);
-  FINEGPT_CHECK(tok->vocab_size() == lm.config.vocab_size, "the ", tok->name(), " tokenizer has ",
-                tok->vocab_size(), " tokens but the model has ", lm.config.vocab_size,
-                " (give --tokenizer)");
+  // The tokenizer given, or the one the model was trained with; a model whose vocabulary is
+  // not that tokenizer's (vocab_size = 50304, say) is written without tokenizer files.
+  const bool given = !o.str("tokenizer").empty();
+  std::unique_ptr<TextEncoder> tok =
+      make_encoder(given ? o.str("tokenizer") : model_tokenizer_spec(lm));
   HfTokenizerFiles files;
-  std::string why;
-  const bool with_tokenizer = hf_tokenizer_files(*tok, files, why);
+  std::string why = cat("the model's vocabulary has ", lm.config.vocab_size, " tokens, the ",
+                        tok->name(), " tokenizer ", tok->vocab_size());
+  FINEGPT_CHECK(!given || tok->vocab_size() == lm.config.vocab_size, "--tokenizer: ", why);
+  const bool with_tokenizer =
+      tok->vocab_size() == lm.config.vocab_size && hf_tokenizer_files(*tok, files, why);
   save_hf_model(dir, lm.config, lm.params.data(), dt == "float32" ? "F32" : "BF16",
                 with_tokenizer ? &files : nullptr);
   std::printf("wrote %s: config.json, model.safetensors (%s)%s\n", dir.c_str(),
               dt == "float32" ? "F32" : "BF16",
               with_tokenizer ? cat(", vocab.json, merges.txt (", tok->name(), " tokenizer)").c_str()
                              : "");
-  if (!with_tokenizer)
-    std::printf("note: no tokenizer files: the %s tokenizer cannot be written as GPT-2's (%s)\n",
-                tok->name().c_str(), why.c_str());
+  if (!with_tokenizer) std::printf("note: no tokenizer files (%s)\n", why.c_str());
   if (!lm.config.bias)
     std::printf("note: the model has no biases; they are written as zeros (the same function)\n");
   return 0;

@@ -243,6 +243,21 @@ class Export(unittest.TestCase):
                                hf_loss(model, shard_tokens(shard, 33), 2, 16), delta=1e-4)
 
 
+    def test_padded_vocabulary_exports_the_model_only(self):
+        """vocab_size = 50304 (nanoGPT's padded GPT-2): the model, as transformers loads it,
+        and no tokenizer files, which would have another vocabulary."""
+        out, hf = os.path.join(self.root, "out-pad"), os.path.join(self.root, "hf-pad")
+        train(self.gpt2data, out, "--vocab_size=50304", "--max_iters=2", "--eval_interval=2")
+        p = run("export", f"--out_dir={out}", "--format=hf", f"--out={hf}")
+        self.assertIn("no tokenizer files (the model's vocabulary has 50304", p.stdout.decode())
+        self.assertEqual(sorted(os.listdir(hf)), ["config.json", "model.safetensors"])
+        model = GPT2LMHeadModel.from_pretrained(hf).eval()
+        self.assertEqual(model.config.vocab_size, 50304)
+        shard = self.val_shard("bias")
+        self.assertAlmostEqual(fg_loss(out, shard, 4, 32),
+                               hf_loss(model, shard_tokens(shard, 4 * 32 + 1), 4, 32), delta=1e-4)
+
+
 def hub_layout(hub, repo, folder):
     """folder's files as the hub cache keeps a download: blobs by hash, a snapshot of links,
     refs/main naming the snapshot."""
