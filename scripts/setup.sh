@@ -42,6 +42,14 @@ fi
 # attention op compiles against when CMake also finds cuDNN 9; without its Python dependencies
 # (CUTLASS DSL, TVM FFI), which only its Python bindings need.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "nvidia-cudnn-frontend==1.32.0"
+# transformers (the Hugging Face export and import tests' oracle) in .venv-torch: Debian's
+# python3 with its system site-packages (python3-torch 1.13, numpy 1), which transformers 4.40
+# supports; a venv of its own so that pip never writes into Debian's python.
+if [ ! -x .venv-torch/bin/python ]; then
+  /usr/bin/python3 -m venv --system-site-packages .venv-torch
+fi
+.venv-torch/bin/python -m pip install -q --disable-pip-version-check \
+  "transformers==4.40.2" "tokenizers==0.19.1" "safetensors==0.8.0" "huggingface-hub==0.36.2"
 # The GPT-2 rank file, verified against tiktoken's published hash.
 gpt2_ranks=$(.venv/bin/python -c "import importlib.util as u, os; print(os.path.join(u.find_spec('whisper').submodule_search_locations[0], 'assets', 'gpt2.tiktoken'))")
 echo "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930  $gpt2_ranks" | sha256sum -c --quiet -

@@ -16,7 +16,8 @@ int cmd_eval(const Args &args) {
   Options o;
   if (!o.parse(args,
                {{"out_dir", "out", "folder with ckpt.bin"},
-                {"init_from", "resume", "'resume' (out_dir/ckpt.bin) or a model file path"},
+                {"init_from", "resume",
+                 "'resume' (out_dir/ckpt.bin), a model file, a Hugging Face folder or 'gpt2'"},
                 {"input", "", "a token file (llm.c shard or raw uint16); default: the split"},
                 {"data_dir", "", "folder of the split (default: the checkpoint's data folder)"},
                 {"split", "val", "'val' or 'train'"},

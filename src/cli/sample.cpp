@@ -11,7 +11,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <nlohmann/json.hpp>
 
 namespace finegpt {
 
@@ -19,7 +18,8 @@ int cmd_sample(const Args &args) {
   Options o;
   if (!o.parse(args,
                {{"out_dir", "out", "folder with ckpt.bin (as nanoGPT's sample.py)"},
-                {"init_from", "resume", "'resume' (out_dir/ckpt.bin) or a model file path"},
+                {"init_from", "resume",
+                 "'resume' (out_dir/ckpt.bin), a model file, a Hugging Face folder or 'gpt2'"},
                 {"start", "\n", "start text, or FILE:path to read it from a file"},
                 {"num_samples", "10", "number of samples"},
                 {"max_new_tokens", "500", "tokens generated per sample"},
@@ -46,13 +46,7 @@ int cmd_sample(const Args &args) {
   LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init);
   // nanoGPT's choice: the dataset's own vocabulary when it has one, else GPT-2's.
   std::string spec = o.str("tokenizer");
-  if (spec.empty()) {
-    const std::string meta = lm.data_dir + "/meta.json";
-    const bool char_meta =
-        !lm.data_dir.empty() && file_exists(meta) &&
-        nlohmann::json::parse(read_file(meta), nullptr, false).value("tokenizer", "") == "char";
-    spec = char_meta ? "char:" + meta : "gpt2";
-  }
+  if (spec.empty()) spec = model_tokenizer_spec(lm);
   std::unique_ptr<TextEncoder> enc = make_encoder(spec);
   const TextEncoder &tok = *enc;
   FINEGPT_CHECK(tok.vocab_size() == lm.config.vocab_size, "the ", tok.name(), " tokenizer has ",

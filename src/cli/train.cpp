@@ -18,8 +18,9 @@ const char *kTrainHelp =
     "nanoGPT's train.py works with the same default, plus finegpt's own: seed, data_dir,\n"
     "data_order ('random' | 'sequential'), threads (0 = all cores), vocab_size.\n"
     "Data: llm.c shards (*_train_*.bin, *_val_*.bin) or nanoGPT's train.bin/val.bin in\n"
-    "data_dir (default data/<dataset>). init_from: 'scratch', 'resume' (out_dir/ckpt.bin) or\n"
-    "the path of an llm.c gpt2_*.bin model file.\n"
+    "data_dir (default data/<dataset>). init_from: 'scratch', 'resume' (out_dir/ckpt.bin),\n"
+    "'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl' (from the Hugging Face cache, $HF_HOME), a\n"
+    "Hugging Face GPT-2 folder, or the path of an llm.c gpt2_*.bin model file.\n"
     "\n"
     "  --dry_run   print the resolved configuration, parameter count, tokens per step and the\n"
     "              memory plan, then exit without reading data\n";

@@ -364,12 +364,9 @@ void validate(const TrainConfig &c) {
   if (!in(c.dtype, {"float32", "bfloat16", "float16"}))
     fail("dtype must be 'float32', 'bfloat16' or 'float16' (got '", c.dtype, "')");
 
-  if (in(c.init_from, {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}))
-    fail("init_from='", c.init_from,
-         "': loading OpenAI weights needs the Hugging Face export (not in this build); use an "
-         "llm.c gpt2_124M.bin path");
   if (c.init_from.empty())
-    fail("init_from must be 'scratch', 'resume' or the path of an llm.c model file (got '')");
+    fail("init_from must be 'scratch', 'resume', 'gpt2' (or gpt2-medium, -large, -xl), a Hugging "
+         "Face model folder or the path of an llm.c model file (got '')");
 }
 
 std::string to_python(const TrainConfig &cfg) {

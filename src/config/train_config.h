@@ -15,8 +15,9 @@ struct TrainConfig {
   long eval_iters = 200;
   bool eval_only = false;
   bool always_save_checkpoint = true;
-  std::string init_from = "scratch"; // 'scratch' | 'resume' | path to an llm.c gpt2_*.bin
-  bool wandb_log = false;            // accepted; finegpt writes out_dir/metrics.jsonl instead
+  // 'scratch' | 'resume' | 'gpt2*' (hub cache) | a Hugging Face folder | an llm.c gpt2_*.bin
+  std::string init_from = "scratch";
+  bool wandb_log = false; // accepted; finegpt writes out_dir/metrics.jsonl instead
   std::string wandb_project = "owt";
   std::string wandb_run_name = "gpt2";
   std::string dataset = "openwebtext";

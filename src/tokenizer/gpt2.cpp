@@ -142,13 +142,12 @@ std::vector<std::string> parse_tiktoken(const std::string &path, std::string_vie
 std::vector<std::string> parse_data_gym(const std::string &path, std::string_view data) {
   std::vector<uint8_t> rank_to_byte;
   std::map<char32_t, uint8_t> char_to_byte;
-  const auto printable = [](int b) {
-    return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-  };
   for (int b = 0; b < 256; b++)
-    if (printable(b)) rank_to_byte.push_back(uint8_t(b)), char_to_byte[char32_t(b)] = uint8_t(b);
-  for (int b = 0, n = 0; b < 256; b++)
-    if (!printable(b)) rank_to_byte.push_back(uint8_t(b)), char_to_byte[char32_t(256 + n++)] = b;
+    if (gpt2_byte_char(uint8_t(b)) < 256) rank_to_byte.push_back(uint8_t(b));
+  for (int b = 0; b < 256; b++) {
+    if (gpt2_byte_char(uint8_t(b)) >= 256) rank_to_byte.push_back(uint8_t(b));
+    char_to_byte[gpt2_byte_char(uint8_t(b))] = uint8_t(b);
+  }
   std::vector<std::string> tokens;
   for (size_t r = 0; r < 256; r++)
     tokens.push_back(std::string(1, char(rank_to_byte[r])));
@@ -189,6 +188,21 @@ std::vector<std::string> parse_data_gym(const std::string &path, std::string_vie
   }
   return tokens;
 }
+
+} // namespace
+
+char32_t gpt2_byte_char(uint8_t b) {
+  const auto printable = [](int c) {
+    return (c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
+  };
+  if (printable(b)) return char32_t(b);
+  int n = 0; // the others, in byte order, become U+0100, U+0101, ...
+  for (int c = 0; c < b; c++)
+    n += !printable(c);
+  return char32_t(256 + n);
+}
+
+namespace {
 
 std::string canonical_form(const std::vector<std::string> &tokens) {
   std::string out;
@@ -314,6 +328,8 @@ std::string Gpt2Tokenizer::decode(const int32_t *ids, size_t n) const {
 }
 
 std::string Gpt2Tokenizer::identity() const { return impl_->identity; }
+const bpe::RankTable &Gpt2Tokenizer::ranks() const { return impl_->ranks; }
+
 const std::string &Gpt2Tokenizer::path() const { return impl_->path; }
 
 size_t Gpt2Tokenizer::safe_split(std::string_view text, size_t from) {

@@ -20,6 +20,15 @@
 
 namespace finegpt {
 
+namespace bpe {
+class RankTable;
+}
+
+// GPT-2's printable stand-in for a byte in its vocab.bpe / encoder.json (bytes_to_unicode in
+// GPT-2's encoder.py): printable Latin-1 bytes stand for themselves, the others become
+// U+0100, U+0101, ... in byte order.
+char32_t gpt2_byte_char(uint8_t b);
+
 constexpr const char *kGpt2RanksSha256 =
     "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930";
 
@@ -53,7 +62,8 @@ public:
   std::string name() const override { return "gpt2"; }
   // The sha256 of the ranks' canonical tiktoken form (kGpt2RanksSha256 for gpt2's ranks).
   std::string identity() const override;
-  const std::string &path() const; // the rank file it was loaded from
+  const std::string &path() const;     // the rank file it was loaded from
+  const bpe::RankTable &ranks() const; // rank r is token id r (50256 ranks; 50256 is EOT)
 
   // A byte offset >= `from` at which `text` may be cut and the two parts encoded separately
   // with the same ids as the whole (text.size() when there is none): lets callers encode one

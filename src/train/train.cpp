@@ -10,6 +10,7 @@
 #include "core/threads.h"
 #include "data/tokens.h"
 #include "io/checkpoint.h"
+#include "io/model_load.h"
 #include "model/model.h"
 #include "optim/optim.h"
 #include "plan/planner.h"
@@ -41,11 +42,12 @@ float estimate_split(Engine &model, BatchLoader &loader, long iters, int B, int 
   return float(sum / double(iters));
 }
 
-// Parameters from an llm.c model file, its position embeddings cropped to block_size rows.
-void load_llmc_into(Engine &model, const GPTConfig &cfg, const std::string &path) {
-  GPTConfig file = read_llmc_header(path);
-  std::vector<float> full(num_parameters(file));
-  load_llmc_model(path, full.data());
+// Parameters from an llm.c model file or a Hugging Face folder (io/model_load.h), its position
+// embeddings cropped to block_size rows.
+void load_pretrained_into(Engine &model, const GPTConfig &cfg, const std::string &path) {
+  LoadedModel lm = load_model(path);
+  const GPTConfig &file = lm.config;
+  const std::vector<float> &full = lm.params;
   if (file.block_size == cfg.block_size) return model.set_params(full.data());
   std::vector<float> params(num_parameters(cfg));
   auto src = param_tensors(file), dst = param_tensors(cfg);
@@ -176,7 +178,7 @@ void Run::start_weights() {
   Engine &e = *engine_;
   if (!s_.resume) {
     if (!s_.init_path.empty())
-      load_llmc_into(e, s_.model, s_.init_path);
+      load_pretrained_into(e, s_.model, s_.init_path);
     else
       e.init_weights(uint64_t(cfg_.seed));
     return;

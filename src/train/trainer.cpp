@@ -10,6 +10,8 @@
 #include "data/tokens.h"
 #include "dist/nccl.h"
 #include "io/checkpoint.h"
+#include "io/hf_model.h"
+#include "io/model_load.h"
 #include "model/model.h"
 #include "optim/optim.h"
 
@@ -79,16 +81,21 @@ RunSetup resolve_run(const TrainConfig &cfg) {
       s.notes.push_back("init_from='resume': the model shape comes from the checkpoint");
     return s;
   }
-  if (cfg.init_from != "scratch") { // an llm.c model file
-    s.init_path = cfg.init_from;
-    GPTConfig file = read_llmc_header(s.init_path);
+  if (cfg.init_from != "scratch") { // a Hugging Face GPT-2 (a name or a folder), or an llm.c file
+    // nanoGPT's from_pretrained: the shape, bias and vocabulary come from the model, only
+    // dropout from the config, and a smaller block_size crops the position embeddings.
+    const std::string hf = hf_model_folder(cfg.init_from);
+    s.init_path = hf.empty() ? cfg.init_from : hf;
+    GPTConfig file = hf.empty() ? read_llmc_header(s.init_path) : read_hf_config(hf);
     s.model = file;
     s.model.dropout = float(cfg.dropout);
     FINEGPT_CHECK(cfg.block_size <= file.block_size, "block_size ", cfg.block_size,
-                  " is larger than the model file's ", file.block_size, " positions");
+                  " is larger than the model's ", file.block_size, " positions (", s.init_path,
+                  ")");
     s.model.block_size = int(cfg.block_size); // cropped as nanoGPT's crop_block_size
     s.notes.push_back(cat("init_from: model shape from ", s.init_path, " (", file.n_layer,
-                          " layers, ", file.n_head, " heads, ", file.n_embd, " channels, bias)"));
+                          " layers, ", file.n_head, " heads, ", file.n_embd,
+                          " channels, vocabulary ", file.vocab_size, ", bias)"));
     return s;
   }
   GPTConfig &m = s.model;

@@ -4,7 +4,8 @@ end with a non-zero exit status that is not a signal, a message of at most three
 naming the problem, no crash report, and every file it could touch unchanged (sha256 of every
 file under its folder and of the shared inputs, before and after), with no file left behind.
 
-The shared inputs (a char dataset, a checkpoint trained for a few iterations, its llm.c export)
+The shared inputs (a char dataset, a checkpoint trained for a few iterations, its llm.c and
+Hugging Face exports)
 are made once in setUpClass; a case that damages one works on its own copy.
 """
 import collections
@@ -174,6 +175,77 @@ def prepared(name):
         subprocess.run([FINEGPT, "prepare", "--tokenizer", "char", "--input", src, "--out",
                         os.path.join(d, name), "--quiet"], check=True, capture_output=True)
     return run_prepare
+
+
+def copy_hf(name="hf"):
+    """The shared Hugging Face export of the trained model, copied to d/<name>."""
+    return lambda d, s: shutil.copytree(s.hf, os.path.join(d, name))
+
+
+def safetensors_edit(fn):
+    """Rewrites a safetensors file (written here by struct and json, not by finegpt's reader):
+    fn(header dict, {name: bytes}) may change the header and the tensors' bytes; the offsets
+    are laid out again in order unless fn returns False (then the header is written as fn left
+    it, offsets and all)."""
+    def run_edit(b):
+        n = struct.unpack_from("<Q", b, 0)[0]
+        header = json.loads(bytes(b[8:8 + n]))
+        data = bytes(b[8 + n:])
+        blobs = {k: data[v["data_offsets"][0]:v["data_offsets"][1]]
+                 for k, v in header.items() if k != "__metadata__"}
+        relayout = fn(header, blobs) is not False
+        out = b""
+        if relayout:
+            for k in sorted((k for k in header if k != "__metadata__"),
+                            key=lambda k: header[k]["data_offsets"][0]):
+                header[k]["data_offsets"] = [len(out), len(out) + len(blobs[k])]
+                out += blobs[k]
+        else:
+            out = data
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        return bytearray(struct.pack("<Q", len(text)) + text + out)
+    return run_edit
+
+
+def st_drop(name):
+    def run(h, blobs):
+        del h[name], blobs[name]
+    return safetensors_edit(run)
+
+
+def st_shape(name, shape):
+    def run(h, blobs):
+        h[name]["shape"] = shape
+    return safetensors_edit(run)
+
+
+def st_offsets(name, shift_begin, shift_end):
+    """The header lies: one tensor's offsets moved (the data stays where it is)."""
+    def run(h, blobs):
+        o = h[name]["data_offsets"]
+        h[name]["data_offsets"] = [o[0] + shift_begin, o[1] + shift_end]
+        return False
+    return safetensors_edit(run)
+
+
+def st_add(name, shape, fill):
+    def run(h, blobs):
+        count = 1
+        for dim in shape:
+            count *= dim
+        h[name] = {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}
+        h[name]["data_offsets"] = [10**12, 10**12]  # placed last by the relayout
+        blobs[name] = struct.pack(f"<{count}f", *([fill] * count))
+    return safetensors_edit(run)
+
+
+def json_edit(fn):
+    def run(b):
+        j = json.loads(bytes(b))
+        fn(j)
+        return bytearray(json.dumps(j).encode())
+    return run
 
 
 # ---- the table -----------------------------------------------------------------------------------
@@ -427,6 +499,116 @@ case("export_nan_checkpoint", ["export", "--out_dir={d}/out", "--output={d}/m.bi
 case("export_unexpected_argument", ["export", "--out_dir={s_out}", "{d}/m.bin"],
      ["unexpected argument"])
 
+# Hugging Face folders (the shared model: char vocabulary 65, n_layer 1, n_embd 32, block 32)
+HF_EVAL = ["--input={s_chars}/chars_val_000000.bin", "--tokens=256", "--batch_size=2"]
+C_ATTN = "transformer.h.0.attn.c_attn.weight"
+case("eval_hf_missing_tensor", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "transformer.h.0.mlp.c_fc.bias", "missing"],
+     steps(copy_hf(), patch("hf/model.safetensors", st_drop("transformer.h.0.mlp.c_fc.bias"))))
+case("eval_hf_wrong_shape", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", C_ATTN, "[96, 32]", "[32, 96]"],
+     steps(copy_hf(), patch("hf/model.safetensors", st_shape(C_ATTN, [96, 32]))))
+case("eval_hf_config_disagrees_with_weights", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "shape"],
+     steps(copy_hf(), patch("hf/config.json", json_edit(lambda j: j.update(n_embd=64)))))
+case("eval_hf_offsets_overlap", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "overlaps"],
+     steps(copy_hf(), patch("hf/model.safetensors", st_offsets(C_ATTN, -4, -4))))
+case("eval_hf_offsets_past_the_end", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "outside the file"],
+     steps(copy_hf(), patch("hf/model.safetensors", st_offsets(C_ATTN, 10**9, 10**9))))
+case("eval_hf_offsets_disagree_with_shape", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", C_ATTN, "need"],
+     steps(copy_hf(), patch("hf/model.safetensors", st_offsets(C_ATTN, 0, -4))))
+case("eval_hf_truncated", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "outside the file"],
+     steps(copy_hf(), patch("hf/model.safetensors", truncate(-100))))
+case("eval_hf_trailing_bytes", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "after the last tensor"],
+     steps(copy_hf(), patch("hf/model.safetensors", lambda b: b + bytes(64))))
+case("eval_hf_header_length_past_the_end", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "past the end"],
+     steps(copy_hf(), patch("hf/model.safetensors",
+                            lambda b: bytearray(struct.pack("<Q", 2**63)) + b[8:])))
+case("eval_hf_header_not_json", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "not a JSON object"],
+     steps(copy_hf(), patch("hf/model.safetensors", lambda b: b[:8] + b"[" + b[9:])))
+case("eval_hf_tiny_file", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "too short"],
+     steps(copy_hf(), text("hf/model.safetensors", b"\x01\x00")))
+case("eval_hf_unknown_dtype", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "unknown dtype"],
+     steps(copy_hf(), patch("hf/model.safetensors", safetensors_edit(
+         lambda h, blobs: h[C_ATTN].update(dtype="F24")))))
+case("eval_hf_integer_weights", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", C_ATTN, "I32"],
+     steps(copy_hf(), patch("hf/model.safetensors", safetensors_edit(
+         lambda h, blobs: h[C_ATTN].update(dtype="I32")))))
+case("eval_hf_unexpected_tensor", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "unexpected tensor", "score.weight"],
+     steps(copy_hf(), patch("hf/model.safetensors", st_add("score.weight", [2, 32], 0.5))))
+case("eval_hf_untied_lm_head", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "lm_head.weight", "untied"],
+     steps(copy_hf(), patch("hf/model.safetensors", st_add("lm_head.weight", [65, 32], 0.5))))
+case("eval_hf_nan_weight", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["model.safetensors", "non-finite"],
+     steps(copy_hf(), patch("hf/model.safetensors", safetensors_edit(
+         lambda h, blobs: blobs.update({C_ATTN: struct.pack("<f", math.nan) + blobs[C_ATTN][4:]})))))
+case("eval_hf_not_gpt2", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["config.json", "model_type", "llama"],
+     steps(copy_hf(), patch("hf/config.json", json_edit(lambda j: j.update(model_type="llama")))))
+case("eval_hf_other_activation", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["config.json", "activation_function", "relu"],
+     steps(copy_hf(), patch("hf/config.json",
+                            json_edit(lambda j: j.update(activation_function="relu")))))
+case("eval_hf_config_not_json", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["config.json", "not a JSON object"], steps(copy_hf(), text("hf/config.json", "{n_layer: 2")))
+case("eval_hf_config_negative_layers", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["config.json", "n_layer"],
+     steps(copy_hf(), patch("hf/config.json", json_edit(lambda j: j.update(n_layer=-1)))))
+case("eval_hf_config_huge_embd", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["config.json", "n_embd"],
+     steps(copy_hf(), patch("hf/config.json", json_edit(lambda j: j.update(n_embd=2**40)))))
+case("eval_hf_config_too_large", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["config.json", "too large"],
+     steps(copy_hf(), patch("hf/config.json", json_edit(lambda j: j.update(
+         n_embd=2**24, n_head=1, n_layer=2**24)))))
+case("eval_hf_no_safetensors", ["eval", "--init_from={d}/hf", *HF_EVAL],
+     ["no model.safetensors"], text("hf/config.json", "{}"))
+case("train_init_from_hf_wrong_shape", ["train", "--data_dir={s_chars}", "--out_dir={d}/o",
+                                        "--init_from={d}/hf", *TINY],
+     ["model.safetensors", C_ATTN, "[96, 32]"],
+     steps(copy_hf(), patch("hf/model.safetensors", st_shape(C_ATTN, [96, 32]))))
+case("train_init_from_hf_longer_block", ["train", "--data_dir={s_chars}", "--out_dir={d}/o",
+                                         "--init_from={s_hf}", *TINY[:3], "--block_size=64",
+                                         *TINY[4:]],
+     ["block_size 64", "32 positions"])
+case("export_hf_into_a_checkpoint_folder", ["export", "--out_dir={s_out}", "--format=hf",
+                                            "--out={d}/out"], ["--out", "ckpt.bin"], copy_out())
+case("export_hf_into_its_own_checkpoint_folder", ["export", "--out_dir={d}/out", "--format=hf",
+                                                  "--out={d}/out"],
+     ["--out", "is the folder being exported"], copy_out())
+case("export_hf_to_a_file", ["export", "--out_dir={s_out}", "--format=hf", "--out={d}/f"],
+     ["--out", "not a folder"], text("f", "mine\n"))
+case("export_hf_into_a_folder_of_other_files", ["export", "--out_dir={s_out}", "--format=hf",
+                                                "--out={d}/mine"],
+     ["--out", "notes.txt"], text("mine/notes.txt", "mine\n"))
+case("export_hf_through_links_into_a_snapshot", ["export", "--out_dir={s_out}", "--format=hf",
+                                                 "--out={d}/snap"],
+     ["--out", "config.json"],
+     steps(text("blobs/abc", "{}"), folder("snap"), symlink("{d}/blobs/abc", "snap/config.json")))
+case("export_hf_over_its_source", ["export", "--init_from={d}/hf", "--format=hf", "--out={d}/hf",
+                                   "--tokenizer=char:{s_meta}"],
+     ["is the folder being exported"], copy_hf())
+case("export_hf_with_output", ["export", "--out_dir={s_out}", "--format=hf", "--output={d}/m"],
+     ["--output", "--out=DIR"])
+case("export_hf_without_out", ["export", "--out_dir={s_out}", "--format=hf"], ["--out"])
+case("export_llmc_with_out", ["export", "--out_dir={s_out}", "--output={d}/m.bin", "--out={d}/x"],
+     ["--out", "--format hf"])
+case("export_hf_tokenizer_of_another_vocabulary", ["export", "--out_dir={s_out}", "--format=hf",
+                                                   "--out={d}/x", "--tokenizer=gpt2"],
+     ["50257", "65"])
+
 # prepare
 case("prepare_out_is_its_input_folder", ["prepare", "--input", "{d}/texts", "--out", "{d}/texts"],
      ["is inside --out"], text("texts/a.txt", "Some text to tokenize.\n"))
@@ -588,7 +770,7 @@ def snapshot(root):
     return out
 
 
-Shared = collections.namedtuple("Shared", "root chars out ckpt model meta")
+Shared = collections.namedtuple("Shared", "root chars out ckpt model meta hf")
 
 
 class Hostile(unittest.TestCase):
@@ -603,12 +785,13 @@ class Hostile(unittest.TestCase):
                       "--quiet"],
                      ["train", f"--data_dir={chars}", f"--out_dir={out}", *TINY[:6],
                       "--max_iters=4", "--eval_interval=4", *TINY[7:]],
-                     ["export", f"--out_dir={out}", f"--output={model}"]):
+                     ["export", f"--out_dir={out}", f"--output={model}"],
+                     ["export", f"--out_dir={out}", "--format=hf", f"--out={root}/hf"]):
             p = subprocess.run([FINEGPT, *args], capture_output=True, text=True, timeout=300)
             if p.returncode != 0:
                 raise AssertionError(f"finegpt {' '.join(args)}:\n{p.stdout}\n{p.stderr}")
         cls.shared = Shared(root, chars, out, os.path.join(out, "ckpt.bin"), model,
-                            os.path.join(chars, "meta.json"))
+                            os.path.join(chars, "meta.json"), os.path.join(root, "hf"))
         # The shared inputs and the corpus: no case may change them.
         cls.watched = [root, SHAKESPEARE]
 

@@ -105,6 +105,8 @@ class Readme(unittest.TestCase):
             with open(os.path.join(clone, "model.bin"), "rb") as f:
                 header = np.frombuffer(f.read(1024), dtype=np.int32)
             self.assertEqual(header[0], 20240326)  # llm.c's model file magic
+            self.assertEqual(sorted(os.listdir(os.path.join(clone, "hf-shakespeare"))),
+                             ["config.json", "merges.txt", "model.safetensors", "vocab.json"])
             with open(os.path.join(ROOT, "corpora", "README.md"), encoding="utf-8") as f:
                 expected = tiktoken_gpt2().encode_ordinary(f.read())
             self.assertEqual([int(t) for t in outputs["tokenize"][0].split()], expected)
