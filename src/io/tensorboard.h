@@ -30,8 +30,8 @@ public:
   EventWriter &operator=(const EventWriter &) = delete;
 
   const std::string &path() const { return path_; }
-  // The run restarts at `step` (SessionLog START): TensorBoard drops the events of earlier files
-  // at steps >= step, so a resumed run's steps replace the ones it repeats.
+  // The run (re)starts at `step` (SessionLog START): TensorBoard drops the events it read before
+  // (earlier files) at steps >= step, so a resumed run's steps replace the ones it repeats.
   void restart(long step);
   // One event at `step` with one simple_value per (tag, value), stored as float32.
   void scalars(long step, const std::vector<std::pair<std::string, double>> &values);

@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/file.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -23,10 +24,10 @@ MetricsLog::MetricsLog(const std::string &out_dir, long resume_iter)
     : path_(out_dir + "/metrics.jsonl"), events_(out_dir) {
   jsonl_.reset(std::fopen(path_.c_str(), resume_iter >= 0 ? "a" : "w"));
   if (!jsonl_) fail(path_, ": cannot write (", std::strerror(errno), ")");
-  if (resume_iter >= 0) {
-    write_line(json{{"iter", resume_iter}, {"resumed", true}}.dump());
-    events_.restart(resume_iter);
-  }
+  if (resume_iter >= 0) write_line(json{{"iter", resume_iter}, {"resumed", true}}.dump());
+  // A fresh run restarts at 0: the events of an earlier run in this folder are dropped, as
+  // metrics.jsonl was just emptied.
+  events_.restart(std::max(resume_iter, 0L));
 }
 
 void MetricsLog::write_line(const std::string &line) {

@@ -16,13 +16,15 @@ namespace finegpt {
 using MetricFields = std::vector<std::pair<std::string, double>>;
 
 // metrics.jsonl: one JSON object per record, {"iter": I, "tokens": N, field: value, ...} (a
-// non-finite value is null); a resumed run appends {"iter": I, "resumed": true} first. The event
-// file: one event per record at step I with a scalar per field (tokens is the JSONL's alone);
-// a resume is a SessionLog START at step I. Both flushed after every record.
+// non-finite value is null); a resumed run appends {"iter": I, "resumed": true} first, a fresh
+// one empties the file. The event file: one event per record at step I with a scalar per field
+// (tokens is the JSONL's alone), after a SessionLog START at the iteration the run starts from
+// (0 when fresh), so TensorBoard drops what earlier files in the folder hold from there on. Both
+// flushed after every record.
 class MetricsLog {
 public:
-  // Opens out_dir/metrics.jsonl (appended to when resuming) and a new event file in out_dir;
-  // a resumed run (resume_iter >= 0) is marked in both at resume_iter.
+  // Opens out_dir/metrics.jsonl (appended to when resuming, resume_iter >= 0) and a new event
+  // file in out_dir, and marks where the run starts in both.
   MetricsLog(const std::string &out_dir, long resume_iter);
   // One record at iteration `iter` after `tokens` training tokens.
   void record(long iter, long long tokens, const MetricFields &fields);

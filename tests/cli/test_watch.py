@@ -155,6 +155,15 @@ class Watch(CliTest):
         self.assertAlmostEqual(tb["lr"][11], nanogpt_lr(11, lr=5e-4, min_lr=1e-4), delta=1e-9)
         self.assertAlmostEqual(tb["lr"][9], nanogpt_lr(9), delta=1e-9)
 
+    def test_a_fresh_run_replaces_an_earlier_one_in_the_folder(self):
+        out = os.path.join(self.tmp, "out")
+        self.train(out, "--max_iters=8")
+        self.train(out, "--max_iters=5", "--learning_rate=5e-4")
+        self.assertEqual(len(glob.glob(os.path.join(out, "events.out.tfevents.*"))), 2)
+        tb = self.assertSameAsJsonl(out)  # metrics.jsonl holds the second run alone
+        self.assertEqual(sorted(tb["loss"]), list(range(6)))
+        self.assertAlmostEqual(tb["lr"][4], nanogpt_lr(4, lr=5e-4, min_lr=1e-4), delta=1e-9)
+
     def test_a_killed_run_keeps_its_events(self):
         out = os.path.join(self.tmp, "out")
         p = subprocess.Popen([FINEGPT, "train", f"--data_dir={self.data}", f"--out_dir={out}",
