@@ -113,11 +113,16 @@ std::vector<double> nice_ticks(double &lo, double &hi) {
   const double raw = (hi - lo) / 5.0, mag = std::pow(10.0, std::floor(std::log10(raw)));
   const double n = raw / mag;
   const double step = (n < 1.5 ? 1 : n < 3 ? 2 : n < 7 ? 5 : 10) * mag;
-  lo = std::floor(lo / step + 1e-9) * step;
-  hi = std::ceil(hi / step - 1e-9) * step;
+  const double a = std::floor(lo / step + 1e-9) * step, b = std::ceil(hi / step - 1e-9) * step;
+  const double count = (b - a) / step;
+  // Values past double's range or precision (no step between them) get their two ends.
+  if (!std::isfinite(count) || !(count >= 1 && count <= 20) || a + step == a) return {lo, hi};
+  lo = a, hi = b;
   std::vector<double> t;
-  for (double v = lo; v <= hi + step * 1e-6; v += step)
+  for (int i = 0; i <= int(std::lround(count)); ++i) {
+    const double v = lo + i * step;
     t.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+  }
   return t;
 }
 
@@ -129,9 +134,11 @@ std::vector<std::string> tick_labels(const std::vector<double> &ticks) {
     largest = std::max(largest, std::fabs(t));
   const double step = ticks.size() > 1 ? ticks[1] - ticks[0] : std::max(largest, 1.0);
   const char *suffix[] = {"", "k", "M", "G", "T", "P"};
-  const int k = largest >= 1e4 ? std::min(5, int(std::floor(std::log10(largest) / 3))) : 0;
+  const double unit = std::floor(std::log10(largest) / 3);
+  const int k = largest >= 1e4 && std::isfinite(unit) ? int(std::min(5.0, unit)) : 0;
   const double scale = std::pow(1000.0, k);
-  const int decimals = std::clamp(int(std::ceil(-std::log10(step / scale) - 1e-9)), 0, 8);
+  const double places = std::ceil(-std::log10(step / scale) - 1e-9);
+  const int decimals = std::isfinite(places) ? int(std::clamp(places, 0.0, 8.0)) : 0;
   std::vector<std::string> out;
   for (double t : ticks)
     out.push_back(
@@ -283,7 +290,7 @@ std::string report_html(const std::string &out_dir, const std::vector<MetricReco
   auto x_of = [&](const MetricRecord &r) {
     if (r.tokens >= 0) return double(r.tokens);
     const bool eval = r.values.count("val_loss") > 0;
-    return tps > 0 ? double(r.iter + (eval ? 0 : 1)) * double(tps) : double(r.iter);
+    return tps > 0 ? (double(r.iter) + (eval ? 0 : 1)) * double(tps) : double(r.iter);
   };
   std::string plots;
   for (const PlotSpec &spec : plot_specs()) {
@@ -319,18 +326,18 @@ std::string report_html(const std::string &out_dir, const std::vector<MetricReco
                    " tokens per step; started ", esc(info->started), "</p>\n");
   if (last_step) {
     const double tokens = x_of(*last_step);
-    summary += cat(
-        "<p class=\"summary\">iteration ", last_step->iter,
-        info ? cat(" of ", info->max_iters, " (",
-                   fmt("%.0f", 100.0 * double(last_step->iter + 1) / double(info->max_iters + 1)),
-                   "%)")
-             : std::string(),
-        by_tokens ? cat(", ", si(tokens), " tokens") : std::string(), "; loss ",
-        fmt("%.4f", last_step->values.at("loss")),
-        last_step->values.count("tok_per_s")
-            ? cat("; ", si(last_step->values.at("tok_per_s")), " tokens/s")
-            : std::string(),
-        "</p>\n");
+    summary += cat("<p class=\"summary\">iteration ", last_step->iter,
+                   info ? cat(" of ", info->max_iters, " (",
+                              fmt("%.0f", 100.0 * (double(last_step->iter) + 1) /
+                                              (double(info->max_iters) + 1)),
+                              "%)")
+                        : std::string(),
+                   by_tokens ? cat(", ", si(tokens), " tokens") : std::string(), "; loss ",
+                   fmt("%.4f", last_step->values.at("loss")),
+                   last_step->values.count("tok_per_s")
+                       ? cat("; ", si(last_step->values.at("tok_per_s")), " tokens/s")
+                       : std::string(),
+                   "</p>\n");
   }
   if (last_eval)
     summary +=
