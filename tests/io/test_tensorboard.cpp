@@ -55,7 +55,8 @@ TEST(EventWriter, FirstRecordIsTheFileVersion) {
   EXPECT_EQ(data_crc, mask_crc32c(crc32c(bytes.data() + 12, 26)));
   EXPECT_EQ(bytes[12], '\x09'); // field 1, 64-bit
   EXPECT_EQ(bytes.substr(21, 2), std::string("\x10\x00", 2));
-  EXPECT_EQ(bytes.substr(23, 15), "\x1a\x0d" "brain.Event:2");
+  EXPECT_EQ(bytes.substr(23, 15), "\x1a\x0d"
+                                  "brain.Event:2");
 }
 
 TEST(EventWriter, NewFilesSortAfterTheFolder) {
