@@ -15,10 +15,10 @@ jobs=${FUZZ_JOBS:-1}
 niceness=${FUZZ_NICE:-10}
 
 all_targets=(config llmc_shard llmc_model checkpoint checkpoint_crc jsonl parquet gpt2_tokenizer
-  gpt2_ranks char_tokenizer)
+  gpt2_ranks char_tokenizer safetensors run_records)
 declare -A max_len=([config]=4096 [llmc_shard]=4096 [llmc_model]=8192 [checkpoint]=8192
   [checkpoint_crc]=8192 [jsonl]=4096 [parquet]=8192 [gpt2_tokenizer]=4096 [gpt2_ranks]=16384
-  [char_tokenizer]=4096)
+  [char_tokenizer]=4096 [safetensors]=8192 [run_records]=4096)
 if [ "$target" = all ]; then
   targets=("${all_targets[@]}")
 elif [ -n "${max_len[$target]:-}" ]; then

@@ -15,6 +15,7 @@ packages=(
   openmpi-bin libopenmpi-dev                     # data parallelism over MPI (mpirun, srun)
   libssl-dev                                     # sha256/sha1 (libcrypto): rank file checks
   fortunes fortunes-min                          # the quickstart's corpus (real text, offline)
+  chromium                                       # renders finegpt report's page in its test
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -38,6 +39,9 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check \
   "pyarrow==26.0.1" "tiktoken==0.14.0" "regex==2026.11.19" "datasets==5.2.0"
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "openai-whisper==20250625"
+# TensorBoard's own event reader checks the event files train writes; Pillow reads the PNG of
+# the report page that Chromium renders.
+.venv/bin/python -m pip install -q --disable-pip-version-check "tensorboard==2.21.0" "pillow==13.0.0"
 # nvidia-cudnn-frontend for its header-only C++ API (site-packages/include), which the cuDNN
 # attention op compiles against when CMake also finds cuDNN 9; without its Python dependencies
 # (CUTLASS DSL, TVM FFI), which only its Python bindings need.

@@ -23,5 +23,6 @@ int cmd_info(const Args &args);
 int cmd_plan(const Args &args);
 int cmd_tokenize(const Args &args);
 int cmd_detokenize(const Args &args);
+int cmd_report(const Args &args);
 
 } // namespace finegpt

@@ -27,6 +27,8 @@ const std::map<std::string, Command> &commands() {
       {"plan", {finegpt::cmd_plan, "the best GPT for a GPU and budget; does a config fit?"}},
       {"tokenize", {finegpt::cmd_tokenize, "print a file's token ids (GPT-2 BPE or char)"}},
       {"detokenize", {finegpt::cmd_detokenize, "token ids -> the text's bytes"}},
+      {"report",
+       {finegpt::cmd_report, "a run's plots, configuration and memory plan as one HTML page"}},
   };
   return table;
 }

@@ -249,11 +249,22 @@ TrainConfig load_train_config(const std::vector<std::string> &args,
     if (given.count("compile") && cfg.compile)
       notes->push_back("compile: finegpt's kernels are compiled ahead of time; ignored");
     if (cfg.wandb_log) {
-      std::string unused;
-      for (const char *k : {"wandb_project", "wandb_run_name"})
-        if (given.count(k)) unused += cat(unused.empty() ? "" : " and ", k);
-      notes->push_back(cat("wandb_log: finegpt logs to ", cfg.out_dir, "/metrics.jsonl instead",
-                           unused.empty() ? "" : cat("; ", unused, " unused")));
+      // A word for a shell command line: quoted unless it is plain.
+      auto word = [](const std::string &w) {
+        const bool plain =
+            !w.empty() &&
+            w.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
+                                "KLMNOPQRSTUVWXYZ0123456789._/+:=@-") == std::string::npos;
+        std::string q = "'";
+        for (char c : w)
+          q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+        return plain ? w : q + "'";
+      };
+      notes->push_back(cat("wandb_log: finegpt does not talk to Weights & Biases itself",
+                           given.count("wandb_run_name") ? " (wandb_run_name unused)" : "",
+                           "; to send it the run's TensorBoard event files: wandb sync "
+                           "--sync-tensorboard --project ",
+                           word(cfg.wandb_project), " ", word(cfg.out_dir)));
     }
     if (given.count("dtype") && cfg.device == "cpu" && cfg.dtype != "float32")
       notes->push_back("dtype: the CPU backend trains in float32");
@@ -369,16 +380,23 @@ void validate(const TrainConfig &c) {
          "Face model folder or the path of an llm.c model file (got '')");
 }
 
-std::string to_python(const TrainConfig &cfg) {
-  std::string out;
+std::vector<std::pair<std::string, std::string>> config_items(const TrainConfig &cfg) {
+  std::vector<std::pair<std::string, std::string>> out;
   for (const KeyDef &k : key_table()) {
     py::Value v = get(cfg, k);
     auto *i = std::get_if<long>(&v);
     // -9223372036854775808 is not a literal: its digits overflow before the minus applies.
     std::string text = i && *i == LONG_MIN ? "-9223372036854775807 - 1" : py::repr(v);
     if (k.auto_is_zero && i && *i == 0) text = "'auto'";
-    out += cat(k.name, " = ", text, "\n");
+    out.emplace_back(k.name, text);
   }
+  return out;
+}
+
+std::string to_python(const TrainConfig &cfg) {
+  std::string out;
+  for (const auto &[name, text] : config_items(cfg))
+    out += cat(name, " = ", text, "\n");
   return out;
 }
 

@@ -3,6 +3,7 @@
 // The config language itself (a Python subset) lives in pyconfig.h.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace finegpt {
@@ -80,6 +81,8 @@ void validate(const TrainConfig &cfg);
 // "key = value" lines in nanoGPT syntax (strings quoted, True/False), in declaration order;
 // a config file that load_train_config reads back to the same TrainConfig.
 std::string to_python(const TrainConfig &cfg);
+// The same as (key, value in Python syntax) pairs.
+std::vector<std::pair<std::string, std::string>> config_items(const TrainConfig &cfg);
 
 // Every key name, in declaration order.
 const std::vector<std::string> &train_config_keys();

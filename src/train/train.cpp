@@ -3,18 +3,21 @@
 // ranks by the engine's exchange (all-reduce, or ZeRO-1's reduce-to-owner), only rank 0 prints,
 // logs and writes checkpoints, and every rank resumes from the same checkpoint. The model and
 // optimizer are an Engine (train/engine.h): the CPU's, or on device='cuda' the GPU's.
+#include "backend/cuda_ops.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "core/interrupt.h"
 #include "core/rng.h"
 #include "core/threads.h"
 #include "data/tokens.h"
+#include "dist/nccl.h"
 #include "io/checkpoint.h"
 #include "io/model_load.h"
 #include "model/model.h"
 #include "optim/optim.h"
 #include "plan/planner.h"
 #include "train/engine.h"
+#include "train/metrics.h"
 #include "train/trainer.h"
 
 #include <chrono>
@@ -22,8 +25,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <deque>
-#include <nlohmann/json.hpp>
 
 namespace finegpt {
 
@@ -110,7 +113,12 @@ private:
   // A checkpoint of the state before iteration `iter` runs (see the body).
   void save(long iter, const LoaderState &state, uint64_t eval_rng_at);
   [[noreturn]] void diverged(long iter, const std::string &what, double value) const;
-  void log_json(const nlohmann::json &j);
+  // The one place metrics are recorded (rank 0): metrics.jsonl and the TensorBoard event file.
+  void record(long iter, long long tokens, const MetricFields &fields);
+  // run.json: the configuration and memory plan, for finegpt report (rank 0).
+  void write_run_info() const;
+  // Bytes in use now: the process's resident set (CPU), the device's memory in use (CUDA).
+  double memory_in_use() const;
   void report_memory() const;
 
   const TrainConfig &cfg_;
@@ -120,13 +128,14 @@ private:
   const bool root_;
   const int B_, T_;
   const long accum_; // micro-steps per rank, as nanoGPT's DDP
+  const long long tokens_per_step_;
   TokenDataset train_data_, val_data_;
   const DataOrder order_;
   BatchLoader loader_, eval_train_, eval_val_;
   const double resident_before_model_; // the part of the peak the plan does not cover
   std::unique_ptr<Engine> engine_;
   const std::string ckpt_path_;
-  std::unique_ptr<FILE, int (*)(FILE *)> metrics_{nullptr, std::fclose};
+  std::unique_ptr<MetricsLog> metrics_; // rank 0's
   long iter_num_ = 0;
   double best_val_loss_ = 1e9;
   uint64_t eval_rng_;
@@ -138,6 +147,7 @@ private:
 Run::Run(const TrainConfig &cfg, const RunSetup &s, Communicator &comm)
     : cfg_(cfg), s_(s), comm_(comm), rank_(comm.rank()), world_(comm.world()), root_(rank_ == 0),
       B_(int(cfg.batch_size)), T_(int(cfg.block_size)), accum_(checked_accumulation(cfg, s, comm)),
+      tokens_per_step_(cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size),
       // Data first: a bad file fails before any work.
       train_data_(find_split_files(s.data_dir, "train")),
       val_data_(find_split_files(s.data_dir, "val")), order_(parse_data_order(cfg.data_order)),
@@ -161,14 +171,15 @@ Run::Run(const TrainConfig &cfg, const RunSetup &s, Communicator &comm)
   engine_ = make_engine(s.model, B_, T_, comm, eo);
   start_weights();
   if (root_) {
-    const std::string path = cfg.out_dir + "/metrics.jsonl";
-    metrics_.reset(std::fopen(path.c_str(), s.resume ? "a" : "w"));
-    if (!metrics_) fail(path, ": cannot write");
+    metrics_ = std::make_unique<MetricsLog>(cfg.out_dir, s.resume ? iter_num_ : -1);
+    write_run_info();
     std::printf("training on %s%s\n", engine_->describe().c_str(),
                 world_ > 1 ? cat(" per rank, ", world_, " ranks (", comm.name(), ")",
                                  cfg.zero_stage ? ", ZeRO-1" : "")
                                  .c_str()
                            : "");
+    std::printf("logging to %s/metrics.jsonl and %s (TensorBoard); finegpt report %s draws them\n",
+                cfg.out_dir.c_str(), metrics_->event_path().c_str(), cfg.out_dir.c_str());
   }
   x_.resize(size_t(B_) * T_), y_.resize(x_.size()), ex_.resize(x_.size()), ey_.resize(x_.size());
 }
@@ -202,10 +213,36 @@ void Run::start_weights() {
   if (root_) std::printf("resuming from %s at iter %ld\n", s_.init_path.c_str(), iter_num_);
 }
 
-void Run::log_json(const nlohmann::json &j) {
-  if (!root_) return;
-  std::fprintf(metrics_.get(), "%s\n", j.dump().c_str());
-  std::fflush(metrics_.get());
+void Run::record(long iter, long long tokens, const MetricFields &fields) {
+  if (root_) metrics_->record(iter, tokens, fields);
+}
+
+void Run::write_run_info() const {
+  RunInfo info;
+  info.config = config_items(cfg_);
+  info.engine = engine_->describe();
+  info.ranks = world_;
+  info.parameters = (long long)num_parameters_unpadded(s_.model);
+  info.tokens_per_step = tokens_per_step_;
+  info.max_iters = cfg_.max_iters;
+  for (const Buffer &b : engine_->plan().buffers) {
+    std::string shape;
+    for (int64_t d : b.shape)
+      shape += cat(shape.empty() ? "" : "x", d);
+    info.plan.push_back({mem_group_name(b.group), b.name, shape, double(b.bytes)});
+  }
+  char started[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  std::strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &utc));
+  info.started = started;
+  finegpt::write_run_info(cfg_.out_dir + "/run.json", info);
+}
+
+double Run::memory_in_use() const {
+  if (s_.backend == Backend::CPU) return resident_bytes();
+  cuda::DeviceInfo d;
+  return cuda::device_info(local_device_index(), &d) ? double(d.total_bytes - d.free_bytes) : 0.0;
 }
 
 // `state` is this rank's loader before the batch now in x, y, `eval_rng_at` the evaluation RNG
@@ -265,11 +302,12 @@ void Run::evaluate(const LoaderState &held, TrainResult &result) {
   const float val_loss =
       estimate_split(*engine_, eval_val_, cfg_.eval_iters, B_, T_, ex_, ey_, comm_);
   eval_rng_ = eval_val_.state().rng;
+  record(iter_num_, iter_num_ * tokens_per_step_,
+         {{"train_loss", train_loss}, {"val_loss", val_loss}});
   if (root_) {
     std::printf("step %ld: train loss %.4f, val loss %.4f\n", iter_num_, train_loss, val_loss);
     std::fflush(stdout);
   }
-  log_json({{"iter", iter_num_}, {"train_loss", train_loss}, {"val_loss", val_loss}});
   result.val_losses.push_back(val_loss);
   if (!std::isfinite(train_loss)) diverged(iter_num_, "the train loss", train_loss);
   if (!std::isfinite(val_loss)) diverged(iter_num_, "the val loss", val_loss);
@@ -313,6 +351,9 @@ TrainResult Run::loop(bool *started) {
   LoaderState held = loader_.state();
   loader_.next(x_.data(), y_.data());
   auto t0 = clock::now();
+  // The ETA: this process's wall time per step so far (evaluations and checkpoints included).
+  const auto loop_start = t0;
+  const long first_iter = iter_num_;
   if (started) *started = true;
   while (true) {
     const float lr = float(sched.at(iter_num_));
@@ -336,18 +377,25 @@ TrainResult Run::loop(bool *started) {
       const double mfu = peak > 0 ? flops_per_token(s_.model, T_, 0) * tok_s / (peak * world_) : 0;
       char mfu_text[32] = "";
       if (peak > 0) std::snprintf(mfu_text, sizeof mfu_text, ", mfu %.2f%%", 100.0 * mfu);
-      std::printf("iter %ld: loss %.4f, time %.2fms, tok/s %.0f, lr %.3e, norm %.4f%s\n", iter_num_,
-                  st.loss, dt * 1e3, tok_s, lr, st.norm, mfu_text);
+      const long done = iter_num_ + 1, total = cfg_.max_iters + 1; // iterations 0..max_iters
+      const double elapsed = std::chrono::duration<double>(t1 - loop_start).count();
+      const double eta = elapsed / double(iter_num_ - first_iter + 1) * double(total - done);
+      // Recorded before it is printed: a line on the console is in the files.
+      record(iter_num_, (iter_num_ + 1) * tokens_per_step_,
+             {{"loss", st.loss},
+              {"loss_mean", st.loss_mean},
+              {"ms", dt * 1e3},
+              {"tok_per_s", tok_s},
+              {"mfu", mfu},
+              {"lr", lr},
+              {"grad_norm", st.norm},
+              {"comm_ms", engine_->comm_seconds() * 1e3},
+              {"memory_mib", memory_in_use() / (1024.0 * 1024.0)}});
+      std::printf("iter %ld: loss %.4f, time %.2fms, tok/s %.0f, lr %.3e, norm %.4f%s, %ld/%ld "
+                  "(%.0f%%), eta %s\n",
+                  iter_num_, st.loss, dt * 1e3, tok_s, lr, st.norm, mfu_text, done, total,
+                  100.0 * double(done) / double(total), format_duration(eta).c_str());
       std::fflush(stdout);
-      log_json({{"iter", iter_num_},
-                {"loss", st.loss},
-                {"loss_mean", st.loss_mean},
-                {"ms", dt * 1e3},
-                {"tok_per_s", tok_s},
-                {"mfu", mfu},
-                {"lr", lr},
-                {"grad_norm", st.norm},
-                {"comm_ms", engine_->comm_seconds() * 1e3}});
     }
     ++iter_num_;
     if (iter_num_ > cfg_.max_iters) break;

@@ -362,7 +362,7 @@ case("train_diverging_resume_keeps_the_checkpoint",
       "--eval_iters=1", "--device=cpu", "--max_iters=40", "--eval_interval=100",
       "--learning_rate=1e30", "--grad_clip=0", "--decay_lr=False", "--always_save_checkpoint=True"],
      ["training diverged", "{d}/out/ckpt.bin (iter 4) is untouched"], copy_out(),
-     may_change=["out/metrics.jsonl"])
+     may_change=["out/metrics.jsonl", "out/run.json", "out/events.out.tfevents."])
 case("train_resume_without_checkpoint", ["train", "--data_dir={s_chars}", "--out_dir={d}/out",
                                          "--init_from=resume", *TINY],
      ["{d}/out/ckpt.bin"], folder("out"))
@@ -740,6 +740,40 @@ case("bench_zero_batch", ["bench", "--n_layer=1", "--n_embd=64", "--n_head=2", "
 case("bench_vocab_past_uint16", ["bench", "--vocab_size=70000", "--steps=1"], ["vocab_size"])
 case("bench_layers_past_32_bits", ["bench", "--n_layer=4294967297"], ["--n_layer", "past"])
 
+# report
+case("report_no_folder_given", ["report"], ["give the run's folder"])
+case("report_two_folders", ["report", "{d}", "{d}"], ["unexpected argument"])
+case("report_unknown_flag_suggests", ["report", "{d}", "--ouput={d}/r.html"], ["--ouput", "output"])
+case("report_missing_folder", ["report", "{d}/nope"], ["{d}/nope: no such folder"])
+case("report_folder_is_a_file", ["report", "{d}/f"], ["{d}/f: not a folder"], text("f", "x\n"))
+case("report_no_metrics", ["report", "{d}/out"], ["{d}/out/metrics.jsonl: missing"], folder("out"))
+case("report_empty_metrics", ["report", "{d}/out"], ["{d}/out/metrics.jsonl: no records yet"],
+     text("out/metrics.jsonl", ""))
+case("report_metrics_is_a_folder", ["report", "{d}/out"], ["{d}/out/metrics.jsonl", "folder"],
+     folder("out/metrics.jsonl"))
+case("report_malformed_line", ["report", "{d}/out"],
+     ["{d}/out/metrics.jsonl:2", "not a JSON record"],
+     text("out/metrics.jsonl", '{"iter": 0, "loss": 1}\n{"iter": 1, "loss": 2\n{"iter": 2}\n'))
+case("report_record_without_iter", ["report", "{d}/out"], ["{d}/out/metrics.jsonl:1", "iter"],
+     text("out/metrics.jsonl", '{"loss": 1}\n'))
+case("report_binary_metrics", ["report", "{d}/out"], ["{d}/out/metrics.jsonl:1"],
+     text("out/metrics.jsonl", b"\x00\xff\xfe garbage\n"))
+case("report_damaged_run_json", ["report", "{d}/out"], ["{d}/out/run.json", "not JSON"],
+     steps(copy_out(), text("out/run.json", "{")))
+case("report_run_json_of_another_format", ["report", "{d}/out"],
+     ["{d}/out/run.json", "not a finegpt run.json"],
+     steps(copy_out(), text("out/run.json", '{"format": "other"}')))
+case("report_output_is_the_metrics", ["report", "{d}/out", "--output={d}/out/metrics.jsonl"],
+     ["{d}/out/metrics.jsonl", "a file of the run"], copy_out())
+case("report_output_is_the_checkpoint", ["report", "{d}/out", "--output={d}/out/ckpt.bin"],
+     ["{d}/out/ckpt.bin", "a file of the run"], copy_out())
+case("report_output_is_a_folder", ["report", "{d}/out", "--output={d}/out"],
+     ["{d}/out", "not a regular file"], copy_out())
+case("report_output_is_a_device", ["report", "{d}/out", "--output=/dev/null"],
+     ["/dev/null", "not a regular file"], copy_out())
+case("report_output_folder_missing", ["report", "{d}/out", "--output={d}/no/page.html"],
+     ["{d}/no/page.html", "cannot write"], copy_out())
+
 # info, version, the command itself
 case("info_unknown_flag", ["info", "--verbose"], ["--verbose"])
 case("info_unexpected_argument", ["info", "extra"], ["unexpected argument 'extra'"])
@@ -850,7 +884,7 @@ class Hostile(unittest.TestCase):
         self.assertEqual(len({c.name for c in CASES}), len(CASES), "case names must be unique")
         commands = {c.argv[0] for c in CASES}
         for cmd in ("train", "sample", "eval", "prepare", "export", "bench", "info", "plan",
-                    "tokenize", "detokenize", "version"):
+                    "tokenize", "detokenize", "version", "report"):
             self.assertIn(cmd, commands)
 
 

@@ -301,8 +301,9 @@ TEST_F(ConfigTest, Config160MVerbatim) {
   EXPECT_NO_THROW(validate(c));
   ASSERT_EQ(notes.size(), 2u);
   EXPECT_EQ(notes[0], "compile: finegpt's kernels are compiled ahead of time; ignored");
-  EXPECT_EQ(notes[1], "wandb_log: finegpt logs to out-fineweb-160M/metrics.jsonl instead; "
-                      "wandb_project and wandb_run_name unused");
+  EXPECT_EQ(notes[1], "wandb_log: finegpt does not talk to Weights & Biases itself (wandb_run_name "
+                      "unused); to send it the run's TensorBoard event files: wandb sync "
+                      "--sync-tensorboard --project fineweb out-fineweb-160M");
 }
 
 TEST_F(ConfigTest, TimeAndNames) {
@@ -423,7 +424,16 @@ TEST_F(ConfigTest, Notes) {
   load({"--compile=True", "--compile=True", "--wandb_log=True", "--out_dir=o"}, &notes);
   ASSERT_EQ(notes.size(), 2u);
   EXPECT_EQ(notes[0], "compile: finegpt's kernels are compiled ahead of time; ignored");
-  EXPECT_EQ(notes[1], "wandb_log: finegpt logs to o/metrics.jsonl instead");
+  EXPECT_EQ(notes[1], "wandb_log: finegpt does not talk to Weights & Biases itself; to send it "
+                      "the run's TensorBoard event files: wandb sync --sync-tensorboard --project "
+                      "owt o");
+  notes.clear();
+  // Words a shell would split or expand are quoted.
+  load({"--wandb_log=True", "--wandb_project=it's mine", "--out_dir=runs/a b"}, &notes);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0], "wandb_log: finegpt does not talk to Weights & Biases itself; to send it "
+                      "the run's TensorBoard event files: wandb sync --sync-tensorboard --project "
+                      "'it'\\''s mine' 'runs/a b'");
   notes.clear();
   load({"--device=cpu", "--dtype=bfloat16", "--backend=mpi"}, &notes);
   ASSERT_EQ(notes.size(), 2u);

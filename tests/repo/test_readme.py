@@ -31,7 +31,8 @@ from prepare_testing import tiktoken_gpt2  # noqa: E402
 
 README = os.path.join(ROOT, "README.md")
 TRAIN_OVERRIDES = ["--max_iters=20", "--eval_interval=10", "--eval_iters=2"]
-ORDER = ["prepare", "train", "sample", "eval", "export", "bench", "plan", "tokenize", "info"]
+ORDER = ["prepare", "train", "report", "sample", "eval", "export", "bench", "plan", "tokenize",
+         "info"]
 
 
 def readme_blocks(text):
@@ -98,6 +99,12 @@ class Readme(unittest.TestCase):
                 outputs.setdefault(c[1], []).append(p.stdout)
 
             # What each comment promises.
+            page = os.path.join(clone, "out-shakespeare-char", "report.html")
+            self.assertEqual(outputs["report"][0], "wrote out-shakespeare-char/report.html\n")
+            with open(page, encoding="utf-8") as f:
+                html = f.read()
+            for what in ("<svg", "Loss", "Learning rate", "Configuration", "Memory plan"):
+                self.assertIn(what, html)
             samples = [s for s in outputs["sample"][0].split("---------------\n") if s.strip()]
             self.assertEqual(len(samples), 2)
             self.assertTrue(all(s.startswith("ROMEO:") for s in samples), samples)
