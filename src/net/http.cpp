@@ -60,6 +60,7 @@ struct Request {
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, opt.stall_timeout_s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024); // fewer, larger writes
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     const std::string agent = cat("finegpt/", version());
     curl_easy_setopt(h, CURLOPT_USERAGENT, agent.c_str());
@@ -246,6 +247,7 @@ void download_file(const FileDownload &d, const HttpOptions &opt, std::atomic<ui
   if (ec || have > d.size) have = 0;
   FILE *f = std::fopen(part.c_str(), have ? "r+b" : "wb");
   if (!f) fail(part, ": cannot write: ", std::strerror(errno));
+  std::setvbuf(f, nullptr, _IOFBF, size_t(1) << 20);
   struct Closer {
     FILE *&f;
     ~Closer() {

@@ -34,6 +34,8 @@ class Repo:
         self.lfs = set(lfs)  # paths stored in LFS (served through the /cdn redirect)
         self.sha = sha or hashlib.sha1(name.encode()).hexdigest()
         self.private = private  # answers 401 without the right token
+        self.sha256 = {p: hashlib.sha256(d).hexdigest() for p, d in self.files.items()}
+        self.git_id = {p: git_blob_id(d) for p, d in self.files.items()}
 
 
 class FakeHub:
@@ -107,9 +109,9 @@ class FakeHub:
 
     def _entry(self, repo, path):
         data = repo.files[path]
-        e = {"type": "file", "path": path, "size": len(data), "oid": git_blob_id(data)}
+        e = {"type": "file", "path": path, "size": len(data), "oid": repo.git_id[path]}
         if path in repo.lfs:
-            e["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
+            e["lfs"] = {"oid": repo.sha256[path], "size": len(data),
                         "pointerSize": 134}
         claimed = self.listed.get(path, {})
         if "size" in claimed:
@@ -154,9 +156,9 @@ class FakeHub:
         m = re.fullmatch(r"/cdn/([0-9a-f]{64})", path)
         if m:
             for repo in self.repos.values():
-                for p, data in repo.files.items():
-                    if hashlib.sha256(data).hexdigest() == m.group(1):
-                        return self._file(h, p, data)
+                for p, digest in repo.sha256.items():
+                    if digest == m.group(1):
+                        return self._file(h, p, repo.files[p])
             return self._send(h, 404, b"no such object")
         m = re.fullmatch(r"/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if m:
@@ -169,7 +171,7 @@ class FakeHub:
             if self.on_file_request:
                 self.on_file_request(repo, p)
             if p in repo.lfs:
-                target = f"{self.endpoint}/cdn/{hashlib.sha256(repo.files[p]).hexdigest()}"
+                target = f"{self.endpoint}/cdn/{repo.sha256[p]}"
                 return self._send(h, 302, b"", [("Location", target)])
             return self._file(h, p, repo.files[p])
         return self._send(h, 404, b"not a hub address")
@@ -187,18 +189,18 @@ class FakeHub:
             start = int(m.group(1))
             if start >= len(data):
                 return self._send(h, 416, b"", [("Content-Range", f"bytes */{len(data)}")])
-        body = data[start:]
+        view = memoryview(data)[start:]
         h.send_response(206 if rng else 200)
         if rng:
             h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Content-Length", str(len(view)))
         h.send_header("Accept-Ranges", "bytes")
         h.end_headers()
         if fault == "drop":
-            h.wfile.write(body[:len(body) // 2])
+            h.wfile.write(view[:len(view) // 2])
             h.wfile.flush()
             h.close_connection = True
             h.connection.shutdown(2)
             return
-        for k in range(0, len(body), 1 << 20):
-            h.wfile.write(body[k:k + (1 << 20)])
+        for k in range(0, len(view), 1 << 20):
+            h.wfile.write(view[k:k + (1 << 20)])
