@@ -6,6 +6,7 @@ on 127.0.0.1), next to what the same bytes cost without finegpt on the same mach
   disk copy             dd of the same bytes from a cached file to a new file, with fsync: what
                         the disk takes
   finegpt download      to disk, through sha256, fsynced and renamed (what users run)
+  finegpt to tmpfs      the same into /dev/shm (memory): finegpt without the disk
 
 Each file size runs once with one file and once as 4 files with --parallel 4. Peak RSS is the
 child's (os.wait4), so it shows whether memory grows with the file size. Usage:
@@ -15,6 +16,7 @@ import argparse
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,8 +63,8 @@ def main():
     sizes = [int(s) for s in args.sizes_mb.split(",")]
     print(f"# {platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     print("| case | bytes | curl -> /dev/null MB/s | dd conv=fsync MB/s | finegpt MB/s | "
-          "finegpt / dd | finegpt CPU s | finegpt peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+          "finegpt / dd | finegpt CPU s | finegpt peak RSS MiB | finegpt to tmpfs MB/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for mb in sizes:
         for n_files in (1, 4):
             per_file = mb * 2**20 // n_files
@@ -100,6 +102,13 @@ def main():
                     t_fg, rss, cpu = timed([args.finegpt, "download", "HuggingFaceFW/fineweb",
                                        "--name", "sample-10BT", "--to", os.path.join(tmp, "fw"),
                                        "--quiet", "--parallel", str(n_files)], env=env)
+                    shm = tempfile.mkdtemp(dir="/dev/shm")
+                    try:
+                        t_shm = timed([args.finegpt, "download", "HuggingFaceFW/fineweb",
+                                       "--name", "sample-10BT", "--to", shm, "--quiet",
+                                       "--parallel", str(n_files)], env=env)[0]
+                    finally:
+                        shutil.rmtree(shm)
                 finally:
                     server.stdin.close()
                     server.wait()
@@ -112,7 +121,8 @@ def main():
             mbs = lambda t: total / 1e6 / t  # noqa: E731
             print(f"| {n_files} file{'s' if n_files > 1 else ''}, --parallel {n_files} | "
                   f"{total / 2**20:.0f} MiB | {mbs(t_curl):.0f} | {mbs(t_dd):.0f} | "
-                  f"{mbs(t_fg):.0f} | {t_dd / t_fg:.2f} | {cpu:.2f} of {t_fg:.2f} | {rss:.1f} |", flush=True)
+                  f"{mbs(t_fg):.0f} | {t_dd / t_fg:.2f} | {cpu:.2f} of {t_fg:.2f} | {rss:.1f} | "
+                  f"{mbs(t_shm):.0f} |", flush=True)
 
 
 if __name__ == "__main__":
