@@ -388,7 +388,8 @@ void download_file(const FileDownload &d, const HttpOptions &opt, std::atomic<ui
 }
 
 Downloads::Downloads(std::vector<FileDownload> files, int parallel, size_t window, HttpOptions opt)
-    : files_(std::move(files)), window_(window), opt_(std::move(opt)), state_(files_.size(), 0) {
+    : files_(std::move(files)), window_(window), opt_(std::move(opt)), state_(files_.size(), 0),
+      errors_(files_.size()) {
   global_init();
   const int n = std::max(1, std::min<int>(parallel, int(files_.size())));
   for (int t = 0; t < n; t++)
@@ -396,7 +397,10 @@ Downloads::Downloads(std::vector<FileDownload> files, int parallel, size_t windo
 }
 
 Downloads::~Downloads() {
-  stop_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
   cv_.notify_all();
   for (auto &t : threads_)
     t.join();
@@ -408,7 +412,7 @@ void Downloads::worker() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       const auto may_start = [&] {
-        if (stop_ || error_ || next_ >= files_.size()) return true;
+        if (stop_ || first_error_ || next_ >= files_.size()) return true;
         if (!window_) return true;
         size_t unreleased = 0;
         for (size_t k = 0; k < next_; k++)
@@ -416,22 +420,27 @@ void Downloads::worker() {
         return unreleased < window_;
       };
       cv_.wait(lock, may_start);
-      if (stop_ || error_ || next_ >= files_.size()) return;
+      if (stop_ || first_error_ || next_ >= files_.size()) return;
       i = next_++;
       state_[i] = 1;
     }
+    std::exception_ptr error;
+    bool stopped = false;
     try {
       download_file(files_[i], opt_, &bytes_, &stop_);
-      std::lock_guard<std::mutex> lock(mu_);
-      if (state_[i] == 1) state_[i] = 2;
     } catch (const Stopped &) {
-      return;
+      stopped = true;
     } catch (...) {
+      error = std::current_exception();
+    }
+    {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!error_) error_ = std::current_exception();
-      stop_ = true;
-      cv_.notify_all();
-      return;
+      state_[i] = stopped || error ? 4 : state_[i] == 1 ? 2 : state_[i];
+      if (error) {
+        errors_[i] = error;
+        if (!first_error_) first_error_ = error;
+        if (!window_) stop_ = true; // the command: stop the others now
+      }
     }
     cv_.notify_all();
   }
@@ -439,8 +448,9 @@ void Downloads::worker() {
 
 void Downloads::wait(size_t i) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return state_[i] >= 2 || error_; });
-  if (state_[i] < 2 && error_) std::rethrow_exception(error_);
+  const auto failed = [&] { return state_[i] == 4 || (state_[i] == 0 && first_error_); };
+  cv_.wait(lock, [&] { return state_[i] == 2 || state_[i] == 3 || failed(); });
+  if (failed()) std::rethrow_exception(errors_[i] ? errors_[i] : first_error_);
 }
 
 void Downloads::release(size_t i) {
@@ -456,7 +466,8 @@ void Downloads::release(size_t i) {
 void Downloads::wait_all(const std::function<void()> &tick, double period_s) {
   std::unique_lock<std::mutex> lock(mu_);
   const auto done = [&] {
-    return error_ || std::all_of(state_.begin(), state_.end(), [](uint8_t s) { return s >= 2; });
+    return first_error_ ||
+           std::all_of(state_.begin(), state_.end(), [](uint8_t s) { return s == 2 || s == 3; });
   };
   while (!cv_.wait_for(lock, std::chrono::duration<double>(period_s), done)) {
     if (tick) {
@@ -465,7 +476,7 @@ void Downloads::wait_all(const std::function<void()> &tick, double period_s) {
       lock.lock();
     }
   }
-  if (error_) std::rethrow_exception(error_);
+  if (first_error_) std::rethrow_exception(first_error_);
 }
 
 } // namespace finegpt

@@ -60,8 +60,11 @@ void download_file(const FileDownload &d, const HttpOptions &opt,
 
 // Downloads `files` on `parallel` threads, in order. With `window` > 0 a file is started only
 // while fewer than `window` files before it are unreleased (release()), so that disk use stays
-// bounded when a reader consumes and deletes them. The first error stops the other transfers
-// (their .incomplete files stay, to resume) and is rethrown by wait()/wait_all().
+// bounded when a reader consumes and deletes them. After a failure no file is started; without
+// a window the transfers under way are stopped too (their .incomplete files stay, to resume)
+// and wait_all() rethrows it; with one they finish, and wait(i) rethrows a failure only when
+// file i is not there (its own, or the first one when file i was never started), so a reader
+// gets every file before the one that failed.
 class Downloads {
 public:
   Downloads(std::vector<FileDownload> files, int parallel, size_t window, HttpOptions opt);
@@ -83,9 +86,10 @@ private:
   HttpOptions opt_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<uint8_t> state_; // 0 queued, 1 running, 2 done, 3 released
-  size_t next_ = 0;            // the next file to start
-  std::exception_ptr error_;
+  std::vector<uint8_t> state_; // 0 queued, 1 running, 2 done, 3 released, 4 failed or stopped
+  std::vector<std::exception_ptr> errors_; // of the failed files
+  size_t next_ = 0;                        // the next file to start
+  std::exception_ptr first_error_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> bytes_{0};
   std::vector<std::thread> threads_;

@@ -43,8 +43,9 @@ def parquet_bytes(tmp, index, docs_per_file=400):
     return data
 
 
-def fineweb_repo(tmp, n_files=3, lfs=True):
-    files = {f"sample/10BT/{k:03d}_00000.parquet": parquet_bytes(tmp, k) for k in range(n_files)}
+def fineweb_repo(tmp, n_files=3, lfs=True, docs_per_file=400):
+    files = {f"sample/10BT/{k:03d}_00000.parquet": parquet_bytes(tmp, k, docs_per_file)
+             for k in range(n_files)}
     files["data/CC-MAIN-2024-10/000_00000.parquet"] = parquet_bytes(tmp, 99)
     files["README.md"] = b"---\nlicense: odc-by\n---\n# FineWeb stand-in\n"
     lfs_paths = [p for p in files if p.endswith(".parquet")] if lfs else []
@@ -343,6 +344,39 @@ class PrepareFromHub(HubTest):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("already complete", p.stdout)
         self.assertFalse([q for q, _ in self.hub.log[before:] if "/resolve/" in q])
+
+    def test_interrupted_hub_prepare_continues_to_the_same_shards(self):
+        # Enough documents that the reader's first batches (4096 documents) end before the last
+        # file, so that shards are finished before its failure arrives.
+        repo = self.hub.add(fineweb_repo(self.tmp, n_files=4, docs_per_file=3000))
+        common = ["--tokenizer", "gpt2", "--shard-tokens", "20000", "--name", "fw", "--quiet"]
+        whole = os.path.join(self.tmp, "whole")
+        p = self.finegpt("prepare", "--input", "hub:HuggingFaceFW/fineweb/sample-10BT",
+                         "--out", whole, *common)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+        # The last file fails for good (six 503s: the first try and five retries): the run stops
+        # with one line, keeps the shards it finished, and leaves no download behind.
+        last = "sample/10BT/003_00000.parquet"
+        self.hub.faults[last] = ["503"] * 6
+        out = os.path.join(self.tmp, "o")
+        p = self.finegpt("prepare", "--input", "hub:HuggingFaceFW/fineweb/sample-10BT",
+                         "--out", out, *common)
+        self.assertCleanError(p, last, "503")
+        self.assertTrue(os.path.exists(os.path.join(out, "prepare_state.json")))
+        self.assertFalse(os.path.exists(os.path.join(out, ".hub-download")))
+        finished = [x for x in os.listdir(out) if x.endswith(".bin")]
+        self.assertTrue(finished)
+
+        p = self.finegpt("prepare", "--input", "hub:HuggingFaceFW/fineweb/sample-10BT",
+                         "--out", out, *common)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("continued an interrupted run", p.stdout)
+        shards = sorted(x for x in os.listdir(whole) if x.endswith(".bin"))
+        self.assertEqual(sorted(x for x in os.listdir(out) if x.endswith(".bin")), shards)
+        for s in shards:
+            self.assertEqual(read(os.path.join(out, s)), read(os.path.join(whole, s)), s)
+        self.assertTrue(repo)
 
     def test_hub_input_errors(self):
         self.hub.add(Repo("dataset", "someone/jsonl-only", {"data/train.jsonl": b"{}\n"}))
