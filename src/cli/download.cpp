@@ -154,6 +154,9 @@ int cmd_download(const Args &args) {
   RepoType type = RepoType::Dataset;
   if (rt == "model" || (rt.empty() && o.str("name").empty() && hub.exists(RepoType::Model, repo)))
     type = RepoType::Model;
+  else if (rt.empty() && o.str("name").empty() && !hub.exists(RepoType::Dataset, repo))
+    fail("the hub has no model or dataset '", repo, "' (", hub.endpoint(),
+         "; a private or gated one needs HF_TOKEN)");
   if (type == RepoType::Model && o.given("name"))
     fail("--name picks a dataset's config; '", repo, "' is a model");
   if (type == RepoType::Dataset && o.given("include"))

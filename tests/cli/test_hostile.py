@@ -680,7 +680,7 @@ class Hostile(unittest.TestCase):
         self.assertEqual(len({c.name for c in CASES}), len(CASES), "case names must be unique")
         commands = {c.argv[0] for c in CASES}
         for cmd in ("train", "sample", "eval", "prepare", "export", "bench", "info", "plan",
-                    "tokenize", "detokenize", "version"):
+                    "tokenize", "detokenize", "version", "download"):
             self.assertIn(cmd, commands)
 
 

@@ -53,6 +53,12 @@ def fineweb_repo(tmp, n_files=3, lfs=True, docs_per_file=400):
 
 
 class HubTest(CliTest):
+    @classmethod
+    def setUpClass(cls):
+        version = subprocess.run([FINEGPT, "--version"], capture_output=True, text=True).stdout
+        if "no libcurl" in version:
+            raise unittest.SkipTest("this build has no libcurl (FINEGPT_CURL=OFF)")
+
     def setUp(self):
         super().setUp()
         self.hub = FakeHub(token="hf_secret_token")
@@ -193,7 +199,10 @@ class Download(HubTest):
         self.assertCleanError(p, "no dataset 'nobody/nothing'")
         self.assertFalse(os.path.exists(out))
         p = self.finegpt("download", "nobody/nothing", "--to", out)
-        self.assertCleanError(p, "no dataset 'nobody/nothing'")
+        self.assertCleanError(p, "no model or dataset 'nobody/nothing'")
+        p = self.finegpt("download", "nobody/nothing", "--repo-type", "model")
+        self.assertCleanError(p, "no model 'nobody/nothing'")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "hf_home")))
 
     def test_config_that_does_not_exist(self):
         self.hub.add(fineweb_repo(self.tmp, n_files=1))
