@@ -14,6 +14,7 @@ packages=(
   zlib1g-dev libzstd-dev                         # .gz and .zst JSONL inputs
   openmpi-bin libopenmpi-dev                     # data parallelism over MPI (mpirun, srun)
   libssl-dev                                     # sha256/sha1 (libcrypto): rank file checks
+  libcurl4-openssl-dev                           # finegpt download: the hub over HTTPS
   fortunes fortunes-min                          # the quickstart's corpus (real text, offline)
   chromium                                       # renders finegpt report's page in its test
 )

@@ -17,6 +17,7 @@ int cmd_train(const Args &args);
 int cmd_sample(const Args &args);
 int cmd_eval(const Args &args);
 int cmd_prepare(const Args &args);
+int cmd_download(const Args &args);
 int cmd_export(const Args &args);
 int cmd_bench(const Args &args);
 int cmd_info(const Args &args);

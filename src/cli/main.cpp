@@ -21,6 +21,7 @@ const std::map<std::string, Command> &commands() {
       {"sample", {finegpt::cmd_sample, "generate text from a checkpoint"}},
       {"eval", {finegpt::cmd_eval, "mean loss of a checkpoint over the first N tokens"}},
       {"prepare", {finegpt::cmd_prepare, "text -> token shards (llm.c format)"}},
+      {"download", {finegpt::cmd_download, "a dataset's Parquet files or a model from the hub"}},
       {"export", {finegpt::cmd_export, "write a checkpoint as an llm.c gpt2_*.bin model file"}},
       {"bench", {finegpt::cmd_bench, "time training steps of a model shape"}},
       {"info", {finegpt::cmd_info, "build features, threads, devices"}},

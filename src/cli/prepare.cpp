@@ -28,6 +28,10 @@ Inputs (files or folders, read in the order given; a folder's files sorted by na
                                a DatasetDict folder: its 'train' split) or cache folder
   JSONL (.jsonl, .ndjson)      one JSON object per line, the --text-field field; .gz and .zst too
   text (.txt, .md, other)      one document per file, or split by --doc-separator
+  hub:ORG/NAME[/CONFIG]        a Hugging Face hub dataset's Parquet files (like
+                               hub:HuggingFaceFW/fineweb/sample-10BT), downloaded a few files
+                               ahead of the tokenizer into DIR/.hub-download and deleted once
+                               read ($HF_ENDPOINT, $HF_TOKEN; see finegpt download)
 
 Output (--tokenizer gpt2 or a tiktoken rank file), as llm.c's fineweb.py writes it: each
 document is <|endoftext|> then its tokens; shards of --shard-tokens tokens (a document may

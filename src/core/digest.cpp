@@ -1,19 +1,16 @@
-// sha256 / sha1 hex digests (see digest.h) via OpenSSL's one-shot EVP_Digest.
+// sha256 / sha1 hex digests (see digest.h) via OpenSSL's EVP_Digest, one-shot or in pieces.
 #include "core/digest.h"
 
 #include "core/error.h"
 
+#include <new>
 #include <openssl/evp.h>
 
 namespace finegpt {
 
 namespace {
 
-std::string digest_hex(std::string_view data, const EVP_MD *md, const char *name) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out, &len, md, nullptr) != 1)
-    fail("OpenSSL could not compute a ", name, " digest");
+std::string to_hex(const unsigned char *out, unsigned int len) {
   static const char *hex = "0123456789abcdef";
   std::string s(2 * len, '0');
   for (unsigned int i = 0; i < len; i++) {
@@ -23,7 +20,45 @@ std::string digest_hex(std::string_view data, const EVP_MD *md, const char *name
   return s;
 }
 
+std::string digest_hex(std::string_view data, const EVP_MD *md, const char *name) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(data.data(), data.size(), out, &len, md, nullptr) != 1)
+    fail("OpenSSL could not compute a ", name, " digest");
+  return to_hex(out, len);
+}
+
+const EVP_MD *md_of(Digest::Kind k) {
+  return k == Digest::Kind::Sha256 ? EVP_sha256() : EVP_sha1();
+}
+
 } // namespace
+
+Digest::Digest(Kind kind) : ctx_(EVP_MD_CTX_new()), kind_(kind) {
+  if (!ctx_) throw std::bad_alloc();
+  reset();
+}
+
+Digest::~Digest() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX *>(ctx_)); }
+
+void Digest::reset() {
+  if (EVP_DigestInit_ex(static_cast<EVP_MD_CTX *>(ctx_), md_of(kind_), nullptr) != 1)
+    fail("OpenSSL could not start a digest");
+}
+
+void Digest::update(const void *data, size_t n) {
+  if (EVP_DigestUpdate(static_cast<EVP_MD_CTX *>(ctx_), data, n) != 1)
+    fail("OpenSSL could not update a digest");
+}
+
+std::string Digest::hex() {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX *>(ctx_), out, &len) != 1)
+    fail("OpenSSL could not finish a digest");
+  reset();
+  return to_hex(out, len);
+}
 
 std::string sha256_hex(std::string_view data) { return digest_hex(data, EVP_sha256(), "sha256"); }
 std::string sha1_hex(std::string_view data) { return digest_hex(data, EVP_sha1(), "sha1"); }

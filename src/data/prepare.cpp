@@ -75,7 +75,8 @@ ojson run_arguments(const PrepareOptions &o, const DocumentReader &reader, const
   ojson inputs = ojson::array();
   for (const auto &f : reader.inputs())
     inputs.push_back(
-        {{"path", fs::absolute(f.path).lexically_normal().string()}, {"bytes", f.bytes}});
+        {{"path", f.origin.empty() ? fs::absolute(f.path).lexically_normal().string() : f.origin},
+         {"bytes", f.bytes}});
   a["inputs"] = inputs;
   a["text_column"] = o.source.text_column;
   a["text_field"] = o.source.text_field;
@@ -250,10 +251,14 @@ PrepareStats run(PrepareOptions o, const TextEncoder *enc, const std::string &to
                   " has no document separator");
   }
   set_threads(o.threads);
+  // hub: inputs arrive in a folder of --out, a few files at a time, each removed once read.
+  if (o.source.download_dir.empty())
+    o.source.download_dir = (fs::path(o.out) / ".hub-download").string();
   DocumentReader reader(o.inputs, o.source);
   // prepare writes and, with --overwrite, removes files in the output folder: none may be input.
   const fs::path out_dir = fs::weakly_canonical(o.out);
   for (const auto &f : reader.inputs()) {
+    if (!f.origin.empty()) continue; // a hub file, downloaded into --out by the reader
     const fs::path in = fs::weakly_canonical(f.path);
     const auto [end, _] = std::mismatch(out_dir.begin(), out_dir.end(), in.begin(), in.end());
     if (end == out_dir.end())
@@ -363,7 +368,9 @@ PrepareStats run(PrepareOptions o, const TextEncoder *enc, const std::string &to
   m["name"] = o.name;
   ojson sources = ojson::array();
   for (const auto &f : reader.inputs())
-    sources.push_back({{"path", f.path}, {"kind", input_kind_name(f.kind)}, {"bytes", f.bytes}});
+    sources.push_back({{"path", f.origin.empty() ? f.path : f.origin},
+                       {"kind", input_kind_name(f.kind)},
+                       {"bytes", f.bytes}});
   m["sources"] = sources;
   m["documents"] = c.documents;
   m["skipped"] = {{"empty", c.empty}, {"not_text", c.not_text}};

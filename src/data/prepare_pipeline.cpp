@@ -5,6 +5,7 @@
 // independently and written in order, the output does not depend on the thread count.
 #include "core/error.h"
 #include "core/file.h"
+#include "core/units.h"
 #include "data/prepare_impl.h"
 #include "data/tokens.h"
 
@@ -28,30 +29,6 @@ constexpr size_t kPieceBytes = size_t(1) << 20; // split_documents: pieces of ab
 double now_seconds() {
   using namespace std::chrono;
   return duration<double>(steady_clock::now().time_since_epoch()).count();
-}
-
-// "12.3 MB" (unit "B"), "12.3M" (unit "": a count).
-std::string human(double v, const char *unit) {
-  const char *prefix[] = {"", "k", "M", "G", "T"};
-  int i = 0;
-  while (std::fabs(v) >= 1000 && i < 4)
-    v /= 1000, i++;
-  char buf[48];
-  const char *space = *unit ? " " : "";
-  std::snprintf(buf, sizeof buf, i ? "%.1f%s%s%s" : "%.0f%s%s%s", v, space, prefix[i], unit);
-  return buf;
-}
-
-std::string duration_text(double s) {
-  char buf[32];
-  long t = long(s + 0.5);
-  if (t >= 3600)
-    std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, t / 60 % 60);
-  else if (t >= 60)
-    std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%lds", t);
-  return buf;
 }
 
 // One shard being written: the header (with the capacity as its count, rewritten if the
@@ -148,13 +125,14 @@ void split_pieces(const std::string &s, size_t doc, std::vector<Item> &items) {
 
 std::string document_place(const DocumentReader &reader, const Document &d) {
   const InputFile &f = reader.inputs()[d.input];
+  const std::string &where = f.origin.empty() ? f.path : f.origin;
   switch (f.kind) {
   case InputKind::Jsonl:
-    return cat(f.path, ":", d.record);
+    return cat(where, ":", d.record);
   case InputKind::Text:
-    return d.record == 0 ? f.path : cat(f.path, " (document ", d.record, ")");
+    return d.record == 0 ? where : cat(where, " (document ", d.record, ")");
   default:
-    return cat(f.path, " (row ", d.record, ")");
+    return cat(where, " (row ", d.record, ")");
   }
 }
 

@@ -6,12 +6,14 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "data/source_impl.h"
+#include "net/hub.h"
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 namespace finegpt {
 
@@ -309,6 +311,34 @@ void expand(const fs::path &p, bool top, std::vector<InputFile> &out) {
     fail("--input ", ps, ": no Parquet, Arrow, JSONL or text files in this folder");
 }
 
+// A hub input: its Parquet files at one commit, each to arrive at `staging`/<path>.
+void expand_hub(const std::string &input, const std::string &staging, const HttpOptions &http,
+                std::vector<InputFile> &out, std::vector<FileDownload> &jobs) {
+  std::string repo, name;
+  parse_hub_input(input, repo, name);
+  Hub hub(http);
+  const HubParquetSet set = hub_parquet_files(hub, repo, name);
+  for (const auto &f : set.files) {
+    InputFile in;
+    in.path = (fs::path(staging) / set.commit.substr(0, 12) / f.path).string();
+    in.kind = InputKind::Parquet;
+    in.bytes = f.size;
+    in.origin = cat("hub:", repo, "@", set.commit, "/", f.path);
+    out.push_back(in);
+    FileDownload d;
+    d.url = hub.file_url(RepoType::Dataset, repo, set.commit, f.path);
+    d.dest = in.path;
+    d.size = f.size, d.sha256 = f.sha256, d.git_sha1 = f.git_oid;
+    d.label = cat("hub:", repo, "/", f.path);
+    jobs.push_back(d);
+  }
+}
+
+// Hub files are read while the next ones arrive: two at once, at most two ahead of the one
+// being read (so at most three on disk).
+constexpr int kHubParallel = 2;
+constexpr size_t kHubWindow = 3;
+
 } // namespace
 
 struct DocumentReader::Impl {
@@ -320,11 +350,28 @@ struct DocumentReader::Impl {
   std::unique_ptr<FileSource> src; // its reader (null between files)
   uint64_t done_before = 0;        // bytes of the files before `cur`
   uint64_t seq = 0;
+  // hub: inputs: remote_of[i] is input i's index in `remote` (-1: a local file).
+  std::vector<FileDownload> remote;
+  std::vector<long> remote_of;
+  std::unique_ptr<Downloads> downloads; // started when the first hub file is needed
+  HttpOptions http;
+  std::string staging;
+  bool made_staging = false;
 
   bool open_next() {
     if (src) return true;
     if (cur >= inputs.size()) return false;
     const InputFile &f = inputs[cur];
+    if (const long r = remote_of[cur]; r >= 0) {
+      if (!downloads) {
+        std::error_code ec;
+        made_staging = !fs::exists(staging, ec);
+        make_dirs(staging);
+        downloads = std::make_unique<Downloads>(remote, kHubParallel, kHubWindow, http);
+      }
+      downloads->wait(size_t(r));
+      check_arrow_input(f, opt);
+    }
     switch (f.kind) {
     case InputKind::Parquet:
     case InputKind::ArrowStream:
@@ -343,6 +390,7 @@ struct DocumentReader::Impl {
   void close_current() {
     done_before += inputs[cur].bytes;
     src.reset();
+    if (remote_of[cur] >= 0) downloads->release(size_t(remote_of[cur]));
     cur++;
   }
 };
@@ -350,17 +398,40 @@ struct DocumentReader::Impl {
 DocumentReader::DocumentReader(const std::vector<std::string> &inputs, const SourceOptions &opt)
     : impl_(std::make_unique<Impl>()) {
   FINEGPT_CHECK(!inputs.empty(), "no inputs given");
-  impl_->opt = opt;
-  for (const auto &in : inputs)
-    expand(fs::path(in), true, impl_->inputs);
-  for (const auto &f : impl_->inputs) {
-    impl_->files.push_back(f.path);
-    impl_->total += f.bytes;
-    if (f.kind != InputKind::Jsonl && f.kind != InputKind::Text) check_arrow_input(f, opt);
+  Impl &m = *impl_;
+  m.opt = opt;
+  m.staging = !opt.download_dir.empty()
+                  ? opt.download_dir
+                  : (fs::temp_directory_path() / cat("finegpt-hub-", getpid())).string();
+  for (const auto &in : inputs) {
+    const size_t from = m.inputs.size();
+    if (in.rfind("hub:", 0) == 0) {
+      if (m.remote.empty()) m.http = http_options_from_env();
+      const size_t first_job = m.remote.size();
+      expand_hub(in, m.staging, m.http, m.inputs, m.remote);
+      for (size_t k = from; k < m.inputs.size(); k++)
+        m.remote_of.push_back(long(first_job + k - from));
+    } else {
+      expand(fs::path(in), true, m.inputs);
+      m.remote_of.resize(m.inputs.size(), -1);
+    }
+  }
+  for (size_t i = 0; i < m.inputs.size(); i++) {
+    const InputFile &f = m.inputs[i];
+    m.files.push_back(f.path);
+    m.total += f.bytes;
+    if (f.kind != InputKind::Jsonl && f.kind != InputKind::Text && m.remote_of[i] < 0)
+      check_arrow_input(f, opt);
   }
 }
 
-DocumentReader::~DocumentReader() = default;
+DocumentReader::~DocumentReader() {
+  // The reader first, then the transfers; then what was downloaded goes.
+  impl_->src.reset();
+  impl_->downloads.reset();
+  std::error_code ec;
+  if (impl_->made_staging) fs::remove_all(impl_->staging, ec);
+}
 
 size_t DocumentReader::next_batch(std::vector<Document> &out, size_t max_docs, size_t max_bytes) {
   Impl &m = *impl_;

@@ -1,8 +1,10 @@
 // Text sources for `prepare`: documents, in order, from the inputs users have -- Parquet files
 // or folders of them (through Arrow C++), a `datasets` save_to_disk folder or cache folder
 // (Arrow IPC stream files, in state.json's order), JSONL (optionally .gz or .zst) and plain
-// text (one document per file, or split by a separator). Streaming: memory does not grow with
-// the input size. Not here: tokenizing and writing shards (data/prepare.h).
+// text (one document per file, or split by a separator), and a hub dataset's Parquet files
+// ("hub:ORG/NAME/CONFIG": downloaded a few files ahead of the reader into a staging folder and
+// deleted once read, so disk use is a few files, not the dataset). Streaming: memory does not
+// grow with the input size. Not here: tokenizing and writing shards (data/prepare.h).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -16,6 +18,9 @@ struct SourceOptions {
   std::string text_column = "text"; // Parquet / Arrow
   std::string text_field = "text";  // JSONL
   std::string doc_separator;        // plain text: "" = one document per file
+  // hub: inputs are downloaded into this folder (made, and removed with the reader); "" = a
+  // folder in the system's temporary folder.
+  std::string download_dir;
 };
 
 // One record of the input and where it came from (for messages and restart bookkeeping).
@@ -42,14 +47,16 @@ struct InputFile {
   std::string path;
   InputKind kind;
   uint64_t bytes = 0;
+  std::string origin; // hub inputs: "hub:ORG/NAME@COMMIT/PATH" (path is where it is downloaded)
 };
 
 class DocumentReader {
 public:
   // Expands folders (sorted by name; a save_to_disk folder in state.json's order; a
-  // DatasetDict folder by its 'train' split), checks that every input exists and is a
-  // supported kind, and opens the header of every Parquet/Arrow file (its schema must have the
-  // text column) before reading any document: Error naming the path and what was expected.
+  // DatasetDict folder by its 'train' split) and hub: inputs (their listing, at one commit),
+  // checks that every input exists and is a supported kind, and opens the header of every local
+  // Parquet/Arrow file (its schema must have the text column) before reading any document:
+  // Error naming the path and what was expected. A hub file is checked when it has arrived.
   DocumentReader(const std::vector<std::string> &inputs, const SourceOptions &opt);
   ~DocumentReader();
   DocumentReader(const DocumentReader &) = delete;

@@ -9,7 +9,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from finegpt_testing import SHAKESPEARE as SHAKESPEARE_PATH  # noqa: E402
 from finegpt_testing import CliTest, read, run  # noqa: E402
 
-COMMANDS = ["train", "sample", "eval", "prepare", "export", "bench", "info", "tokenize", "detokenize"]
+COMMANDS = ["train", "sample", "eval", "prepare", "export", "bench", "info", "tokenize", "detokenize",
+            "download"]
 
 
 class Help(CliTest):

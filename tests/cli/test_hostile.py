@@ -661,6 +661,19 @@ case("prepare_name_with_a_slash", ["prepare", "--input", "{shk}", "--out", "{d}/
 case("prepare_refuses_another_runs_shards", ["prepare", "--tokenizer", "char", "--input", "{shk}",
                                              "--out", "{d}/o", "--quiet"], ["{d}/o", "--overwrite"],
      prepared("o"))
+case("prepare_hub_input_without_a_dataset", ["prepare", "--input", "hub:fineweb", "--out",
+                                             "{d}/o"], ["hub:fineweb", "hub:ORG/NAME"])
+
+# download (each refused before it would reach the network)
+case("download_not_a_repo_name", ["download", "fineweb"], ["'fineweb'", "ORG/NAME"])
+case("download_repo_name_climbs", ["download", "../..", "--to", "{d}/o"], ["'../..'"])
+case("download_three_part_name", ["download", "a/b/c"], ["'a/b/c'"])
+case("download_zero_parallel", ["download", "a/b", "--parallel", "0"], ["--parallel"])
+case("download_negative_retries", ["download", "a/b", "--retries=-2"], ["--retries"])
+case("download_unknown_repo_type", ["download", "a/b", "--repo-type", "space"], ["--repo-type"])
+case("download_include_on_a_dataset", ["download", "a/b", "--name", "x", "--include", "*.json"],
+     ["--include", "models"])
+case("download_two_repos", ["download", "a/b", "c/d"], ["unexpected argument 'c/d'"])
 
 # tokenize and detokenize
 case("tokenize_a_folder", ["tokenize", "{d}"], ["{d}", "is a folder"])
@@ -884,7 +897,7 @@ class Hostile(unittest.TestCase):
         self.assertEqual(len({c.name for c in CASES}), len(CASES), "case names must be unique")
         commands = {c.argv[0] for c in CASES}
         for cmd in ("train", "sample", "eval", "prepare", "export", "bench", "info", "plan",
-                    "tokenize", "detokenize", "version", "report"):
+                    "tokenize", "detokenize", "version", "report", "download"):
             self.assertIn(cmd, commands)
 
 

@@ -2,9 +2,10 @@
 
 Every fenced `sh` block of the README's "Using it" section is run line by line with bash, in a
 fresh folder laid out like the clone's root (build/, configs/, corpora/ linked from this
-checkout), in the order shown. The FineWeb block runs on a small Parquet folder in FineWeb's
-layout and schema written here with pyarrow (`fineweb/sample/10BT/000_00000.parquet`, the text
-of tiny Shakespeare cut into documents). The only change to a command is the one the README
+checkout), in the order shown. The FineWeb block runs against a stand-in hub on 127.0.0.1
+(tests/net/fake_hub.py, named by HF_ENDPOINT) serving one Parquet file in FineWeb's layout and
+schema written here with pyarrow (`sample/10BT/000_00000.parquet` of HuggingFaceFW/fineweb, the
+text of tiny Shakespeare cut into documents). The only change to a command is the one the README
 states: `--max_iters=20 --eval_interval=10 --eval_iters=2` added to `train` (not to a
 `--dry_run`). A line that is not a finegpt command, a command that fails, a README that no
 longer shows every subcommand in the order of a user's day, or output that is not what the
@@ -26,6 +27,8 @@ import pyarrow.parquet as pq
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "data"))
+sys.path.insert(0, os.path.join(HERE, "..", "net"))
+from fake_hub import FakeHub, Repo  # noqa: E402
 from finegpt_testing import FINEGPT, ROOT, SHAKESPEARE  # noqa: E402
 from prepare_testing import tiktoken_gpt2  # noqa: E402
 
@@ -45,7 +48,8 @@ def readme_blocks(text):
 
 
 def fineweb_standin(folder):
-    """One Parquet file with FineWeb's columns, its documents the paragraphs of Shakespeare."""
+    """One Parquet file with FineWeb's columns, its documents the paragraphs of Shakespeare;
+    returns its bytes (the file is written in `folder`)."""
     with open(SHAKESPEARE, encoding="utf-8") as f:
         docs = [d for d in f.read().split("\n\n") if d.strip()][:2000]
     n = len(docs)
@@ -60,8 +64,10 @@ def fineweb_standin(folder):
         "language_score": np.full(n, 0.9, dtype=np.float64),
         "token_count": np.zeros(n, dtype=np.int64),
     })
-    os.makedirs(folder)
+    os.makedirs(folder, exist_ok=True)
     pq.write_table(table, os.path.join(folder, "000_00000.parquet"), row_group_size=500)
+    with open(os.path.join(folder, "000_00000.parquet"), "rb") as f:
+        return f.read()
 
 
 class Readme(unittest.TestCase):
@@ -78,17 +84,24 @@ class Readme(unittest.TestCase):
         self.assertEqual(len(firsts), len(ORDER), f"README misses one of {ORDER}: {subcommands}")
         self.assertEqual(firsts, sorted(firsts), f"README's order is not {ORDER}: {subcommands}")
 
-        with tempfile.TemporaryDirectory() as clone:
+        with tempfile.TemporaryDirectory() as clone, FakeHub() as hub:
             os.symlink(os.path.dirname(os.path.abspath(FINEGPT)), os.path.join(clone, "build"))
             for name in ("configs", "corpora"):
                 os.symlink(os.path.join(ROOT, name), os.path.join(clone, name))
-            fineweb_standin(os.path.join(clone, "fineweb", "sample", "10BT"))
+            with tempfile.TemporaryDirectory() as gen:
+                parquet = fineweb_standin(gen)
+            hub.add(Repo("dataset", "HuggingFaceFW/fineweb",
+                         {"sample/10BT/000_00000.parquet": parquet, "README.md": b"# FineWeb\n"},
+                         lfs=["sample/10BT/000_00000.parquet"]))
+            env = dict(os.environ, HF_ENDPOINT=hub.endpoint, HF_HOME=os.path.join(clone, "hf"))
+            env.pop("HF_TOKEN", None)
             outputs = {}
             for i, c in enumerate(commands):
                 if c[1] == "train" and "--dry_run" not in c:
                     c = c + TRAIN_OVERRIDES
                 t0 = time.time()
-                p = subprocess.run(c, cwd=clone, capture_output=True, text=True, timeout=900)
+                p = subprocess.run(c, cwd=clone, capture_output=True, text=True, timeout=900,
+                                   env=env)
                 print(f"{time.time() - t0:7.1f} s  {shlex.join(c)}", file=sys.stderr)
                 # `plan --check` answers "does not fit" with exit 1, as its comment says.
                 expected = 1 if c[1:3] == ["plan", "--check"] and "exit 1" in lines[i] else 0
@@ -119,6 +132,21 @@ class Readme(unittest.TestCase):
             self.assertEqual([int(t) for t in outputs["tokenize"][0].split()], expected)
             self.assertTrue(any(n.startswith("fineweb_val_") for n in
                                 os.listdir(os.path.join(clone, "data", "fineweb"))))
+            # download wrote the hub's bytes; prepare from the hub wrote the same shards.
+            with open(os.path.join(clone, "fineweb", "sample", "10BT", "000_00000.parquet"),
+                      "rb") as f:
+                self.assertEqual(f.read(), parquet)
+            local = sorted(os.listdir(os.path.join(clone, "data", "fineweb")))
+            streamed = sorted(os.listdir(os.path.join(clone, "data", "fineweb-hub")))
+            bins = [n for n in local if n.endswith(".bin")]
+            self.assertTrue(bins)
+            self.assertEqual([n.replace("fineweb-hub_", "fineweb_") for n in streamed
+                              if n.endswith(".bin")], bins)
+            for n in bins:
+                with open(os.path.join(clone, "data", "fineweb", n), "rb") as a, open(
+                        os.path.join(clone, "data", "fineweb-hub",
+                                     n.replace("fineweb_", "fineweb-hub_", 1)), "rb") as b:
+                    self.assertEqual(a.read(), b.read(), n)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+"""`finegpt download` throughput and peak memory against a local stand-in hub (tests/net/fake_hub.py
+on 127.0.0.1), next to what the same bytes cost without finegpt on the same machine:
+
+  server -> /dev/null   curl (the command-line tool) reading the file and dropping it: what the
+                        stand-in server can send, the ceiling for any client here
+  disk copy             dd of the same bytes from a cached file to a new file, with fsync: what
+                        the disk takes
+  finegpt download      to disk, through sha256, fsynced and renamed (what users run)
+  finegpt to tmpfs      the same into /dev/shm (memory): finegpt without the disk
+
+Each file size runs once with one file and once as 4 files with --parallel 4. Peak RSS is the
+child's (os.wait4), so it shows whether memory grows with the file size. Usage:
+  .venv/bin/python bench/download_bench.py [--sizes-mb 256,1024] [--finegpt build/finegpt]
+"""
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "net"))
+from fake_hub import FakeHub, Repo  # noqa: E402
+
+
+def timed(cmd, env=None):
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system) of one child process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    secs = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed: {p.stderr.read().decode()}")
+    return secs, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def serve(folder):
+    """The stand-in hub over the files of `folder` (run as its own process: the bench's process
+    stays small, so the children it forks start small and their peak RSS is their own)."""
+    files = {}
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            files[f"sample/10BT/{name}"] = f.read()
+    with FakeHub(page_size=100) as hub:
+        hub.add(Repo("dataset", "HuggingFaceFW/fineweb", files, lfs=list(files)))
+        print(hub.endpoint, flush=True)
+        sys.stdin.read()  # until the bench closes our stdin
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes-mb", default="256,1024")
+    ap.add_argument("--finegpt", default=os.path.join(HERE, "..", "build", "finegpt"))
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        return serve(args.serve)
+    sizes = [int(s) for s in args.sizes_mb.split(",")]
+    print(f"# {platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    print("| case | bytes | curl -> /dev/null MB/s | dd conv=fsync MB/s | finegpt MB/s | "
+          "finegpt / dd | finegpt CPU s | finegpt peak RSS MiB | finegpt to tmpfs MB/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for mb in sizes:
+        for n_files in (1, 4):
+            per_file = mb * 2**20 // n_files
+            total = per_file * n_files
+            with tempfile.TemporaryDirectory(dir=os.path.join(HERE, "..")) as tmp:
+                src_dir = os.path.join(tmp, "src")
+                os.makedirs(src_dir)
+                digests = {}
+                for k in range(n_files):
+                    name = f"{k:03d}_00000.parquet"
+                    h = hashlib.sha256()
+                    with open(os.path.join(src_dir, name), "wb") as f:
+                        for _ in range(per_file // 2**20):
+                            block = os.urandom(2**20)
+                            h.update(block)
+                            f.write(block)
+                    digests[name] = h.hexdigest()
+                server = subprocess.Popen([sys.executable, __file__, "--serve", src_dir],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                endpoint = server.stdout.readline().strip()
+                try:
+                    # The server alone: curl to /dev/null, one file after another.
+                    t_curl = 0
+                    for name in digests:
+                        url = f"{endpoint}/datasets/HuggingFaceFW/fineweb/resolve/main/sample/10BT/{name}"
+                        t_curl += timed(["curl", "-sfL", "-o", "/dev/null", url])[0]
+                    # The disk alone: dd of the same bytes from a cached file, fsynced.
+                    t_dd = 0
+                    for name in digests:
+                        t_dd += timed(["dd", f"if={os.path.join(src_dir, name)}",
+                                       f"of={os.path.join(tmp, 'dst.bin')}", "bs=1M",
+                                       "conv=fsync", "status=none"])[0]
+                        os.remove(os.path.join(tmp, "dst.bin"))
+                    env = dict(os.environ, HF_ENDPOINT=endpoint)
+                    t_fg, rss, cpu = timed([args.finegpt, "download", "HuggingFaceFW/fineweb",
+                                       "--name", "sample-10BT", "--to", os.path.join(tmp, "fw"),
+                                       "--quiet", "--parallel", str(n_files)], env=env)
+                    shm = tempfile.mkdtemp(dir="/dev/shm")
+                    try:
+                        t_shm = timed([args.finegpt, "download", "HuggingFaceFW/fineweb",
+                                       "--name", "sample-10BT", "--to", shm, "--quiet",
+                                       "--parallel", str(n_files)], env=env)[0]
+                    finally:
+                        shutil.rmtree(shm)
+                finally:
+                    server.stdin.close()
+                    server.wait()
+                for name, digest in digests.items():
+                    h = hashlib.sha256()
+                    with open(os.path.join(tmp, "fw", "sample", "10BT", name), "rb") as f:
+                        for block in iter(lambda: f.read(2**20), b""):
+                            h.update(block)
+                    assert h.hexdigest() == digest, name
+            mbs = lambda t: total / 1e6 / t  # noqa: E731
+            print(f"| {n_files} file{'s' if n_files > 1 else ''}, --parallel {n_files} | "
+                  f"{total / 2**20:.0f} MiB | {mbs(t_curl):.0f} | {mbs(t_dd):.0f} | "
+                  f"{mbs(t_fg):.0f} | {t_dd / t_fg:.2f} | {cpu:.2f} of {t_fg:.2f} | {rss:.1f} | "
+                  f"{mbs(t_shm):.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
