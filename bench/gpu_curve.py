@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
 import torch_reference as tr  # noqa: E402
+from torch_gpu_step import flash_forward  # noqa: E402  (bench/, beside this)
 
 SHARD_MAGIC, SHARD_VERSION = 20240520, 1
 MODEL_MAGIC = 20240326
@@ -87,16 +88,6 @@ def write_llmc_model(path, model, T):
     with open(path, "wb") as f:
         f.write(header.tobytes())
         f.write(tr.llmc_flat(model).numpy().astype(np.float32).tobytes())
-
-
-def flash_forward(self, x):
-    """nanoGPT's flash path (the same function as the reference attention)."""
-    B, T, C = x.shape
-    HS = C // self.NH
-    q, k, v = self.c_attn(x).split(C, dim=2)
-    q, k, v = (t.view(B, T, self.NH, HS).transpose(1, 2) for t in (q, k, v))
-    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
 def torch_curve(a, init_path, train_paths, val_paths):
