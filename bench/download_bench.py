@@ -9,8 +9,11 @@ on 127.0.0.1), next to what the same bytes cost without finegpt on the same mach
   finegpt to tmpfs      the same into /dev/shm (memory): finegpt without the disk
 
 Each file size runs once with one file and once as 4 files with --parallel 4. Peak RSS is the
-child's (os.wait4), so it shows whether memory grows with the file size. Usage:
+child's (os.wait4), so it shows whether memory grows with the file size. `--baseline PATH` times
+another finegpt binary (an earlier commit's) the same way against the same server, alternating
+with this one, for a before/after on the same machine in the same run. Usage:
   .venv/bin/python bench/download_bench.py [--sizes-mb 256,1024] [--finegpt build/finegpt]
+                                           [--baseline OLD_FINEGPT]
 """
 import argparse
 import hashlib
@@ -56,15 +59,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes-mb", default="256,1024")
     ap.add_argument("--finegpt", default=os.path.join(HERE, "..", "build", "finegpt"))
+    ap.add_argument("--baseline", help="another finegpt binary, timed the same way")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         return serve(args.serve)
     sizes = [int(s) for s in args.sizes_mb.split(",")]
     print(f"# {platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    print("| case | bytes | curl -> /dev/null MB/s | dd conv=fsync MB/s | finegpt MB/s | "
-          "finegpt / dd | finegpt CPU s | finegpt peak RSS MiB | finegpt to tmpfs MB/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    binaries = [("finegpt", args.finegpt)] + ([("baseline", args.baseline)] if args.baseline else [])
+    print("| case | bytes | binary | curl -> /dev/null MB/s | dd conv=fsync MB/s | dd CPU s | "
+          "to disk MB/s | / dd | CPU s of wall s | peak RSS MiB | to tmpfs MB/s | tmpfs CPU s of wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for mb in sizes:
         for n_files in (1, 4):
             per_file = mb * 2**20 // n_files
@@ -92,38 +97,53 @@ def main():
                         url = f"{endpoint}/datasets/HuggingFaceFW/fineweb/resolve/main/sample/10BT/{name}"
                         t_curl += timed(["curl", "-sfL", "-o", "/dev/null", url])[0]
                     # The disk alone: dd of the same bytes from a cached file, fsynced.
-                    t_dd = 0
+                    t_dd = cpu_dd = 0
                     for name in digests:
-                        t_dd += timed(["dd", f"if={os.path.join(src_dir, name)}",
+                        secs, _, cpu = timed(["dd", f"if={os.path.join(src_dir, name)}",
                                        f"of={os.path.join(tmp, 'dst.bin')}", "bs=1M",
-                                       "conv=fsync", "status=none"])[0]
+                                       "conv=fsync", "status=none"])
+                        t_dd += secs
+                        cpu_dd += cpu
                         os.remove(os.path.join(tmp, "dst.bin"))
                     env = dict(os.environ, HF_ENDPOINT=endpoint)
-                    t_fg, rss, cpu = timed([args.finegpt, "download", "HuggingFaceFW/fineweb",
-                                       "--name", "sample-10BT", "--to", os.path.join(tmp, "fw"),
-                                       "--quiet", "--parallel", str(n_files)], env=env)
-                    shm = tempfile.mkdtemp(dir="/dev/shm")
-                    try:
-                        t_shm = timed([args.finegpt, "download", "HuggingFaceFW/fineweb",
-                                       "--name", "sample-10BT", "--to", shm, "--quiet",
-                                       "--parallel", str(n_files)], env=env)[0]
-                    finally:
-                        shutil.rmtree(shm)
+                    runs = {}
+                    for label, binary in binaries:
+                        dest = os.path.join(tmp, "fw-" + label)
+                        disk = timed([binary, "download", "HuggingFaceFW/fineweb", "--name",
+                                      "sample-10BT", "--to", dest, "--quiet", "--parallel",
+                                      str(n_files)], env=env)
+                        check(dest, digests)
+                        shutil.rmtree(dest)
+                        shm = tempfile.mkdtemp(dir="/dev/shm")
+                        try:
+                            mem = timed([binary, "download", "HuggingFaceFW/fineweb", "--name",
+                                         "sample-10BT", "--to", shm, "--quiet", "--parallel",
+                                         str(n_files)], env=env)
+                            check(shm, digests)
+                        finally:
+                            shutil.rmtree(shm)
+                        runs[label] = disk, mem
                 finally:
                     server.stdin.close()
                     server.wait()
-                for name, digest in digests.items():
-                    h = hashlib.sha256()
-                    with open(os.path.join(tmp, "fw", "sample", "10BT", name), "rb") as f:
-                        for block in iter(lambda: f.read(2**20), b""):
-                            h.update(block)
-                    assert h.hexdigest() == digest, name
             mbs = lambda t: total / 1e6 / t  # noqa: E731
-            print(f"| {n_files} file{'s' if n_files > 1 else ''}, --parallel {n_files} | "
-                  f"{total / 2**20:.0f} MiB | {mbs(t_curl):.0f} | {mbs(t_dd):.0f} | "
-                  f"{mbs(t_fg):.0f} | {t_dd / t_fg:.2f} | {cpu:.2f} of {t_fg:.2f} | {rss:.1f} | "
-                  f"{mbs(t_shm):.0f} |", flush=True)
+            for label, _ in binaries:
+                (t_fg, rss, cpu), (t_shm, _, cpu_shm) = runs[label]
+                print(f"| {n_files} file{'s' if n_files > 1 else ''}, --parallel {n_files} | "
+                      f"{total / 2**20:.0f} MiB | {label} | {mbs(t_curl):.0f} | {mbs(t_dd):.0f} | "
+                      f"{cpu_dd:.2f} | "
+                      f"{mbs(t_fg):.0f} | {t_dd / t_fg:.2f} | {cpu:.2f} of {t_fg:.2f} | "
+                      f"{rss:.1f} | {mbs(t_shm):.0f} | {cpu_shm:.2f} of {t_shm:.2f} |", flush=True)
 
+
+def check(folder, digests):
+    """The downloaded files are the served bytes (hashlib's sha256)."""
+    for name, digest in digests.items():
+        h = hashlib.sha256()
+        with open(os.path.join(folder, "sample", "10BT", name), "rb") as f:
+            for block in iter(lambda: f.read(2**20), b""):
+                h.update(block)
+        assert h.hexdigest() == digest, name
 
 if __name__ == "__main__":
     main()

@@ -3,8 +3,11 @@
 
 #include "core/error.h"
 
+#include <algorithm>
+#include <cstring>
 #include <new>
 #include <openssl/evp.h>
+#include <utility>
 
 namespace finegpt {
 
@@ -58,6 +61,75 @@ std::string Digest::hex() {
     fail("OpenSSL could not finish a digest");
   reset();
   return to_hex(out, len);
+}
+
+BackgroundDigest::BackgroundDigest(Digest::Kind kind)
+    : digest_(kind), blocks_(kBlocks, std::vector<char>(kBlockBytes)), used_(kBlocks, 0) {
+  thread_ = std::thread([this] { run(); });
+}
+
+BackgroundDigest::~BackgroundDigest() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void BackgroundDigest::run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return quit_ || queued_ > 0; });
+    if (queued_ == 0) return;                                  // quit_, nothing left
+    const size_t b = (filling_ + kBlocks - queued_) % kBlocks; // the oldest handed over
+    lock.unlock();
+    try {
+      if (!error_) digest_.update(blocks_[b].data(), used_[b]);
+    } catch (...) {
+      error_ = std::current_exception(); // read by drain() after queued_ reaches 0
+    }
+    lock.lock();
+    queued_--;
+    cv_.notify_all();
+  }
+}
+
+void BackgroundDigest::hand_over() { // with mu_ not held; the block filling_ is full or final
+  std::unique_lock<std::mutex> lock(mu_);
+  queued_++;
+  filling_ = (filling_ + 1) % kBlocks;
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return queued_ < kBlocks; }); // the next block is free
+  used_[filling_] = 0;
+}
+
+void BackgroundDigest::update(const void *data, size_t n) {
+  const char *p = static_cast<const char *>(data);
+  while (n) {
+    const size_t k = std::min(n, kBlockBytes - used_[filling_]);
+    std::memcpy(blocks_[filling_].data() + used_[filling_], p, k);
+    used_[filling_] += k;
+    p += k, n -= k;
+    if (used_[filling_] == kBlockBytes) hand_over();
+  }
+}
+
+void BackgroundDigest::drain() {
+  if (used_[filling_]) hand_over();
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return queued_ == 0; });
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
+std::string BackgroundDigest::hex() {
+  drain();
+  return digest_.hex();
+}
+
+void BackgroundDigest::reset() {
+  drain();
+  digest_.reset();
 }
 
 std::string sha256_hex(std::string_view data) { return digest_hex(data, EVP_sha256(), "sha256"); }

@@ -231,7 +231,8 @@ void download_file(const FileDownload &d, const HttpOptions &opt, std::atomic<ui
   if (!parent.empty()) make_dirs(parent.string());
 
   const bool check_sha256 = !d.sha256.empty();
-  Digest digest(check_sha256 ? Digest::Kind::Sha256 : Digest::Kind::Sha1);
+  // Hashed on its own thread, beside the receive and the write.
+  BackgroundDigest digest(check_sha256 ? Digest::Kind::Sha256 : Digest::Kind::Sha1);
   const bool check = check_sha256 || !d.git_sha1.empty();
   const auto start_digest = [&] {
     digest.reset();
