@@ -164,6 +164,8 @@ Folder inspect_folder(const PrepareOptions &o, const ojson &args, const ShardLay
       f.resume.records_done = s.at("records_done");
       f.resume.partial = s.at("partial");
       f.resume.counts = counts_from(s.at("counts"));
+      f.resume.input = s.value("input", size_t(0));
+      f.resume.input_first = s.value("input_first_record", uint64_t(0));
     } catch (const nlohmann::json::exception &e) {
       fail(state_path, ": incomplete state (", e.what(), "); use --overwrite to start again");
     }
@@ -327,6 +329,8 @@ PrepareStats run(PrepareOptions o, const TextEncoder *enc, const std::string &to
     s["shards"] = p.shard_tokens;
     s["records_done"] = p.records_done;
     s["partial"] = p.partial;
+    s["input"] = p.input;
+    s["input_first_record"] = p.input_first;
     s["counts"] = counts_json(p.counts);
     write_file_atomic(state_path, s.dump(1) + "\n");
   };

@@ -31,6 +31,10 @@ struct Counts {
 struct ResumePoint {
   std::vector<uint64_t> shard_tokens; // of each finished shard
   uint64_t records_done = 0, partial = 0;
+  // The input file holding record records_done (or the one before it) and the sequence number
+  // of that file's first record: a restart starts reading there, without the files before it.
+  size_t input = 0;
+  uint64_t input_first = 0;
   Counts counts; // over the records before records_done; tokens = all tokens in the shards
 };
 

@@ -248,7 +248,7 @@ PipelineResult run_pipeline(DocumentReader &reader, const PipelineConfig &cfg,
            (cfg.max_docs && c.documents >= cfg.max_docs);
   };
 
-  reader.skip(start.records_done);
+  reader.skip_to(start.records_done, start.input, start.input_first);
   Progress progress(cfg.progress, cfg.label, reader.bytes_total());
   std::unique_ptr<ShardFile> shard;
   const auto open_shard = [&] {
@@ -374,6 +374,7 @@ PipelineResult run_pipeline(DocumentReader &reader, const PipelineConfig &cfg,
             ResumePoint &s = pos; // state as of this moment
             const Counts now = c;
             // Done with the document: all of it written, or the run ends inside it.
+            s.input = d.input, s.input_first = reader.first_record_of(d.input);
             if (g == len || (cfg.max_tokens && now.tokens >= cfg.max_tokens)) {
               s.records_done = d.seq + 1, s.partial = 0;
             } else {

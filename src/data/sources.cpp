@@ -350,6 +350,8 @@ struct DocumentReader::Impl {
   std::unique_ptr<FileSource> src; // its reader (null between files)
   uint64_t done_before = 0;        // bytes of the files before `cur`
   uint64_t seq = 0;
+  std::vector<uint64_t> first_seq; // of each input's first record, set when it is opened
+  size_t first_remote = 0;         // hub files before this one are not needed (skip_to)
   // hub: inputs: remote_of[i] is input i's index in `remote` (-1: a local file).
   std::vector<FileDownload> remote;
   std::vector<long> remote_of;
@@ -367,7 +369,8 @@ struct DocumentReader::Impl {
         std::error_code ec;
         made_staging = !fs::exists(staging, ec);
         make_dirs(staging);
-        downloads = std::make_unique<Downloads>(remote, kHubParallel, kHubWindow, http);
+        downloads =
+            std::make_unique<Downloads>(remote, kHubParallel, kHubWindow, http, first_remote);
       }
       downloads->wait(size_t(r));
       check_arrow_input(f, opt);
@@ -385,6 +388,7 @@ struct DocumentReader::Impl {
       src = open_text_source(f, opt);
       break;
     }
+    first_seq[cur] = seq;
     return true;
   }
   void close_current() {
@@ -416,6 +420,7 @@ DocumentReader::DocumentReader(const std::vector<std::string> &inputs, const Sou
       m.remote_of.resize(m.inputs.size(), -1);
     }
   }
+  m.first_seq.assign(m.inputs.size(), 0);
   for (size_t i = 0; i < m.inputs.size(); i++) {
     const InputFile &f = m.inputs[i];
     m.files.push_back(f.path);
@@ -467,7 +472,24 @@ void DocumentReader::skip(uint64_t n) {
   }
 }
 
+void DocumentReader::skip_to(uint64_t seq, size_t input, uint64_t input_first) {
+  Impl &m = *impl_;
+  FINEGPT_CHECK(m.seq == 0 && m.cur == 0 && !m.src && !m.downloads,
+                "internal: skip_to after reading");
+  if (input >= m.inputs.size() || input_first > seq)
+    fail("cannot continue at record ", seq, " in input file ", input + 1, " of ", m.inputs.size(),
+         " (did the input change since the last run?)");
+  for (; m.cur < input; m.cur++) {
+    m.done_before += m.inputs[m.cur].bytes;
+    if (m.remote_of[m.cur] >= 0) m.first_remote = size_t(m.remote_of[m.cur]) + 1;
+  }
+  m.seq = input_first;
+  skip(seq - input_first);
+}
+
 uint64_t DocumentReader::records_read() const { return impl_->seq; }
+
+uint64_t DocumentReader::first_record_of(size_t input) const { return impl_->first_seq.at(input); }
 
 void DocumentReader::resolve(Document &doc) const {
   if (doc.kind == Document::Kind::JsonLine)

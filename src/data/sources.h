@@ -68,7 +68,14 @@ public:
   // Skips `n` records without returning them (restart; Parquet skips whole row groups by their
   // metadata). Error if the input has fewer.
   void skip(uint64_t n);
+  // Before any read: to record `seq` of the whole input, which is in input file `input` whose
+  // first record is `input_first` (first_record_of, as a run recorded it). The files before
+  // `input` are not opened (hub files: not downloaded). Error if the numbers cannot hold.
+  void skip_to(uint64_t seq, size_t input, uint64_t input_first);
   uint64_t records_read() const; // records returned or skipped so far
+  // The sequence number of input file `input`'s first record; valid for a file a returned
+  // Document came from (the reader thread set it before reading the file's first record).
+  uint64_t first_record_of(size_t input) const;
 
   // A JSON line -> its text field (Text, or NotText for null / not a string). Invalid UTF-8
   // (raw bytes or lone surrogate escapes) is replaced by U+FFFD and flagged, as tiktoken does

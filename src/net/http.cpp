@@ -388,11 +388,14 @@ void download_file(const FileDownload &d, const HttpOptions &opt, std::atomic<ui
     fail(d.dest, ": cannot rename into place: ", std::strerror(errno));
 }
 
-Downloads::Downloads(std::vector<FileDownload> files, int parallel, size_t window, HttpOptions opt)
+Downloads::Downloads(std::vector<FileDownload> files, int parallel, size_t window, HttpOptions opt,
+                     size_t first)
     : files_(std::move(files)), window_(window), opt_(std::move(opt)), state_(files_.size(), 0),
       errors_(files_.size()) {
   global_init();
-  const int n = std::max(1, std::min<int>(parallel, int(files_.size())));
+  next_ = std::min(first, files_.size());
+  std::fill(state_.begin(), state_.begin() + long(next_), uint8_t(3));
+  const int n = std::max(1, std::min<int>(parallel, int(files_.size() - next_)));
   for (int t = 0; t < n; t++)
     threads_.emplace_back([this] { worker(); });
 }

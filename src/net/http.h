@@ -67,7 +67,10 @@ void download_file(const FileDownload &d, const HttpOptions &opt,
 // gets every file before the one that failed.
 class Downloads {
 public:
-  Downloads(std::vector<FileDownload> files, int parallel, size_t window, HttpOptions opt);
+  // Files before `first` are not fetched (a reader that resumes past them): they count as
+  // released.
+  Downloads(std::vector<FileDownload> files, int parallel, size_t window, HttpOptions opt,
+            size_t first = 0);
   ~Downloads(); // stops the transfers and joins the threads
   Downloads(const Downloads &) = delete;
   Downloads &operator=(const Downloads &) = delete;

@@ -4,6 +4,7 @@ are written by pyarrow, the digests the stand-in lists are hashlib's, and the mo
 back with huggingface_hub's own cache lookup; nothing here is computed by finegpt.
 """
 import hashlib
+import json
 import os
 import resource
 import subprocess
@@ -404,10 +405,20 @@ class PrepareFromHub(HubTest):
         finished = [x for x in os.listdir(out) if x.endswith(".bin")]
         self.assertTrue(finished)
 
+        # The rerun starts at the file holding the first record not yet written (3000 records
+        # per file) and does not fetch the files before it.
+        with open(os.path.join(out, "prepare_state.json")) as f:
+            resume_file = json.load(f)["records_done"] // 3000
+        self.assertGreaterEqual(resume_file, 1)
+        before = len(self.hub.log)
         p = self.finegpt("prepare", "--input", "hub:HuggingFaceFW/fineweb/sample-10BT",
                          "--out", out, *common)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("continued an interrupted run", p.stdout)
+        fetched = sorted({q.split("/resolve/")[1].split("/", 1)[1] for q, _ in
+                          self.hub.log[before:] if "/resolve/" in q})
+        self.assertEqual(fetched, [f"sample/10BT/{k:03d}_00000.parquet"
+                                   for k in range(resume_file, 4)])
         shards = sorted(x for x in os.listdir(whole) if x.endswith(".bin"))
         self.assertEqual(sorted(x for x in os.listdir(out) if x.endswith(".bin")), shards)
         for s in shards:
