@@ -27,8 +27,8 @@ int cmd_sample(const Args &args) {
                 {"top_k", "200", "keep only the top_k most likely tokens (0 = all)"},
                 {"seed", "1337", "random seed"},
                 {"tokenizer", "",
-                 "gpt2 | PATH to a rank file | char:META.json (default: the "
-                 "training data's meta.json, else GPT-2)"},
+                 "gpt2 | PATH to a rank file | char:META.json | hf:DIR (default: a Hugging "
+                 "Face folder's own files, the training data's meta.json, else GPT-2)"},
                 {"threads", "0", "CPU threads (0 = all cores)"},
                 {"device", "cpu", "cpu | cuda"},
                 {"dtype", "float32", "accepted for nanoGPT compatibility"},
@@ -44,7 +44,8 @@ int cmd_sample(const Args &args) {
   FINEGPT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda (got '", device,
                 "')");
   LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init);
-  // nanoGPT's choice: the dataset's own vocabulary when it has one, else GPT-2's.
+  // An HF folder's own tokenizer files; nanoGPT's choice: the dataset's own vocabulary when it
+  // has one, else GPT-2's.
   std::string spec = o.str("tokenizer");
   if (spec.empty()) spec = model_tokenizer_spec(lm);
   std::unique_ptr<TextEncoder> enc = make_encoder(spec);

@@ -26,6 +26,7 @@ LoadedModel load_model(const std::string &path) {
     out.params.resize(num_parameters(out.config));
     load_hf_model(hf, out.config, out.params.data());
     out.source = hf + "/model.safetensors";
+    out.hf_dir = hf;
     return out;
   }
   std::string file = path;
@@ -59,6 +60,7 @@ LoadedModel load_model(const std::string &path) {
 }
 
 std::string model_tokenizer_spec(const LoadedModel &lm) {
+  if (!lm.hf_dir.empty() && file_exists(lm.hf_dir + "/vocab.json")) return "hf:" + lm.hf_dir;
   const std::string meta = lm.data_dir + "/meta.json";
   const bool char_meta =
       !lm.data_dir.empty() && file_exists(meta) &&

@@ -15,6 +15,7 @@ struct LoadedModel {
   GPTConfig config;
   std::vector<float> params; // fp32, num_parameters(config), param_tensors order
   std::string data_dir;      // from a finegpt checkpoint; "" for llm.c files and HF folders
+  std::string hf_dir;        // a Hugging Face folder's path; "" for other files
   std::string source;        // the file read
 };
 
@@ -27,8 +28,9 @@ LoadedModel load_model(const std::string &path);
 // config.json and no ckpt.bin. "" when it names none.
 std::string hf_model_folder(const std::string &path);
 
-// The tokenizer the model was trained with, as make_encoder takes it (nanoGPT's choice): the
-// training data's char vocabulary when its meta.json says so, else "gpt2".
+// The tokenizer the model was trained with, as make_encoder takes it: a Hugging Face folder's
+// own files ("hf:DIR") when it has them; the training data's char vocabulary when its meta.json
+// says so (nanoGPT's choice); else "gpt2".
 std::string model_tokenizer_spec(const LoadedModel &lm);
 
 } // namespace finegpt

@@ -136,25 +136,34 @@ CharTokenizer CharTokenizer::load(const std::string &meta_json_path) {
   FINEGPT_CHECK(j.contains("itos") && j["itos"].is_array(), p,
                 ": \"itos\" must be a list of one-character strings");
   const auto &itos = j["itos"];
-  CharTokenizer t;
+  std::vector<char32_t> chars;
   for (size_t i = 0; i < itos.size(); i++) {
     FINEGPT_CHECK(itos[i].is_string(), p, ": itos[", i, "] is not a string");
     std::u32string c = utf8_decode(itos[i].get<std::string>());
     FINEGPT_CHECK(c.size() == 1, p, ": itos[", i, "] must be exactly one character (has ", c.size(),
                   ")");
-    FINEGPT_CHECK(t.itos_.empty() || t.itos_.back() < c[0], p, ": itos[", i, "] ",
-                  describe_char(c[0]), " is out of order (itos must be sorted by code point)");
-    t.itos_.push_back(c[0]);
+    chars.push_back(c[0]);
   }
-  FINEGPT_CHECK(!t.itos_.empty(), p, ": \"itos\" is empty");
-  FINEGPT_CHECK(t.itos_.size() <= size_t(kMaxVocab), p, ": ", t.itos_.size(),
-                " characters is more than a char vocabulary holds (", kMaxVocab, ")");
+  CharTokenizer t = from_itos(std::move(chars), p, "itos");
   if (j.contains("vocab_size")) {
     const auto &v = j["vocab_size"];
     FINEGPT_CHECK(v.is_number_integer() && v.get<int64_t>() == int64_t(t.itos_.size()), p,
                   ": vocab_size ", v.dump(), " disagrees with itos, which has ", t.itos_.size(),
                   " entries");
   }
+  return t;
+}
+
+CharTokenizer CharTokenizer::from_itos(std::vector<char32_t> itos, const std::string &file,
+                                       const std::string &name) {
+  for (size_t i = 1; i < itos.size(); i++)
+    FINEGPT_CHECK(itos[i - 1] < itos[i], file, ": ", name, "[", i, "] ", describe_char(itos[i]),
+                  " is out of order (", name, " must be sorted by code point)");
+  FINEGPT_CHECK(!itos.empty(), file, ": \"", name, "\" is empty");
+  FINEGPT_CHECK(itos.size() <= size_t(kMaxVocab), file, ": ", itos.size(),
+                " characters is more than a char vocabulary holds (", kMaxVocab, ")");
+  CharTokenizer t;
+  t.itos_ = std::move(itos);
   return t;
 }
 

@@ -24,6 +24,10 @@ public:
   static CharTokenizer from_text(const std::string &utf8);
   static constexpr int kMaxVocab = 65535;
   static CharTokenizer load(const std::string &meta_json_path);
+  // From the characters in id order; Error naming `file` and the list's `name` unless they are
+  // sorted by code point, distinct, and 1 to kMaxVocab of them.
+  static CharTokenizer from_itos(std::vector<char32_t> itos, const std::string &file,
+                                 const std::string &name);
   void save(const std::string &meta_json_path) const; // atomic
   int vocab_size() const override { return int(itos_.size()); }
   // Error naming the character and its offset if it is not in the vocabulary.

@@ -2,11 +2,14 @@
 #include "tokenizer/hf_files.h"
 
 #include "core/error.h"
+#include "core/file.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/char_tokenizer.h"
 #include "tokenizer/gpt2.h"
 
 #include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
 
 namespace finegpt {
 
@@ -115,6 +118,50 @@ bool hf_tokenizer_files(const TextEncoder &tok, HfTokenizerFiles &out, std::stri
   }
   why = cat("no Hugging Face form of the ", tok.name(), " tokenizer");
   return false;
+}
+
+std::unique_ptr<TextEncoder> read_hf_tokenizer(const std::string &dir) {
+  const std::string vocab_path = dir + "/vocab.json", merges_path = dir + "/merges.txt";
+  const auto refuse = [](const std::string &file, const std::string &why) {
+    fail(file, ": ", why,
+         "; finegpt reads GPT-2's tokenizer files and char vocabularies (give "
+         "--tokenizer)");
+  };
+  if (!file_exists(vocab_path) || !file_exists(merges_path))
+    fail(dir, ": no vocab.json and merges.txt (give --tokenizer)");
+  const std::string merges = read_file(merges_path);
+  if (merges.rfind("#version:", 0) != 0) refuse(merges_path, "does not start with '#version:'");
+  const size_t eol = merges.find('\n');
+  if (eol != std::string::npos && eol + 1 < merges.size()) { // merges: GPT-2's or nothing
+    auto gpt2 = Gpt2Tokenizer::load(Gpt2Tokenizer::locate(""));
+    HfTokenizerFiles mine;
+    std::string why;
+    hf_tokenizer_files(*gpt2, mine, why);
+    if (merges != mine.merges_txt) refuse(merges_path, "not GPT-2's merges");
+    return gpt2;
+  }
+  const nlohmann::json vocab = nlohmann::json::parse(read_file(vocab_path), nullptr, false);
+  if (!vocab.is_object() || vocab.empty())
+    refuse(vocab_path, "not a JSON object of tokens and ids");
+  std::map<char32_t, uint8_t> byte_of;
+  for (int b = 0; b < 256; b++)
+    byte_of[gpt2_byte_char(uint8_t(b))] = uint8_t(b);
+  std::vector<char32_t> itos(vocab.size(), 0);
+  std::vector<bool> seen(vocab.size(), false);
+  for (const auto &[token, id] : vocab.items()) {
+    const std::u32string c = utf8_decode(token);
+    const auto b = c.size() == 1 ? byte_of.find(c[0]) : byte_of.end();
+    if (b == byte_of.end() || b->second >= 0x80)
+      refuse(vocab_path, cat("token '", token, "' is not one ASCII byte, and there are no merges"));
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+        id.get<int64_t>() >= int64_t(vocab.size()) || seen[size_t(id.get<int64_t>())])
+      refuse(vocab_path,
+             cat("the id of '", token, "' is not one of 0..", vocab.size() - 1, " given once"));
+    seen[size_t(id.get<int64_t>())] = true;
+    itos[size_t(id.get<int64_t>())] = char32_t(b->second);
+  }
+  return std::make_unique<CharTokenizer>(
+      CharTokenizer::from_itos(std::move(itos), vocab_path, "ids"));
 }
 
 } // namespace finegpt

@@ -2,7 +2,7 @@
 // merges.txt ("#version: 0.2", then one merge "first second" per line, in rank order), both in
 // GPT-2's byte stand-in characters (gpt2_byte_char). For GPT-2's ranks they are byte for byte
 // the files of the hub's openai-community/gpt2 (json.dumps formatting: ", " and ": ", non-ASCII
-// as \uXXXX). Not the reading of them (gpt2.cpp reads vocab.bpe, the same merges).
+// as \uXXXX). Read back in the two forms written: GPT-2's files, and a char vocabulary.
 #pragma once
 #include "tokenizer/encoder.h"
 
@@ -21,6 +21,13 @@ struct HfTokenizerFiles {
 // char tokenizer). Returns false with `why` set when the tokenizer cannot be written so (a
 // character of several UTF-8 bytes needs merges through tokens the vocabulary lacks).
 bool hf_tokenizer_files(const TextEncoder &tok, HfTokenizerFiles &out, std::string &why);
+
+// The tokenizer of a Hugging Face folder's vocab.json and merges.txt, in the forms
+// hf_tokenizer_files writes: GPT-2's (merges.txt is GPT-2's, byte for byte; its ranks are then
+// found as for --tokenizer gpt2) or a char vocabulary (no merges, each token the stand-in
+// character of one ASCII byte, ids 0..N-1 in code point order). Error naming the file for
+// anything else: a one-line reason and "give --tokenizer".
+std::unique_ptr<TextEncoder> read_hf_tokenizer(const std::string &dir);
 
 // `s` as Python's json.dumps writes a string (ensure_ascii: \uXXXX for non-ASCII, surrogate
 // pairs past U+FFFF), quotes included.

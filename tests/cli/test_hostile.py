@@ -502,6 +502,17 @@ case("export_unexpected_argument", ["export", "--out_dir={s_out}", "{d}/m.bin"],
 # Hugging Face folders (the shared model: char vocabulary 65, n_layer 1, n_embd 32, block 32)
 HF_EVAL = ["--input={s_chars}/chars_val_000000.bin", "--tokens=256", "--batch_size=2"]
 C_ATTN = "transformer.h.0.attn.c_attn.weight"
+HF_SAMPLE = ["sample", "--init_from={d}/hf", "--max_new_tokens=2", "--num_samples=1"]
+case("sample_hf_vocab_not_json", HF_SAMPLE, ["vocab.json", "not a JSON object", "--tokenizer"],
+     steps(copy_hf(), text("hf/vocab.json", b"[")))
+case("sample_hf_vocab_token_of_two_bytes", HF_SAMPLE, ["vocab.json", "'ab'", "ASCII byte"],
+     steps(copy_hf(), patch("hf/vocab.json", json_edit(lambda j: j.update(ab=len(j))))))
+case("sample_hf_vocab_id_twice", HF_SAMPLE, ["vocab.json", "given once"],
+     steps(copy_hf(), patch("hf/vocab.json", json_edit(lambda j: j.update(a=j["b"])))))
+case("sample_hf_merges_not_gpt2", HF_SAMPLE, ["merges.txt", "not GPT-2's merges"],
+     steps(copy_hf(), text("hf/merges.txt", b"#version: 0.2\na b\n")))
+case("sample_hf_merges_without_version", HF_SAMPLE, ["merges.txt", "#version"],
+     steps(copy_hf(), text("hf/merges.txt", b"a b\n")))
 case("eval_hf_missing_tensor", ["eval", "--init_from={d}/hf", *HF_EVAL],
      ["model.safetensors", "transformer.h.0.mlp.c_fc.bias", "missing"],
      steps(copy_hf(), patch("hf/model.safetensors", st_drop("transformer.h.0.mlp.c_fc.bias"))))

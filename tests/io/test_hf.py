@@ -160,6 +160,9 @@ class Export(unittest.TestCase):
                 ids = hf_greedy_ids(model, prompt, n)
                 self.assertEqual(len(ids), 32)
                 self.assertEqual(fg_greedy(out, start, n), token_bytes(tok, ids))
+                # From the exported folder, with its own tokenizer files (GPT-2's, or the char
+                # vocabulary's vocab.json).
+                self.assertEqual(fg_greedy(hf, start, n), token_bytes(tok, ids))
 
     def test_gpt2_tokenizer_files_are_gpt2s(self):
         for name in ("bias", "nobias"):
