@@ -3,6 +3,8 @@ on 127.0.0.1), next to what the same bytes cost without finegpt on the same mach
 
   server -> /dev/null   curl (the command-line tool) reading the file and dropping it: what the
                         stand-in server can send, the ceiling for any client here
+  curl -> disk          curl writing the files to the disk (all at once, -Z), then fsynced: what
+                        a client that checks nothing gets through the same disk
   disk copy             dd of the same bytes from a cached file to a new file, with fsync: what
                         the disk takes
   finegpt download      to disk, through sha256, fsynced and renamed (what users run)
@@ -67,9 +69,9 @@ def main():
     sizes = [int(s) for s in args.sizes_mb.split(",")]
     print(f"# {platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     binaries = [("finegpt", args.finegpt)] + ([("baseline", args.baseline)] if args.baseline else [])
-    print("| case | bytes | binary | curl -> /dev/null MB/s | dd conv=fsync MB/s | dd CPU s | "
-          "to disk MB/s | / dd | CPU s of wall s | peak RSS MiB | to tmpfs MB/s | tmpfs CPU s of wall s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| case | bytes | binary | curl -> /dev/null MB/s | curl -> disk + fsync MB/s | "
+          "dd conv=fsync MB/s | dd CPU s | to disk MB/s | / curl to disk | / dd | CPU s of wall s | peak RSS MiB | to tmpfs MB/s | tmpfs CPU s of wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for mb in sizes:
         for n_files in (1, 4):
             per_file = mb * 2**20 // n_files
@@ -96,6 +98,20 @@ def main():
                     for name in digests:
                         url = f"{endpoint}/datasets/HuggingFaceFW/fineweb/resolve/main/sample/10BT/{name}"
                         t_curl += timed(["curl", "-sfL", "-o", "/dev/null", url])[0]
+                    # Another client to the same disk: curl writing the files (all at once, as
+                    # finegpt does with --parallel), then fsynced as finegpt does.
+                    cmd = ["curl", "-sfL", "-Z"]
+                    outs = []
+                    for name in digests:
+                        outs.append(os.path.join(tmp, "curl-" + name))
+                        cmd += ["-o", outs[-1], f"{endpoint}/datasets/HuggingFaceFW/fineweb/"
+                                f"resolve/main/sample/10BT/{name}"]
+                    t0 = time.perf_counter()
+                    timed(cmd)
+                    timed(["sync", *outs])
+                    t_curl_disk = time.perf_counter() - t0
+                    for f in outs:
+                        os.remove(f)
                     # The disk alone: dd of the same bytes from a cached file, fsynced.
                     t_dd = cpu_dd = 0
                     for name in digests:
@@ -130,9 +146,9 @@ def main():
             for label, _ in binaries:
                 (t_fg, rss, cpu), (t_shm, _, cpu_shm) = runs[label]
                 print(f"| {n_files} file{'s' if n_files > 1 else ''}, --parallel {n_files} | "
-                      f"{total / 2**20:.0f} MiB | {label} | {mbs(t_curl):.0f} | {mbs(t_dd):.0f} | "
-                      f"{cpu_dd:.2f} | "
-                      f"{mbs(t_fg):.0f} | {t_dd / t_fg:.2f} | {cpu:.2f} of {t_fg:.2f} | "
+                      f"{total / 2**20:.0f} MiB | {label} | {mbs(t_curl):.0f} | {mbs(t_curl_disk):.0f} | "
+                      f"{mbs(t_dd):.0f} | {cpu_dd:.2f} | {mbs(t_fg):.0f} | "
+                      f"{t_curl_disk / t_fg:.2f} | {t_dd / t_fg:.2f} | {cpu:.2f} of {t_fg:.2f} | "
                       f"{rss:.1f} | {mbs(t_shm):.0f} | {cpu_shm:.2f} of {t_shm:.2f} |", flush=True)
 
 

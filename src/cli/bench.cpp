@@ -7,7 +7,6 @@
 #include "cli/options.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "core/threads.h"
 #include "plan/gpus.h"
 #include "plan/planner.h"
 #include "train/engine.h"
@@ -155,7 +154,7 @@ int cmd_bench(const Args &args) {
   FINEGPT_CHECK(recompute == 0, "--recompute is for --device cuda (the CPU engine keeps every "
                                 "activation)");
   FINEGPT_CHECK(attention == "finegpt", "--attention cudnn is for --device cuda");
-  const int threads = set_threads(int(o.integer("threads")));
+  const int threads = o.threads();
   EngineOptions eo;
   eo.threads = threads;
   auto engine = make_engine(c, B, T, eo);

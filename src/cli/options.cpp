@@ -3,6 +3,7 @@
 
 #include "config/train_config.h"
 #include "core/error.h"
+#include "core/threads.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -104,5 +105,11 @@ double Options::real(const std::string &name) const {
 }
 
 bool Options::flag(const std::string &name) const { return values_.at(name) == "true"; }
+
+int Options::threads() const {
+  const long n = integer("threads");
+  if (n < 0) fail("--threads ", n, " must be 0 (all cores) or more");
+  return set_threads(int(n));
+}
 
 } // namespace finegpt

@@ -30,6 +30,9 @@ public:
   // A finite number (nan and inf are refused).
   double real(const std::string &name) const;
   bool flag(const std::string &name) const;
+  // --threads checked (0: OMP_NUM_THREADS or all cores; negative is an Error) and applied to
+  // our OpenMP kernels and OpenBLAS (set_threads); returns the threads in use.
+  int threads() const;
   bool given(const std::string &name) const { return given_.count(name) > 0; }
   const std::vector<std::string> &positional() const { return positional_; }
 

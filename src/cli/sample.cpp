@@ -3,7 +3,6 @@
 #include "cli/options.h"
 #include "core/error.h"
 #include "core/file.h"
-#include "core/threads.h"
 #include "io/model_load.h"
 #include "model/generate.h"
 #include "tokenizer/encoder.h"
@@ -37,8 +36,7 @@ int cmd_sample(const Args &args) {
                "[options]\n\nGenerates text from a trained model, like nanoGPT's sample.py."))
     return 0;
   if (!o.positional().empty()) fail("unexpected argument '", o.positional()[0], "'");
-  FINEGPT_CHECK(o.integer("threads") >= 0, "--threads must be 0 (all cores) or more");
-  set_threads(int(o.integer("threads")));
+  o.threads();
   const std::string init = o.str("init_from");
   const std::string device = o.str("device");
   FINEGPT_CHECK(device == "cpu" || device == "cuda", "--device must be cpu or cuda (got '", device,

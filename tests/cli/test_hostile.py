@@ -751,6 +751,7 @@ case("plan_tokens_per_step_past_64_bits", ["plan", "--gpu", "4090", "--tokens_pe
 case("plan_conflicting_gpus", ["plan", "--gpu", "4090", "--gpu=A100"], ["--gpu", "given twice"])
 
 # bench
+case("bench_negative_threads", ["bench", "--threads=-3", "--steps=1"], ["--threads", "-3"])
 case("bench_device_tpu", ["bench", "--device=tpu", "--steps=1"], ["--device", "tpu"])
 case("bench_embd_not_divisible_by_heads", ["bench", "--n_embd=100", "--n_head=3", "--steps=1"],
      ["n_embd (100)", "divisible"])
