@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -99,9 +100,16 @@ int eval_hellaswag(const Options &o, LoadedModel &lm, const std::string &device)
   FINEGPT_CHECK(per_forward > 0 && per_forward <= 65536,
                 "--batch_size (examples per forward with --hellaswag) must be in 1..65536");
   const std::string scores_path = o.str("scores");
-  if (!scores_path.empty())
+  if (!scores_path.empty()) { // checked now: the file is written after the whole run
+    namespace fs = std::filesystem;
+    std::error_code ec;
     FINEGPT_CHECK(!same_file(scores_path, path) && !same_file(scores_path, lm.source), "--scores ",
                   scores_path, " is an input of this run");
+    FINEGPT_CHECK(!fs::is_directory(scores_path, ec), "--scores ", scores_path, " is a folder");
+    const fs::path parent = fs::path(scores_path).parent_path();
+    FINEGPT_CHECK(parent.empty() || fs::is_directory(parent, ec), "--scores ", scores_path,
+                  ": the folder ", parent.string(), " does not exist");
+  }
 
   const auto t_load = std::chrono::steady_clock::now();
   const std::vector<HellaswagExample> examples = read_hellaswag(path, *enc, max_examples);
