@@ -121,6 +121,14 @@ int eval_hellaswag(const Options &o, LoadedModel &lm, const std::string &device)
   auto engine = make_engine(lm.config, kHellaswagEndings * per_forward, T, eo);
   engine->set_params(lm.params.data());
   lm.params = {};
+  if (!o.flag("quiet")) {
+    std::fprintf(stderr,
+                 "hellaswag: %zu examples read and tokenized in %.1f s; scoring on %s, %d per "
+                 "forward (%d rows of up to %d positions)\n",
+                 examples.size(), load_s, engine->describe().c_str(), per_forward,
+                 kHellaswagEndings * per_forward, T);
+    std::fflush(stderr);
+  }
 
   const auto t0 = std::chrono::steady_clock::now();
   HellaswagResult r;
