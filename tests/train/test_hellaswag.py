@@ -68,8 +68,10 @@ def reference_scores(model, examples, block):
                     cut = len(row) - (block + 1)
                     row, start, cropped = row[cut:], start - cut, True
                 t = torch.tensor([row], dtype=torch.long)
-                logits, _ = model(t[:, :-1])
-                losses = F.cross_entropy(logits[0, :, :V], t[0, 1:], reduction="none")
+                # hellaswag.py runs the whole row and drops the last position's logits; a row
+                # of block + 1 tokens can only run without its last token (the same logits).
+                logits = model(t if len(row) <= block else t[:, :-1])[0][0, :len(row) - 1]
+                losses = F.cross_entropy(logits[:, :V], t[0, 1:], reduction="none")
                 ending = losses[start - 1:]  # position p predicts token p + 1
                 sums.append(float(ending.sum()))
                 means.append(float(ending.mean()))
