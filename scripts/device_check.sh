@@ -11,7 +11,8 @@
 # row, GPT-2 medium and whole-block recompute), then each op at
 # GPT-2 124M's shapes (bench/cuda_ops_bench.cpp, attention also through cuDNN when the build has
 # it); trains GPT-2 124M for 300 steps beside PyTorch from the same weights and batches
-# (bench/gpu_curve.py: val loss within 2% at every eval); prints a short table last.
+# (bench/gpu_curve.py: val loss within 2% at every eval); times `finegpt eval --hellaswag` over
+# 10,042 synthetic examples (bench/hellaswag_synth.py); prints a short table last.
 # Takes about 3-5 minutes on 16 cores; each step has a time limit and all of them end by
 # FINEGPT_DEADLINE_S (default 480 s) after the start, so the table always prints. Logs are written
 # to /tmp/finegpt-device; when $OUT is set (the device tool), they come back as one archive,
@@ -71,6 +72,7 @@ summary() {
   done
   [ -f "$log/memory_check.log" ] && cat "$log/memory_check.log"
   [ -f "$log/curve.log" ] && grep -v '^{' "$log/curve.log" | head -20
+  [ -f "$log/hellaswag.log" ] && grep -E '^hellaswag .*examples/s' "$log/hellaswag.log"
   for t in torch_b8 torch_b64_compiled; do
     [ -f "$log/$t.log" ] && grep -E '^finegpt / pytorch|skipped' "$log/$t.log"
   done
@@ -214,6 +216,15 @@ step curve_data 30 "$build/finegpt" prepare --input corpora/tinyshakespeare.txt 
   --out "$log/curve_data" --tokenizer third_party/assets/gpt2.tiktoken --val-tokens 65537 &&
   step curve 200 "$torch_python" bench/gpu_curve.py --finegpt "$build/finegpt" \
     --data "$log/curve_data" --out "$log/curve" --steps 300 --eval_interval 25
+# Issue 16 item 4: HellaSwag's 10,042 validation examples in under a minute for GPT-2 124M. No
+# network here: a synthetic file of HellaSwag-like lengths and random weights (the speed does not
+# depend on either); the summary shows examples/s and seconds.
+step hellaswag_data 60 "$torch_python" bench/hellaswag_synth.py --examples 10042 \
+  --jsonl "$log/hellaswag_synth.jsonl" --model "$log/gpt2_124M_random.bin" &&
+  step hellaswag 120 "$build/finegpt" eval --device cuda --init_from "$log/gpt2_124M_random.bin" \
+    --hellaswag "$log/hellaswag_synth.jsonl" --tokenizer third_party/assets/gpt2.tiktoken \
+    --batch_size 16
+rm -f "$log/gpt2_124M_random.bin" "$log/hellaswag_synth.jsonl" # 500 + 8 MB: not for the archive
 step cpu_ops 120 env OMP_NUM_THREADS=8 "$build/tests/backend_test_ops" --gtest_brief=1
 if command -v compute-sanitizer >/dev/null; then
   # Our kernels only: cuDNN's own are not ours to check, and slow under the sanitizer.

@@ -124,6 +124,9 @@ public:
   float forward_backward(const int32_t *inputs, const int32_t *targets, int B, int T,
                          float loss_scale, uint64_t dropout_key = 0,
                          GradExchange *exchange = nullptr);
+  // The per-position losses (B*T fp32, row-major) of the last forward with targets or
+  // forward_backward, on the host (mean_loss reads them all back).
+  const float *host_losses() const { return host_losses_.data(); }
   // The logits (B,T,Vp) of the last forward without targets, in the backend's memory.
   const Real *logits() const { return acts_.logits; }
   // Lends the model's op workspace to the backend (before calling ops outside forward).

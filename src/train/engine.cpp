@@ -68,6 +68,7 @@ public:
   float forward(const int32_t *x, const int32_t *y, int B, int T) override {
     return model_.forward(x, y, B, T);
   }
+  const float *position_losses() const override { return model_.host_losses(); }
   std::unique_ptr<LogitSource> generator(int S) override {
     return std::make_unique<Generator<Backend>>(model_, S);
   }

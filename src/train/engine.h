@@ -45,6 +45,9 @@ public:
   virtual const float *params_for_save() = 0;
   // The mean loss over (B,T).
   virtual float forward(const int32_t *x, const int32_t *y, int B, int T) = 0;
+  // The loss at each of the B*T positions of the last forward or forward_backward (fp32, on the
+  // host, valid until the next call): what scores a completion (eval --hellaswag).
+  virtual const float *position_losses() const = 0;
   // Generation over S sequences with the model's KV cache (valid while the engine lives).
   virtual std::unique_ptr<LogitSource> generator(int S) = 0;
   // Gradients of loss * loss_scale accumulate. `last_micro_step` marks the micro-batch before

@@ -23,6 +23,8 @@ import tempfile
 import unittest
 import zlib
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from finegpt_testing import FINEGPT, SHAKESPEARE, write_shard  # noqa: E402
 
@@ -463,6 +465,59 @@ case("eval_unknown_flag_suggests", ["eval", "--out_dir={s_out}", "--tokenz=1024"
 case("eval_conflicting_flags", ["eval", "--out_dir={s_out}", "--split=val", "--split", "train"],
      ["--split", "given twice"])
 
+# eval --hellaswag (s_gpt2: a tiny model of GPT-2's vocabulary, block_size 32)
+HS_GOOD = json.dumps({"ctx": "A man sits down.", "endings": ["he eats.", "he reads.", "he sleeps.",
+                                                             "he sings."], "label": 1})
+
+
+def hs_line(**fields):
+    """HS_GOOD with fields replaced (a value None drops the field)."""
+    j = json.loads(HS_GOOD)
+    for k, v in fields.items():
+        if v is None:
+            del j[k]
+        else:
+            j[k] = v
+    return json.dumps(j)
+
+
+HS = ["eval", "--init_from={s_gpt2}", "--hellaswag={d}/h.jsonl"]
+for name, body, words in [
+        ("not_json", HS_GOOD + "\n{ctx: oops}\n", ["h.jsonl:2", "not JSON"]),
+        ("not_an_object", "[1, 2, 3]\n", ["h.jsonl:1", "JSON object", "array"]),
+        ("no_ctx", hs_line(ctx=None), ["h.jsonl:1", '"ctx"']),
+        ("no_endings", HS_GOOD + "\n\n" + hs_line(endings=None), ["h.jsonl:3", '"endings"']),
+        ("no_label", hs_line(label=None), ["h.jsonl:1", '"label"']),
+        ("three_endings", hs_line(endings=["a", "b", "c"]), ["h.jsonl:1", "4 strings", "3 items"]),
+        ("ending_not_a_string", hs_line(endings=["a", "b", 7, "d"]), ["h.jsonl:1", "endings[2]"]),
+        ("ctx_not_a_string", hs_line(ctx=["A man"]), ["h.jsonl:1", '"ctx" must be a string']),
+        ("empty_ctx", hs_line(ctx=""), ["h.jsonl:1", '"ctx" is empty']),
+        ("label_out_of_range", hs_line(label=4), ["h.jsonl:1", "outside 0..3"]),
+        ("label_negative", hs_line(label=-1), ["h.jsonl:1", "outside 0..3"]),
+        ("label_not_an_integer", hs_line(label=1.5), ["h.jsonl:1", "integer 0..3"]),
+        ("label_word", hs_line(label="one"), ["h.jsonl:1", "integer 0..3"]),
+        ("empty_file", "", ["h.jsonl", "no HellaSwag example", "empty"]),
+        ("blank_lines_only", "\n  \n\n", ["h.jsonl", "only blank lines"]),
+        ("ending_past_block_size", hs_line(endings=["a", "b", "c", "d " * 40]),
+         ["h.jsonl:1", "ending 3", "too long for block_size 32"])]:
+    case(f"eval_hellaswag_{name}", HS, words, text("h.jsonl", body))
+case("eval_hellaswag_missing_file", HS, ["h.jsonl"])
+case("eval_hellaswag_file_is_a_folder", HS, ["h.jsonl", "folder"], folder("h.jsonl"))
+case("eval_hellaswag_char_model", ["eval", "--out_dir={s_out}", "--hellaswag={d}/h.jsonl"],
+     ["GPT-2's vocabulary", "character vocabulary"], text("h.jsonl", HS_GOOD))
+case("eval_hellaswag_char_tokenizer", [*HS, "--tokenizer=char:{s_meta}"],
+     ["GPT-2 tokenizer"], text("h.jsonl", HS_GOOD))
+case("eval_hellaswag_with_tokens", [*HS, "--tokens=1024"], ["--tokens", "does not apply"],
+     text("h.jsonl", HS_GOOD))
+case("eval_max_examples_without_hellaswag", ["eval", "--out_dir={s_out}", "--max_examples=5"],
+     ["--max_examples", "only with --hellaswag"])
+case("eval_hellaswag_scores_over_its_input", [*HS, "--scores={d}/h.jsonl"],
+     ["--scores", "is an input"], text("h.jsonl", HS_GOOD))
+case("eval_hellaswag_scores_in_a_missing_folder", [*HS, "--scores={d}/no/s.jsonl"],
+     ["--scores", "does not exist"], text("h.jsonl", HS_GOOD))
+case("eval_hellaswag_negative_max_examples", [*HS, "--max_examples=-1"], ["--max_examples"],
+     text("h.jsonl", HS_GOOD))
+
 # export
 case("export_over_its_checkpoint", ["export", "--out_dir={d}/out", "--output={d}/out/ckpt.bin"],
      ["is the file being exported"], copy_out())
@@ -829,7 +884,18 @@ def snapshot(root):
     return out
 
 
-Shared = collections.namedtuple("Shared", "root chars out ckpt model meta hf")
+Shared = collections.namedtuple("Shared", "root chars out ckpt model meta hf gpt2")
+
+
+def write_gpt2_vocab_model(path, L=1, NH=1, C=8, T=32, V=50257):
+    """An llm.c model file of GPT-2's vocabulary, small random weights (for --hellaswag)."""
+    Vp = (V + 63) // 64 * 64
+    n = Vp * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
+    header = np.zeros(256, dtype=np.int32)
+    header[:8] = [20240326, 3, T, V, L, NH, C, Vp]
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(np.random.default_rng(0).normal(0, 0.02, n).astype(np.float32).tobytes())
 
 
 class Hostile(unittest.TestCase):
@@ -850,7 +916,9 @@ class Hostile(unittest.TestCase):
             if p.returncode != 0:
                 raise AssertionError(f"finegpt {' '.join(args)}:\n{p.stdout}\n{p.stderr}")
         cls.shared = Shared(root, chars, out, os.path.join(out, "ckpt.bin"), model,
-                            os.path.join(chars, "meta.json"), os.path.join(root, "hf"))
+                            os.path.join(chars, "meta.json"), os.path.join(root, "hf"),
+                            os.path.join(root, "gpt2.bin"))
+        write_gpt2_vocab_model(cls.shared.gpt2)
         # The shared inputs and the corpus: no case may change them.
         cls.watched = [root, SHAKESPEARE]
 
