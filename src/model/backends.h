@@ -42,6 +42,21 @@ private:
   size_t n_ = 0;
 };
 
+// Pinned host memory through the CUDA seam (cudaHostAlloc): the optimizer's state under
+// offload = 'optimizer'. Owned; poisoned, not cleared, when allocated.
+class PinnedBlock {
+public:
+  explicit PinnedBlock(size_t bytes)
+      : p_(static_cast<unsigned char *>(cuda::host_alloc_pinned(bytes))) {}
+  ~PinnedBlock() { cuda::host_free_pinned(p_); }
+  PinnedBlock(const PinnedBlock &) = delete;
+  PinnedBlock &operator=(const PinnedBlock &) = delete;
+  unsigned char *data() { return p_; }
+
+private:
+  unsigned char *p_;
+};
+
 // How a model is built, beyond its shape. The CPU engine takes the defaults (recompute and cuDNN
 // are the CUDA engine's; the plan refuses them on the CPU).
 struct ModelOptions {

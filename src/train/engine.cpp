@@ -28,6 +28,7 @@ public:
     o.recompute = e.model.recompute, o.cudnn_attention = e.model.cudnn_attention;
     o.zero_stage = exchange_ ? exchange_->zero_stage() : 0, o.world = comm.world();
     o.optimizer = e.training;
+    o.offload = e.training && e.adam.offload;
     plan_ = plan_memory(cfg, B, T, o);
   }
 
@@ -43,6 +44,7 @@ public:
   const GPTConfig &config() const override { return model_.config(); }
   const MemoryPlan &plan() const override { return plan_; }
   size_t allocated_bytes() const override { return model_.bytes() + (opt_ ? opt_->bytes() : 0); }
+  size_t allocated_host_bytes() const override { return opt_ ? opt_->host_bytes() : 0; }
   size_t num_params() const override { return model_.num_params(); }
   void init_weights(uint64_t seed) override {
     if constexpr (Backend::kMasterWeights) {
@@ -105,7 +107,10 @@ public:
       return cat("GPU memory: ", format_bytes(double(d.total_bytes - d.free_bytes)), " of ",
                  format_bytes(double(d.total_bytes)),
                  " in use (this process and others); the engine's arenas are ",
-                 format_bytes(double(allocated_bytes())));
+                 format_bytes(double(allocated_bytes())),
+                 allocated_host_bytes() ? cat("; pinned host memory (optimizer offload) ",
+                                              format_bytes(double(allocated_host_bytes())))
+                                        : std::string());
     }
     return "";
   }

@@ -1,6 +1,7 @@
 // CUDA runtime glue of the seam (backend/cuda_ops.h): device queries, memory, errors, the
 // shared cuBLASLt handle and workspace.
 #include "backend/cuda/common.cuh"
+#include "backend/memory_ledger.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -128,6 +129,7 @@ void set_device(int index) {
 }
 
 void *device_malloc(size_t bytes) {
+  ledger::check_cap(bytes);
   void *p = nullptr;
   const cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
   if (err == cudaErrorMemoryAllocation) {
@@ -135,15 +137,40 @@ void *device_malloc(size_t bytes) {
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
     fail("out of GPU memory: asked for ", bytes, " bytes with ", free_b, " of ", total_b,
-         " free; lower batch_size or raise recompute");
+         " free; lower batch_size, raise recompute, or set offload = 'optimizer'");
   }
   CUDA_CHECK(err);
+  ledger::on_device_alloc(p, bytes);
   return p;
 }
 
 void device_free(void *ptr) noexcept {
-  if (ptr) cudaFree(ptr);
+  if (!ptr) return;
+  ledger::on_device_free(ptr);
+  cudaFree(ptr);
 }
+
+DeviceMemory device_memory() noexcept { return ledger::device(); }
+
+void *host_alloc_pinned(size_t bytes) {
+  void *p = nullptr;
+  const cudaError_t err = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    fail("could not pin ", bytes, " bytes of host memory (cudaHostAlloc: ", cudaGetErrorString(err),
+         "); the host needs that much free for offload = 'optimizer'");
+  }
+  ledger::on_pinned_alloc(p, bytes);
+  return p;
+}
+
+void host_free_pinned(void *ptr) noexcept {
+  if (!ptr) return;
+  ledger::on_pinned_free(ptr);
+  cudaFreeHost(ptr);
+}
+
+size_t pinned_bytes() noexcept { return ledger::pinned(); }
 
 void copy_to_device(void *dst, const void *src, size_t bytes) {
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
