@@ -82,6 +82,15 @@ DeviceMemory device_memory() noexcept;
 void *host_alloc_pinned(size_t bytes);
 void host_free_pinned(void *ptr) noexcept;
 size_t pinned_bytes() noexcept;
+// Copies on a stream of their own (the copy engines), each ordered after the work queued on the
+// compute stream when it is called: device to host (offloaded gradients, during backward) and
+// host to device (parameters after the host update); the host memory must be pinned for them to
+// run asynchronously. copies_wait(): the host waits for every copy queued; compute_waits_for_
+// copies(): work queued on the compute stream from now on waits for them (the host does not).
+void copy_to_host_async(void *dst, const void *src, size_t bytes);
+void copy_to_device_async(void *dst, const void *src, size_t bytes);
+void copies_wait();
+void compute_waits_for_copies();
 void copy_to_device(void *dst, const void *src, size_t bytes);
 void copy_to_host(void *dst, const void *src, size_t bytes);
 void device_memset(void *ptr, int byte, size_t bytes); // memset; 0xff poisons bf16 and fp32 (NaN)

@@ -106,10 +106,11 @@ void print_offload(const Device &dev, const PlanSettings &s) {
     std::printf("  offload makes %s fit %s.\n", kGpt2Sizes[b].name, dev.name.c_str());
   else
     std::printf("  offload makes no larger GPT-2 fit %s.\n", dev.name.c_str());
-  std::printf("  throughput model: per optimizer step, not overlapped: 2 x 2 bytes/param over "
-              "the host link at %.1f GB/s (PCIe, %s) + AdamW's %.0f bytes/param over host memory "
-              "at %.1f GB/s (--host_bw; bench/host_adamw_bench measures a machine's)\n",
-              dev.pcie_gbs, "80% of the x16 nominal rate; --pcie", kOffloadHostBytes, s.host_gbs);
+  std::printf(
+      "  throughput model: per optimizer step, added to its compute: 2 x 2 bytes/param over "
+      "the host link at %.1f GB/s (PCIe, %s) + AdamW's %.0f bytes/param over host memory "
+      "at %.1f GB/s (--host_bw; bench/host_adamw_bench measures a machine's)\n",
+      dev.pcie_gbs, "80% of the x16 nominal rate; --pcie", kOffloadHostBytes, s.host_gbs);
 }
 
 // The guide's per-VRAM table (what our users start from) beside finegpt's recommendation.

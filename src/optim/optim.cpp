@@ -87,6 +87,25 @@ AdamW<Backend>::AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exch
   if (host_bytes_) std::memset(pinned_->data(), 0, host_bytes_);
 }
 
+template <class Backend> AdamW<Backend>::~AdamW() {
+  if (!offload_) return;
+  try {
+    Backend::copies_wait();
+  } catch (...) { // a device error: the process reports it elsewhere; nothing to free into
+  }
+}
+
+template <class Backend> void AdamW<Backend>::Prefetch::ready(const std::vector<Range> &ranges) {
+  using Real = typename Backend::Real;
+  Real *grads = o_.model_.grads();
+  for (const auto &[a, b] : ranges) {
+    const size_t lo = std::max(a, o_.begin_), hi = std::min(b, o_.end_);
+    if (lo >= hi) continue;
+    Backend::download_async(o_.staging_ + (lo - o_.begin_), grads + lo, (hi - lo) * sizeof(Real));
+    o_.prefetched_ += hi - lo;
+  }
+}
+
 template <class Backend> void AdamW<Backend>::put(float *state, const float *host, size_t n) {
   if (offload_)
     std::memcpy(state, host, n * sizeof(float));
@@ -107,17 +126,24 @@ void AdamW<Backend>::host_update(const std::vector<Range> &ranges, const std::ve
   if constexpr (Backend::kMasterWeights) {
     using Real = typename Backend::Real;
     Real *params = model_.params(), *grads = model_.grads();
-    // Gradients down, per tensor range (pinned memory: the copy engine writes it directly).
-    for (const auto &[lo, hi] : ranges)
-      Backend::download(staging_ + (lo - begin_), grads + lo, (hi - lo) * sizeof(Real));
+    // Gradients down, per tensor range (pinned memory: the copy engine writes it directly),
+    // unless backward's hook copied them all as it finished them.
+    if (prefetched_ != end_ - begin_)
+      for (const auto &[lo, hi] : ranges)
+        Backend::download_async(staging_ + (lo - begin_), grads + lo, (hi - lo) * sizeof(Real));
+    prefetched_ = 0;
+    Backend::copies_wait();
     std::vector<HostChunk> chunks;
     for (size_t r = 0; r < ranges.size(); ++r)
       for (size_t o = ranges[r].first; o < ranges[r].second; o += kHostAdamWChunk)
         chunks.push_back({o - begin_, std::min(kHostAdamWChunk, ranges[r].second - o), decay[r]});
     host_adamw(staging_, master_, m_, v_, chunks, lr, cfg_, t_, scale);
-    // The new bf16 parameters up.
+    // The new bf16 parameters up on the copy stream; the compute stream waits for them all
+    // before the next step's forward (the host does not; the staging buffer is next written by
+    // copies queued after these on the same stream).
     for (const auto &[lo, hi] : ranges)
-      Backend::upload(params + lo, staging_ + (lo - begin_), (hi - lo) * sizeof(Real));
+      Backend::upload_async(params + lo, staging_ + (lo - begin_), (hi - lo) * sizeof(Real));
+    Backend::compute_waits_for_copies();
   } else {
     (void)ranges, (void)decay, (void)lr, (void)scale;
     fail("internal: offload on a backend without master weights");
@@ -156,7 +182,7 @@ template <class Backend> float AdamW<Backend>::step(float lr, float grad_clip) {
     decay[r] = tensors[ids[r]].decay ? cfg_.weight_decay : 0.0f;
   if (offload_) {
     host_update(ranges, decay, lr, scale);
-    Backend::zero(grads, P_ * sizeof(Real)); // after the copies down (one stream orders them)
+    Backend::zero(grads, P_ * sizeof(Real)); // the copies down are done (copies_wait)
   } else {
     for (size_t r = 0; r < ranges.size(); ++r) {
       const auto [lo, hi] = ranges[r];

@@ -53,6 +53,13 @@ public:
   // State sized from the memory plan's optimizer group (plan_memory): every parameter, or under
   // ZeRO-1 this rank's shard. `exchange` (null: one rank) must outlive the optimizer.
   AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exchange = nullptr);
+  ~AdamW(); // waits for copies in flight into the pinned state (offload)
+  AdamW(const AdamW &) = delete;
+  AdamW &operator=(const AdamW &) = delete;
+  // The exchange to hand the model for the micro-batch that ends a step: this optimizer's own
+  // (offload on one rank: each layer's gradients are copied down as backward finishes them), else
+  // the gradient exchange (null on one rank).
+  GradExchange *backward_hook() { return offload_ && !exchange_ ? &prefetch_ : exchange_; }
   // One update. The gradients must already be scaled so that their sum over ranks is the mean
   // gradient; they are summed over ranks, clipped to min(1, clip/(norm+1e-6)) (clip 0: none),
   // applied, and zeroed. Returns the global gradient norm before clipping.
@@ -76,6 +83,24 @@ public:
 
 private:
   bool sharded() const { return exchange_ && exchange_->zero_stage() == 1; }
+  // Offload on one rank: ready() copies the ranges' gradients down to the staging buffer on the
+  // copy stream while backward goes on; step() then copies only if that did not cover them all.
+  class Prefetch final : public GradExchange {
+  public:
+    explicit Prefetch(AdamW &o) : o_(o) {}
+    int world() const override { return 1; }
+    int zero_stage() const override { return 0; }
+    Range owned() const override { return {o_.begin_, o_.end_}; }
+    void ready(const std::vector<Range> &ranges) override;
+    void reduce() override {}
+    void sum(double *) override {}
+    void share_params() override {}
+    void gather(float *) override {}
+    double seconds() const override { return 0.0; }
+
+  private:
+    AdamW &o_;
+  };
   // The offloaded update of the owned `ranges` (weight decay per range): gradients down, the
   // CPU's AdamW, parameters up.
   void host_update(const std::vector<Range> &ranges, const std::vector<float> &decay, float lr,
@@ -93,6 +118,8 @@ private:
   float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;
   typename Backend::Real *staging_ = nullptr; // offload: gradients down, parameters up
   bool offload_ = false;
+  Prefetch prefetch_{*this};
+  size_t prefetched_ = 0; // elements of the owned gradients copied down by prefetch_ this step
   size_t bytes_ = 0, host_bytes_ = 0;
   int t_ = 0;
 };

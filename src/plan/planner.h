@@ -40,8 +40,9 @@ struct PlanSettings {
   double host_gbs = 25.0;     // host memory bandwidth the offloaded AdamW streams at (GB/s)
 };
 
-// Optimizer offload's throughput model, per GPU and optimizer step, not overlapped with compute
-// (what is built: the update runs after backward): the owned bf16 gradients down and bf16
+// Optimizer offload's throughput model, per GPU and optimizer step, added to the compute time (the
+// host update runs between steps; conservatively, both copies are counted, though on one rank the
+// gradients' copy hides behind backward): the owned bf16 gradients down and bf16
 // parameters up over the host link (2 x 2 bytes per parameter at pcie_gbs), and the host AdamW
 // streaming kOffloadHostBytes per parameter at host_gbs: read the bf16 gradient (2) and the fp32
 // master weight and moments (12), write them (12) and the bf16 parameter (2).

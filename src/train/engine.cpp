@@ -75,8 +75,9 @@ public:
   }
   float forward_backward(const int32_t *x, const int32_t *y, int B, int T, float loss_scale,
                          uint64_t key, bool last_micro_step) override {
-    return model_.forward_backward(x, y, B, T, loss_scale, key,
-                                   last_micro_step ? exchange_.get() : nullptr);
+    // The optimizer's hook: the exchange, or under offload on one rank its own gradient copies.
+    GradExchange *hook = opt_ ? opt_->backward_hook() : exchange_.get();
+    return model_.forward_backward(x, y, B, T, loss_scale, key, last_micro_step ? hook : nullptr);
   }
   float step(float lr, float grad_clip) override { return optimizer().step(lr, grad_clip); }
   void synchronize() override {

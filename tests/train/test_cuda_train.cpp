@@ -406,9 +406,11 @@ namespace {
 // FMAs than g++, which moves a master weight by an ulp now and then and its bf16 copy rarely.
 bool emulated() { return cuda::device_summary().find("emulation") != std::string::npos; }
 
-// 10 optimizer steps of 2 micro-batches with clipping (clip 0.5: active in the first steps),
-// through `make`'s optimizer; the losses, norms, then the final fp32 parameters and moments.
-std::vector<float> offload_run(bool offload, int steps = 10) {
+// 10 optimizer steps of 2 micro-batches with clipping (clip 0.5: active in the first steps); the
+// losses, norms, then the final fp32 parameters and moments. With `hook` the last micro-batch's
+// backward gets the optimizer's backward_hook() (under offload: each layer's gradients copied down
+// as backward finishes them), as the engine passes it.
+std::vector<float> offload_run(bool offload, bool hook = false, int steps = 10) {
   const GPTConfig cfg = small_config();
   const std::vector<float> w = bf16_weights(cfg, 1337);
   CudaGPT m(cfg, B, T);
@@ -423,7 +425,8 @@ std::vector<float> offload_run(bool offload, int steps = 10) {
   for (int s = 0; s < steps; ++s) {
     for (int micro = 0; micro < 2; ++micro) {
       make_batch(rng, cfg.vocab_size, x, y);
-      out.push_back(m.forward_backward(x.data(), y.data(), B, T, 0.5f));
+      GradExchange *ex = hook && micro == 1 ? o.backward_hook() : nullptr;
+      out.push_back(m.forward_backward(x.data(), y.data(), B, T, 0.5f, 0, ex));
     }
     out.push_back(o.step(kLr, 0.5f));
   }
@@ -442,6 +445,11 @@ TEST(CudaTrain, OffloadEqualsPlain) {
   REQUIRE_DEVICE();
   const std::vector<float> plain = offload_run(false), off = offload_run(true);
   ASSERT_EQ(off.size(), plain.size());
+  // The gradients copied down during backward are the final ones: the same numbers (bitwise on
+  // any device: the same host arithmetic on the same gradients).
+  const std::vector<float> hooked = offload_run(true, true);
+  ASSERT_EQ(hooked.size(), off.size());
+  EXPECT_EQ(std::memcmp(hooked.data(), off.data(), off.size() * sizeof(float)), 0);
   const size_t n_log = 30; // 20 losses and 10 norms
   for (size_t i = 0; i < n_log; ++i)
     std::printf("offload %2zu: %.7f plain %.7f\n", i, off[i], plain[i]);

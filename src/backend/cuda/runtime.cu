@@ -25,6 +25,8 @@ namespace {
 struct State {
   std::mutex mu;
   cublasLtHandle_t handle = nullptr;
+  cudaStream_t copy = nullptr; // copy_to_*_async
+  cudaEvent_t after_compute = nullptr, after_copies = nullptr;
   void *ws = nullptr;
   size_t ws_bytes = 0;
   bool ws_owned = false;
@@ -172,6 +174,41 @@ void host_free_pinned(void *ptr) noexcept {
 
 size_t pinned_bytes() noexcept { return ledger::pinned(); }
 
+namespace {
+// The copy stream (non-blocking: the legacy default stream does not wait for it implicitly) and
+// its two events, made on first use.
+cudaStream_t copy_stream() {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.copy) {
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&s.after_compute, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&s.after_copies, cudaEventDisableTiming));
+  }
+  return s.copy;
+}
+// The copy stream waits for what the compute stream has queued so far.
+cudaStream_t copy_after_compute() {
+  cudaStream_t c = copy_stream();
+  CUDA_CHECK(cudaEventRecord(state().after_compute, stream()));
+  CUDA_CHECK(cudaStreamWaitEvent(c, state().after_compute, 0));
+  return c;
+}
+} // namespace
+
+void copy_to_host_async(void *dst, const void *src, size_t bytes) {
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, copy_after_compute()));
+}
+void copy_to_device_async(void *dst, const void *src, size_t bytes) {
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy_after_compute()));
+}
+void copies_wait() { CUDA_CHECK(cudaStreamSynchronize(copy_stream())); }
+void compute_waits_for_copies() {
+  cudaStream_t c = copy_stream();
+  CUDA_CHECK(cudaEventRecord(state().after_copies, c));
+  CUDA_CHECK(cudaStreamWaitEvent(stream(), state().after_copies, 0));
+}
+
 void copy_to_device(void *dst, const void *src, size_t bytes) {
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
@@ -207,6 +244,13 @@ void release() noexcept {
   s.ws = nullptr, s.ws_bytes = 0, s.ws_owned = false;
   if (s.handle) cublasLtDestroy(s.handle);
   s.handle = nullptr;
+  if (s.copy) {
+    cudaStreamSynchronize(s.copy);
+    cudaEventDestroy(s.after_compute);
+    cudaEventDestroy(s.after_copies);
+    cudaStreamDestroy(s.copy);
+  }
+  s.copy = nullptr, s.after_compute = s.after_copies = nullptr;
 }
 
 } // namespace finegpt::cuda
