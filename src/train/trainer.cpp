@@ -161,18 +161,31 @@ double pinned_memory_limit() {
   return double(r.rlim_cur);
 }
 
+int ranks_on_this_node() {
+  for (const char *name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
+    if (const char *v = std::getenv(name)) {
+      const long n = std::strtol(v, nullptr, 10);
+      if (n >= 1 && n <= 4096) return int(n);
+    }
+  return 1;
+}
+
 void check_host_memory(const MemoryPlan &plan, std::vector<std::string> &notes) {
-  const double need = double(plan.host_bytes());
+  // Every rank on this machine pins its own shard.
+  const int local = ranks_on_this_node();
+  const double need = double(plan.host_bytes()) * local;
   if (need == 0) return;
+  const std::string ranks =
+      local > 1 ? cat(" (", local, " ranks on this node x ", format_bytes(need / local), ")") : "";
   const double avail = host_memory_available();
   if (avail > 0 && need > avail)
-    fail("offload = 'optimizer' needs ", format_bytes(need),
+    fail("offload = 'optimizer' needs ", format_bytes(need), ranks,
          " of pinned host memory (master weights, AdamW moments and a staging buffer) but the "
          "host has ",
          format_bytes(avail),
          " available (MemAvailable, or FINEGPT_HOST_MEMORY): use a machine with more memory, "
          "zero_stage = 1 over more GPUs, or offload = 'none'");
-  notes.push_back(cat("host memory: offload pins ", format_bytes(need), " of ",
+  notes.push_back(cat("host memory: offload pins ", format_bytes(need), ranks, " of ",
                       avail > 0 ? format_bytes(avail) : std::string("(unknown)"), " available"));
   // cudaHostAlloc's pages are pinned by the driver, which does not charge them to
   // RLIMIT_MEMLOCK on Linux; a limit below the need is worth a word, not a refusal.
@@ -266,12 +279,13 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
               cfg.max_iters, tokens_per_step * double(cfg.max_iters + 1));
   MemoryPlan plan = run_plan(cfg, s, cfg.batch_size);
   std::printf("# memory plan (%s, %s, micro-batch %ld x %ld, recompute %ld, zero_stage %ld, "
-              "%d rank%s):\n%s",
+              "%d rank%s%s):\n%s",
               backend_name(s.backend),
               s.backend == Backend::CPU || cfg.dtype == "float32" ? "float32"
                                                                   : "bfloat16 mixed precision",
               cfg.batch_size, cfg.block_size, cfg.recompute, cfg.zero_stage, s.world,
-              s.world > 1 ? "s" : "", format_plan(plan).c_str());
+              s.world > 1 ? "s" : "", plan.host_bytes() ? ", optimizer offload" : "",
+              format_plan(plan).c_str());
   for (const auto &n : s.notes)
     std::printf("note: %s\n", n.c_str());
   std::fflush(stdout);

@@ -260,6 +260,22 @@ class MpiEmulatedCuda(Mpi):
         self.train(2, half, *common, "--max_iters=10", "--init_from=resume")
         self.assertEqual(losses(straight), losses(half))
 
+    def test_offload_counts_every_rank_on_the_node(self):
+        """Each rank pins its own shard: 2 ranks with ZeRO-1 need 2 x 14 x 54,432 bytes
+        (108,864 parameters: 1.45 MiB), past a 1 MiB host although one shard (0.73 MiB) is not;
+        refused before allocating, naming both."""
+        data = self.char_data()
+        p = subprocess.run(
+            [MPIRUN, "-np", "2", "--oversubscribe", "--quiet", "-x", "FINEGPT_HOST_MEMORY",
+             self.binary, "train", f"--data_dir={data}", f"--out_dir={self.tmp}/o", *self.args,
+             "--gradient_accumulation_steps=2", "--zero_stage=1", "--offload=optimizer"],
+            env=dict(ENV, FINEGPT_HOST_MEMORY="1MB"), capture_output=True, text=True,
+            timeout=300)
+        self.assertNotEqual(p.returncode, 0, p.stdout + p.stderr)
+        for words in ("2 ranks on this node", "1.45 MiB", "1.00 MiB available"):
+            self.assertIn(words, p.stderr, p.stdout + p.stderr)
+        self.assertFalse(os.path.exists(f"{self.tmp}/o"))
+
     # The bad launches are the launcher's and the CPU engine's: not repeated here.
     test_ranks_must_divide_accumulation = None
     test_configs_that_differ = None
