@@ -11,8 +11,10 @@
 # row, GPT-2 medium and whole-block recompute), then each op at
 # GPT-2 124M's shapes (bench/cuda_ops_bench.cpp, attention also through cuDNN when the build has
 # it); trains GPT-2 124M for 300 steps beside PyTorch from the same weights and batches
-# (bench/gpu_curve.py: val loss within 2% at every eval); times `finegpt eval --hellaswag` over
-# 10,042 synthetic examples (bench/hellaswag_synth.py); prints a short table last.
+# (bench/gpu_curve.py: val loss within 2% at every eval); checks optimizer offload (GPT-2 XL under
+# a 24 GiB cap, GPT-2 medium with and without offload: bench/offload_check.py); times
+# `finegpt eval --hellaswag` over 10,042 synthetic examples (bench/hellaswag_synth.py); prints a
+# short table last.
 # Takes about 3-5 minutes on 16 cores; each step has a time limit and all of them end by
 # FINEGPT_DEADLINE_S (default 480 s) after the start, so the table always prints. Logs are written
 # to /tmp/finegpt-device; when $OUT is set (the device tool), they come back as one archive,
@@ -71,6 +73,8 @@ summary() {
     [ -f "$log/$b.log" ] && grep -E '^finegpt bench|^memory|^note|^no CUDA device' "$log/$b.log"
   done
   [ -f "$log/memory_check.log" ] && cat "$log/memory_check.log"
+  [ -f "$log/offload.log" ] &&
+    grep -E '^(overhead|xl offload|medium|  [0-9]|  ok|  MISS|offload_check|FAILED)' "$log/offload.log"
   [ -f "$log/curve.log" ] && grep -v '^{' "$log/curve.log" | head -20
   [ -f "$log/hellaswag.log" ] && grep -E '^hellaswag .*examples/s' "$log/hellaswag.log"
   for t in torch_b8 torch_b64_compiled; do
@@ -216,6 +220,12 @@ step curve_data 30 "$build/finegpt" prepare --input corpora/tinyshakespeare.txt 
   --out "$log/curve_data" --tokenizer third_party/assets/gpt2.tiktoken --val-tokens 65537 &&
   step curve 200 "$torch_python" bench/gpu_curve.py --finegpt "$build/finegpt" \
     --data "$log/curve_data" --out "$log/curve" --steps 300 --eval_interval 25
+# Issue 15: optimizer offload (bench/offload_check.py). GPT-2 XL (1.56B) trains 20 steps at
+# T=1024, micro-batch 8, recompute 3, offload = 'optimizer', with the allocator capped at 24 GiB
+# (FINEGPT_DEVICE_MEMORY_CAP); its device memory and allocator peak against the plan, its pinned
+# host memory against the plan's host side; GPT-2 medium's tokens/s with and without offload at
+# the same batch (16 x 1024 tokens; 32 and 1 micro-batches per step). About 2 minutes.
+step offload 240 python3 bench/offload_check.py --finegpt "$build/finegpt" --cap 24GiB
 # Issue 16 item 4: HellaSwag's 10,042 validation examples in under a minute for GPT-2 124M. No
 # network here: a synthetic file of HellaSwag-like lengths and random weights (the speed does not
 # depend on either); the summary shows examples/s and seconds.

@@ -66,8 +66,31 @@ bool device_info(int index, DeviceInfo *out) noexcept;
 // Selects the device for this thread; Error if there is none or it lacks bf16 (sm < 8.0).
 void set_device(int index);
 
+// Device memory. FINEGPT_DEVICE_MEMORY_CAP (e.g. "24GiB"; read at the first allocation) caps
+// what device_malloc may hold at once, as if the GPU were that small: an allocation past it is
+// an Error naming the cap, the request and what is held. device_memory() reports what
+// device_malloc holds now and its peak since the process started.
 void *device_malloc(size_t bytes);
 void device_free(void *ptr) noexcept;
+struct DeviceMemory {
+  size_t held = 0, peak = 0, cap = 0; // cap 0: none
+};
+DeviceMemory device_memory() noexcept;
+// Page-locked (pinned) host memory, which the GPU's copy engines read and write directly
+// (cudaHostAlloc / cudaFreeHost); an Error naming the size when the driver refuses.
+// pinned_bytes(): what host_alloc_pinned holds now.
+void *host_alloc_pinned(size_t bytes);
+void host_free_pinned(void *ptr) noexcept;
+size_t pinned_bytes() noexcept;
+// Copies on a stream of their own (the copy engines), each ordered after the work queued on the
+// compute stream when it is called: device to host (offloaded gradients, during backward) and
+// host to device (parameters after the host update); the host memory must be pinned for them to
+// run asynchronously. copies_wait(): the host waits for every copy queued; compute_waits_for_
+// copies(): work queued on the compute stream from now on waits for them (the host does not).
+void copy_to_host_async(void *dst, const void *src, size_t bytes);
+void copy_to_device_async(void *dst, const void *src, size_t bytes);
+void copies_wait();
+void compute_waits_for_copies();
 void copy_to_device(void *dst, const void *src, size_t bytes);
 void copy_to_host(void *dst, const void *src, size_t bytes);
 void device_memset(void *ptr, int byte, size_t bytes); // memset; 0xff poisons bf16 and fp32 (NaN)

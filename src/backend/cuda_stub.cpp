@@ -19,6 +19,14 @@ void set_device(int) { no_cuda(); }
 
 void *device_malloc(size_t) { no_cuda(); }
 void device_free(void *) noexcept {}
+DeviceMemory device_memory() noexcept { return {}; }
+void *host_alloc_pinned(size_t) { no_cuda(); }
+void host_free_pinned(void *) noexcept {}
+size_t pinned_bytes() noexcept { return 0; }
+void copy_to_host_async(void *, const void *, size_t) { no_cuda(); }
+void copy_to_device_async(void *, const void *, size_t) { no_cuda(); }
+void copies_wait() { no_cuda(); }
+void compute_waits_for_copies() { no_cuda(); }
 void copy_to_device(void *, const void *, size_t) { no_cuda(); }
 void copy_to_host(void *, const void *, size_t) { no_cuda(); }
 void device_memset(void *, int, size_t) { no_cuda(); }

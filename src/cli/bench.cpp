@@ -46,7 +46,8 @@ std::vector<double> time_steps(const GPTConfig &c, int B, int T, int steps, int 
 }
 
 // Training steps of the CUDA engine; the numbers of a GPU run (see the file comment).
-int bench_cuda(const GPTConfig &c, int B, int T, ModelOptions opt, int steps, int warmup) {
+int bench_cuda(const GPTConfig &c, int B, int T, ModelOptions opt, int steps, int warmup, int accum,
+               bool offload) {
   if (cuda::device_count() == 0) { // as cuda_ops_bench: a skip, not a failure
     std::printf("no CUDA device: skipped (%s)\n", cuda::device_summary().c_str());
     return 0;
@@ -57,18 +58,21 @@ int bench_cuda(const GPTConfig &c, int B, int T, ModelOptions opt, int steps, in
   cuda::device_info(0, &d0);
   EngineOptions eo;
   eo.backend = Backend::CUDA, eo.model = opt;
+  eo.adam.offload = offload;
   auto engine = make_engine(c, B, T, eo);
   Engine &model = *engine;
   model.init_weights(1337);
   model.synchronize();
   std::vector<double> ms =
       time_steps(c, B, T, steps, warmup, [&](const int32_t *x, const int32_t *y) {
-        model.forward_backward(x, y, B, T, 1.0f, 0, true);
+        // `accum` micro-batches per optimizer step (the same tokens each: timing only).
+        for (int a = 0; a < accum; ++a)
+          model.forward_backward(x, y, B, T, 1.0f / float(accum), 0, a == accum - 1);
         model.step(1e-4f, 1.0f);
         model.synchronize();
       });
   const double median = median_of(ms);
-  const double tok_s = double(B) * T / (median / 1e3);
+  const double tok_s = double(B) * T * accum / (median / 1e3);
   // nanoGPT's estimate_mfu: 6 N + 12 L C T flops per token, N without position embeddings.
   const double flops = flops_per_token(c, T, 0) * tok_s;
   cuda::DeviceInfo d;
@@ -87,11 +91,22 @@ int bench_cuda(const GPTConfig &c, int B, int T, ModelOptions opt, int steps, in
   const double used = double(d.total_bytes - d.free_bytes);
   const double delta = used - before;
   const double planned = double(model.plan().total_bytes());
-  std::printf("finegpt bench --device cuda: %s, %zu parameters, B=%d T=%d recompute %d, %s "
-              "attention: median step %.2f ms, %.0f tokens/s, %.1f TFLOP/s, MFU %s\n",
-              gpu.c_str(), num_parameters(c), B, T, opt.recompute,
-              opt.cudnn_attention ? "cudnn" : "finegpt", median, tok_s, flops / 1e12,
+  std::printf("finegpt bench --device cuda: %s, %zu parameters, B=%d T=%d accum %d recompute %d, "
+              "%s attention%s: median step %.2f ms, %.0f tokens/s, %.1f TFLOP/s, MFU %s\n",
+              gpu.c_str(), num_parameters(c), B, T, accum, opt.recompute,
+              opt.cudnn_attention ? "cudnn" : "finegpt", offload ? ", optimizer offload" : "",
+              median, tok_s, flops / 1e12,
               peak > 0 ? cat(int(100.0 * flops / peak + 0.5), "%").c_str() : "unknown");
+  // The allocator's own account (cuda::device_memory: what device_malloc held at its peak,
+  // against FINEGPT_DEVICE_MEMORY_CAP when set) and the pinned host memory, against the plan.
+  const cuda::DeviceMemory dm = cuda::device_memory();
+  std::printf("allocator: peak %s held by device_malloc = plan %s x %.4f%s; pinned host %s = "
+              "plan %s\n",
+              format_bytes(double(dm.peak)).c_str(), format_bytes(planned).c_str(),
+              double(dm.peak) / planned,
+              dm.cap ? cat(" (cap ", format_bytes(double(dm.cap)), ")").c_str() : "",
+              format_bytes(double(cuda::pinned_bytes())).c_str(),
+              format_bytes(double(model.plan().host_bytes())).c_str());
   std::printf("memory: context %s; the model took %s = plan %s x %.4f (arenas %s; outside the "
               "plan %s); in use %s of %s\n",
               format_bytes(before).c_str(), format_bytes(delta).c_str(),
@@ -100,11 +115,13 @@ int bench_cuda(const GPTConfig &c, int B, int T, ModelOptions opt, int steps, in
               format_bytes(delta - planned).c_str(), format_bytes(used).c_str(),
               format_bytes(double(d.total_bytes)).c_str());
   std::printf("{\"impl\": \"finegpt-cuda\", \"gpu\": \"%s\", \"B\": %d, \"T\": %d, "
-              "\"recompute\": %d, \"step_ms_median\": %.3f, \"tokens_per_s\": %.0f, "
-              "\"tflops\": %.2f, \"mfu\": %.4f, \"context_bytes\": %.0f, \"model_bytes\": %.0f, "
-              "\"plan_bytes\": %.0f}\n",
-              gpu.c_str(), B, T, opt.recompute, median, tok_s, flops / 1e12,
-              peak > 0 ? flops / peak : 0.0, before, delta, planned);
+              "\"recompute\": %d, \"accum\": %d, \"offload\": %s, \"step_ms_median\": %.3f, "
+              "\"tokens_per_s\": %.0f, \"tflops\": %.2f, \"mfu\": %.4f, \"context_bytes\": %.0f, "
+              "\"model_bytes\": %.0f, \"plan_bytes\": %.0f, \"allocator_peak_bytes\": %zu, "
+              "\"pinned_bytes\": %zu, \"plan_host_bytes\": %zu}\n",
+              gpu.c_str(), B, T, opt.recompute, accum, offload ? "true" : "false", median, tok_s,
+              flops / 1e12, peak > 0 ? flops / peak : 0.0, before, delta, planned, dm.peak,
+              cuda::pinned_bytes(), model.plan().host_bytes());
   return 0;
 }
 
@@ -126,7 +143,9 @@ int cmd_bench(const Args &args) {
                 {"threads", "0", "CPU threads (0 = all cores)"},
                 {"device", "cpu", "cpu | cuda"},
                 {"recompute", "0", "activation recompute 0-3 (cuda)"},
-                {"attention", "finegpt", "finegpt | cudnn (cuda)"}},
+                {"attention", "finegpt", "finegpt | cudnn (cuda)"},
+                {"accum", "1", "micro-batches per optimizer step (cuda)"},
+                {"offload", "none", "none | optimizer: AdamW's state on the host (cuda)"}},
                "usage: finegpt bench [options]\n\nTimes training steps of a GPT shape "
                "(default: GPT-2 124M at B=4, T=64)."))
     return 0;
@@ -148,9 +167,15 @@ int cmd_bench(const Args &args) {
   const std::string attention = o.str("attention");
   FINEGPT_CHECK(attention == "finegpt" || attention == "cudnn",
                 "--attention must be finegpt or cudnn (got '", attention, "')");
+  const int accum = int(o.integer("accum"));
+  FINEGPT_CHECK(accum >= 1 && accum <= 4096, "--accum must be in 1..4096 (got ", accum, ")");
+  const std::string offload = o.str("offload");
+  FINEGPT_CHECK(offload == "none" || offload == "optimizer",
+                "--offload must be none or optimizer (got '", offload, "')");
   if (o.str("device") == "cuda")
     return bench_cuda(c, B, T, {.recompute = recompute, .cudnn_attention = attention == "cudnn"},
-                      steps, warmup);
+                      steps, warmup, accum, offload == "optimizer");
+  FINEGPT_CHECK(accum == 1 && offload == "none", "--accum and --offload are for --device cuda");
   FINEGPT_CHECK(recompute == 0, "--recompute is for --device cuda (the CPU engine keeps every "
                                 "activation)");
   FINEGPT_CHECK(attention == "finegpt", "--attention cudnn is for --device cuda");

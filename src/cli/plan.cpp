@@ -63,10 +63,11 @@ void print_table(const std::vector<Candidate> &cs) {
   int i = 0;
   for (const Candidate &c : cs)
     std::printf("%3d  %6d %5d %5d  %6.1fM  %5d x %-5d  %6d %4d  %10.2f  %8.2f  %8.0f  %8.3g  "
-                "%9.1f  %6.1f  %5.3f\n",
+                "%9.1f  %6.1f  %5.3f%s\n",
                 ++i, c.model.n_layer, c.model.n_head, c.model.n_embd, c.params / 1e6, c.micro_batch,
                 c.accum, c.recompute, c.zero_stage, c.need_gib, c.headroom_gib, c.tokens_per_s,
-                c.train_tokens, c.train_tokens / c.params, c.hours, c.expected_loss);
+                c.train_tokens, c.train_tokens / c.params, c.hours, c.expected_loss,
+                c.offload ? cat("  offload (", int(c.host_gib + 0.5), " GiB host)").c_str() : "");
   std::printf("  * Chinchilla's L(N, D) = 1.8172 + 482.01/N^0.3478 + 2085.43/D^0.3658 (Besiroglu "
               "et al. 2024 refit; compute-optimal at ~20 tokens per parameter): a ranking, not a "
               "FineWeb loss.\n");
@@ -79,6 +80,37 @@ GPTConfig model_of(const TrainConfig &cfg) {
   m.vocab_size = cfg.vocab_size ? int(cfg.vocab_size) : 50257;
   m.padded_vocab_size = pad_vocab(m.vocab_size);
   return m;
+}
+
+// What optimizer offload changes on `dev`: the largest GPT-2 that trains without and with it, and
+// what it costs in tokens/s under the stated throughput model.
+void print_offload(const Device &dev, const PlanSettings &s) {
+  Candidate plain, off;
+  const int a = largest_gpt2(dev, s, false, &plain), b = largest_gpt2(dev, s, true, &off);
+  std::printf("offload = 'optimizer' (fp32 master weights and AdamW moments in pinned host "
+              "memory, AdamW on the CPU): the GPU keeps 4 bytes per parameter instead of 16.\n");
+  std::printf("  largest GPT-2 at %ld tokens per step: without offload %s", s.tokens_per_step,
+              a < 0 ? "none" : kGpt2Sizes[a].name);
+  if (a >= 0)
+    std::printf(" (batch %d x %d, recompute %d, %.2f GiB, %.0f tokens/s)", plain.micro_batch,
+                plain.accum, plain.recompute, plain.need_gib, plain.tokens_per_s);
+  std::printf("; with offload %s", b < 0 ? "none" : kGpt2Sizes[b].name);
+  if (b >= 0 && off.offload)
+    std::printf(" (batch %d x %d, recompute %d, %.2f GiB on the GPU + %.1f GiB pinned host "
+                "memory, %.0f tokens/s: %.1f%% of its %.0f without the offload's cost)",
+                off.micro_batch, off.accum, off.recompute, off.need_gib, off.host_gib,
+                off.tokens_per_s, 100.0 * off.tokens_per_s / off.compute_tokens_per_s,
+                off.compute_tokens_per_s);
+  std::printf("\n");
+  if (b > a)
+    std::printf("  offload makes %s fit %s.\n", kGpt2Sizes[b].name, dev.name.c_str());
+  else
+    std::printf("  offload makes no larger GPT-2 fit %s.\n", dev.name.c_str());
+  std::printf(
+      "  throughput model: per optimizer step, added to its compute: 2 x 2 bytes/param over "
+      "the host link at %.1f GB/s (PCIe, %s) + AdamW's %.0f bytes/param over host memory "
+      "at %.1f GB/s (--host_bw; bench/host_adamw_bench measures a machine's)\n",
+      dev.pcie_gbs, "80% of the x16 nominal rate; --pcie", kOffloadHostBytes, s.host_gbs);
 }
 
 // The guide's per-VRAM table (what our users start from) beside finegpt's recommendation.
@@ -124,6 +156,20 @@ int run_table(PlanSettings s) {
   std::printf("* Chinchilla's L(N, D) over the same %.3g-hour budget; a ranking, not a FineWeb "
               "loss.\n",
               s.hours > 0 ? s.hours : 24.0);
+  std::printf("\nlargest GPT-2 that trains (%ld tokens per step, T=%d), without and with offload "
+              "= 'optimizer' (PCIe at 80%% of x16 nominal; host AdamW at %.0f GB/s):\n",
+              s.tokens_per_step, s.block_size, s.host_gbs);
+  std::printf("  %-4s %-14s %-12s %-12s %12s %10s %10s\n", "GB", "card", "plain", "offload",
+              "GPU GiB", "host GiB", "tokens/s");
+  for (const GuideRow &g : kGuide) {
+    Device dev = device_from_gpu(find_gpu(g.card));
+    Candidate plain, off;
+    const int a = largest_gpt2(dev, s, false, &plain), b = largest_gpt2(dev, s, true, &off);
+    std::printf("  %-4d %-14s %-12s %-12s %12.2f %10.1f %10.0f\n", g.vram, dev.name.c_str(),
+                a < 0 ? "none" : kGpt2Sizes[a].name + 6, b < 0 ? "none" : kGpt2Sizes[b].name + 6,
+                b < 0 ? 0.0 : off.need_gib, b < 0 ? 0.0 : off.host_gib,
+                b < 0 ? 0.0 : off.tokens_per_s);
+  }
   return 0;
 }
 
@@ -136,25 +182,31 @@ int run_check(const std::string &config, const Device &dev, PlanSettings s) {
   const int accum = int(cfg.gradient_accumulation_steps);
   FINEGPT_CHECK(accum % s.gpus == 0, "gradient_accumulation_steps (", accum,
                 ") must be divisible by --gpus (", s.gpus, ")");
+  const bool offload = cfg.offload == "optimizer";
   int B = int(cfg.batch_size);
   if (B == 0) { // 'auto': the largest power of two that fits
     for (B = 64; B > 1; B /= 2) {
       bool fits = false;
-      evaluate(dev, s, m, B, accum / s.gpus, int(cfg.recompute), int(cfg.zero_stage), &fits);
+      evaluate(dev, s, m, B, accum / s.gpus, int(cfg.recompute), int(cfg.zero_stage), &fits,
+               offload);
       if (fits) break;
     }
   }
   bool fits = false;
-  Candidate c =
-      evaluate(dev, s, m, B, accum / s.gpus, int(cfg.recompute), int(cfg.zero_stage), &fits);
+  Candidate c = evaluate(dev, s, m, B, accum / s.gpus, int(cfg.recompute), int(cfg.zero_stage),
+                         &fits, offload);
   std::printf("%s: %d layers, %d heads, %d channels (%.1fM parameters), batch %d x %d, "
-              "recompute %ld, zero_stage %ld\n",
+              "recompute %ld, zero_stage %ld%s\n",
               config.c_str(), m.n_layer, m.n_head, m.n_embd, c.params / 1e6, B, accum,
-              cfg.recompute, cfg.zero_stage);
+              cfg.recompute, cfg.zero_stage, offload ? ", offload = 'optimizer'" : "");
   if (fits) {
     std::printf("fits %s: needs %.2f GiB of %.2f GiB (%.2f GiB headroom, %.0f%%)\n",
                 dev.name.c_str(), c.need_gib, dev.usable_gib, c.headroom_gib,
                 100.0 * c.headroom_gib / dev.usable_gib);
+    if (offload)
+      std::printf("offload: %.2f GiB of pinned host memory per GPU; adds %.3f s per optimizer "
+                  "step (%.0f tokens/s against %.0f without it)\n",
+                  c.host_gib, c.offload_s, c.tokens_per_s, c.compute_tokens_per_s);
     return 0;
   }
   std::printf("does not fit %s: needs %.2f GiB of %.2f GiB (%.2f GiB over)\n", dev.name.c_str(),
@@ -211,6 +263,9 @@ int cmd_plan(const Args &args) {
                 {"force", "false", "--write may replace an existing file", true},
                 {"check", "", "a config file: does it fit?"},
                 {"table", "false", "the guide's per-VRAM table beside finegpt's choices", true},
+                {"offload", "false", "the search may use optimizer offload", true},
+                {"pcie", "", "host link GB/s per direction (default: by card, see --help)"},
+                {"host_bw", "25", "host memory GB/s for the offloaded AdamW"},
                 {"list", "false", "list the GPU catalog", true}},
                "usage: finegpt plan --gpu NAME [--gpus N] [--hours H | --tokens N] [--write F.py]\n"
                "       finegpt plan --check CONFIG.py --gpu NAME\n"
@@ -243,6 +298,14 @@ int cmd_plan(const Args &args) {
   }
   if (!o.str("tokens").empty()) s.tokens = parse_count("--tokens", o.str("tokens"));
   FINEGPT_CHECK(!(s.hours > 0 && s.tokens > 0), "give --hours or --tokens, not both");
+  s.offload = o.flag("offload");
+  s.host_gbs = o.real("host_bw");
+  FINEGPT_CHECK(s.host_gbs > 0 && s.host_gbs < 1e5, "--host_bw must be a positive GB/s");
+  double pcie = 0;
+  if (!o.str("pcie").empty()) {
+    pcie = o.real("pcie");
+    FINEGPT_CHECK(pcie > 0 && pcie < 1e5, "--pcie must be a positive GB/s");
+  }
 
   if (o.flag("list")) {
     std::printf("%-16s %5s %8s %8s %11s %11s %8s\n", "GPU", "sm", "VRAM", "usable", "bf16 TFLOPs",
@@ -266,6 +329,7 @@ int cmd_plan(const Args &args) {
   } else {
     dev = this_machines_gpu();
   }
+  if (pcie > 0) dev.pcie_gbs = pcie;
   if (!o.str("check").empty()) return run_check(o.str("check"), dev, s);
 
   const long top = o.integer("top");
@@ -274,13 +338,18 @@ int cmd_plan(const Args &args) {
   print_header(dev, s);
   print_table(cs);
   const Candidate &best = cs[0];
-  MemoryPlan mp = plan_memory(best.model, best.micro_batch, s.block_size,
-                              plan_options(dev, best.recompute, best.zero_stage, s.gpus));
+  MemoryPlan mp =
+      plan_memory(best.model, best.micro_batch, s.block_size,
+                  plan_options(dev, best.recompute, best.zero_stage, s.gpus, best.offload));
   std::printf("memory of candidate 1 per GPU:");
   for (MemGroup g : {MemGroup::Parameters, MemGroup::Gradients, MemGroup::Optimizer,
                      MemGroup::Activations, MemGroup::Scratch, MemGroup::Workspace})
     std::printf(" %s %s,", mem_group_name(g), format_bytes(double(mp.bytes(g))).c_str());
-  std::printf(" fixed %.2f GiB\n", s.overhead_gib);
+  std::printf(" fixed %.2f GiB", s.overhead_gib);
+  if (best.offload)
+    std::printf("; pinned host memory %s", format_bytes(double(mp.host_bytes())).c_str());
+  std::printf("\n");
+  print_offload(dev, s);
   if (!o.str("write").empty()) {
     const std::string text = config_for(cs[0], s, dev.name);
     write_file_atomic(o.str("write"), text);

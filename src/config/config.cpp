@@ -84,6 +84,7 @@ const std::vector<KeyDef> &key_table() {
       FINEGPT_KEY(zero_stage),
       FINEGPT_KEY(dist_timeout),
       FINEGPT_KEY(attention),
+      FINEGPT_KEY(offload),
       FINEGPT_KEY(tokens_per_step),
   };
   return keys;
@@ -317,6 +318,10 @@ void validate(const TrainConfig &c) {
     fail("recompute must be 0 (none), 1 (GELU), 2 (GELU + LayerNorm) or 3 (whole block), got ",
          c.recompute);
   if (c.zero_stage != 0 && c.zero_stage != 1) fail("zero_stage must be 0 or 1, got ", c.zero_stage);
+  if (c.offload != "none" && c.offload != "optimizer")
+    fail("offload must be 'none' or 'optimizer' (fp32 master weights and AdamW moments in pinned "
+         "host memory, updated on the CPU), got '",
+         c.offload, "'");
   if (c.attention != "finegpt" && c.attention != "cudnn")
     fail("attention must be 'finegpt' (our flash attention) or 'cudnn' (cuDNN's), got '",
          c.attention, "'");

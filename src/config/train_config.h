@@ -55,6 +55,8 @@ struct TrainConfig {
   long zero_stage = 0;       // 1: optimizer state sharded over ranks (issue 6)
   double dist_timeout = 300; // seconds a collective may wait before the run is declared dead
   std::string attention = "finegpt"; // CUDA attention: 'finegpt' (ours) | 'cudnn' (cuDNN SDPA)
+  std::string offload = "none";      // 'optimizer': fp32 master weights and AdamW moments in pinned
+                                     // host memory, updated on the CPU (CUDA engine)
   long tokens_per_step = 0;          // batch_size='auto' keeps this many tokens per optimizer step
                             // (0: batch_size x block_size x gradient_accumulation_steps, or
                             // 524288 with 'auto')

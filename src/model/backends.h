@@ -42,6 +42,21 @@ private:
   size_t n_ = 0;
 };
 
+// Pinned host memory through the CUDA seam (cudaHostAlloc): the optimizer's state under
+// offload = 'optimizer'. Owned; poisoned, not cleared, when allocated.
+class PinnedBlock {
+public:
+  explicit PinnedBlock(size_t bytes)
+      : p_(static_cast<unsigned char *>(cuda::host_alloc_pinned(bytes))) {}
+  ~PinnedBlock() { cuda::host_free_pinned(p_); }
+  PinnedBlock(const PinnedBlock &) = delete;
+  PinnedBlock &operator=(const PinnedBlock &) = delete;
+  unsigned char *data() { return p_; }
+
+private:
+  unsigned char *p_;
+};
+
 // How a model is built, beyond its shape. The CPU engine takes the defaults (recompute and cuDNN
 // are the CUDA engine's; the plan refuses them on the CPU).
 struct ModelOptions {
@@ -79,6 +94,15 @@ struct CpuBackend {
   static void upload(void *dst, const void *host, size_t bytes) { std::memcpy(dst, host, bytes); }
   static void download(void *host, const void *src, size_t bytes) { std::memcpy(host, src, bytes); }
   static void zero(void *p, size_t bytes) { std::memset(p, 0, bytes); }
+  // Copies beside compute (the CUDA engine's copy stream): plain copies here.
+  static void download_async(void *host, const void *src, size_t bytes) {
+    std::memcpy(host, src, bytes);
+  }
+  static void upload_async(void *dst, const void *host, size_t bytes) {
+    std::memcpy(dst, host, bytes);
+  }
+  static void copies_wait() {}
+  static void compute_waits_for_copies() {}
   // n fp32 values (host) into storage, and back.
   static void store(float *dst, const float *host, size_t n) { upload(dst, host, n * 4); }
   static void load(float *host, const float *src, size_t n) { download(host, src, n * 4); }
@@ -134,6 +158,15 @@ struct CudaBackend {
     cuda::copy_to_host(host, src, bytes);
   }
   static void zero(void *p, size_t bytes) { cuda::device_memset(p, 0, bytes); }
+  // On the copy stream, after the compute queued so far (host memory pinned); see cuda_ops.h.
+  static void download_async(void *host, const void *src, size_t bytes) {
+    cuda::copy_to_host_async(host, src, bytes);
+  }
+  static void upload_async(void *dst, const void *host, size_t bytes) {
+    cuda::copy_to_device_async(dst, host, bytes);
+  }
+  static void copies_wait() { cuda::copies_wait(); }
+  static void compute_waits_for_copies() { cuda::compute_waits_for_copies(); }
   static void store(cuda::bf16 *dst, const float *host, size_t n);
   static void load(float *host, const cuda::bf16 *src, size_t n);
   static void store(float *dst, const float *host, size_t n) { upload(dst, host, n * 4); }

@@ -18,8 +18,8 @@ MemoryPlan plan_generation(const GPTConfig &c, int S, Precision precision) {
   const int W = precision == Precision::FP32 ? 4 : 2;
   auto add = [&](std::string name, std::vector<int64_t> shape, int bytes) {
     size_t n = std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
-    plan.buffers.push_back(
-        {std::move(name), MemGroup::Activations, std::move(shape), bytes, n, n * bytes});
+    plan.buffers.push_back({std::move(name), MemGroup::Activations, std::move(shape), bytes, n,
+                            n * bytes, Location::Engine});
   };
   add("kcache", {L, S, T, C}, W);
   add("vcache", {L, S, T, C}, W);

@@ -110,21 +110,35 @@ const char *mem_group_name(MemGroup g) {
 size_t MemoryPlan::bytes(MemGroup g) const {
   size_t n = 0;
   for (const auto &b : buffers)
-    n += b.group == g ? b.bytes : 0;
+    n += b.group == g && b.where == Location::Engine ? b.bytes : 0;
   return n;
 }
 
 size_t MemoryPlan::elems(MemGroup g) const {
   size_t n = 0;
   for (const auto &b : buffers)
-    n += b.group == g ? b.elems : 0;
+    n += b.group == g && b.where == Location::Engine ? b.elems : 0;
   return n;
 }
 
 size_t MemoryPlan::total_bytes() const {
   size_t n = 0;
   for (const auto &b : buffers)
-    n += b.bytes;
+    n += b.where == Location::Engine ? b.bytes : 0;
+  return n;
+}
+
+size_t MemoryPlan::host_bytes() const {
+  size_t n = 0;
+  for (const auto &b : buffers)
+    n += b.where == Location::Host ? b.bytes : 0;
+  return n;
+}
+
+size_t MemoryPlan::host_bytes(MemGroup g) const {
+  size_t n = 0;
+  for (const auto &b : buffers)
+    n += b.group == g && b.where == Location::Host ? b.bytes : 0;
   return n;
 }
 
@@ -153,11 +167,18 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
     FINEGPT_CHECK(opt.recompute == 0, "recompute = ", opt.recompute,
                   " is for the CUDA engine; the CPU engine keeps every activation (set "
                   "recompute = 0)");
+    FINEGPT_CHECK(!opt.offload, "offload = 'optimizer' is for the CUDA engine: the CPU engine's "
+                                "optimizer state is in host memory already");
   }
+  FINEGPT_CHECK(!opt.offload || opt.optimizer, "internal: offload without an optimizer");
+  FINEGPT_CHECK(!opt.offload || opt.precision == Precision::BF16,
+                "offload = 'optimizer' needs bfloat16 mixed precision (fp32 master weights)");
   MemoryPlan plan;
-  auto add = [&](std::string name, MemGroup g, std::vector<int64_t> shape, int dtype_bytes) {
+  auto add = [&](std::string name, MemGroup g, std::vector<int64_t> shape, int dtype_bytes,
+                 Location where = Location::Engine) {
     size_t n = elements(name.c_str(), shape);
-    plan.buffers.push_back({std::move(name), g, std::move(shape), dtype_bytes, n, n * dtype_bytes});
+    plan.buffers.push_back(
+        {std::move(name), g, std::move(shape), dtype_bytes, n, n * dtype_bytes, where});
   };
   const int W = opt.precision == Precision::FP32 ? 4 : 2; // parameter/activation dtype bytes
   for (const auto &p : param_tensors(c))
@@ -168,9 +189,13 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
   // ZeRO-1: each rank keeps ceil(P / world) of the fp32 optimizer state.
   const int64_t shard = opt.zero_stage == 1 ? (P + opt.world - 1) / opt.world : P;
   if (opt.optimizer) {
-    if (opt.precision == Precision::BF16) add("master", MemGroup::Optimizer, {shard}, 4);
-    add("adamw.m", MemGroup::Optimizer, {shard}, 4);
-    add("adamw.v", MemGroup::Optimizer, {shard}, 4);
+    // Under offload the state is pinned host memory, with a bf16 staging buffer: the gradients
+    // are copied into it, and the host update writes the new bf16 parameters over them.
+    const Location at = opt.offload ? Location::Host : Location::Engine;
+    if (opt.precision == Precision::BF16) add("master", MemGroup::Optimizer, {shard}, 4, at);
+    add("adamw.m", MemGroup::Optimizer, {shard}, 4, at);
+    add("adamw.v", MemGroup::Optimizer, {shard}, 4, at);
+    if (opt.offload) add("offload.staging", MemGroup::Optimizer, {shard}, W, at);
   }
   // Activations kept for backward: (L, B, T, ...) per tensor, or one layer's worth (1, ...)
   // when the tensor is recomputed layer by layer in backward.
@@ -262,7 +287,15 @@ std::string format_plan(const MemoryPlan &plan) {
   }
   std::snprintf(line, sizeof line, "  %-12s %12s\n", "total",
                 format_bytes(double(plan.total_bytes())).c_str());
-  return out + line;
+  out += line;
+  if (plan.host_bytes()) {
+    std::snprintf(line, sizeof line,
+                  "  %-12s %12s  (pinned host memory: master, adamw.m, "
+                  "adamw.v, offload.staging)\n",
+                  "host", format_bytes(double(plan.host_bytes())).c_str());
+    out += line;
+  }
+  return out;
 }
 
 } // namespace finegpt

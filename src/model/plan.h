@@ -66,6 +66,10 @@ size_t num_parameters_unpadded(const GPTConfig &cfg);
 enum class MemGroup { Parameters, Gradients, Optimizer, Activations, Scratch, Workspace };
 const char *mem_group_name(MemGroup g);
 
+// Where a buffer lives: the engine's own memory (the GPU's for the CUDA engine, host memory for
+// the CPU engine), or pinned host memory beside a GPU (the optimizer state under offload).
+enum class Location { Engine, Host };
+
 struct Buffer {
   std::string name;
   MemGroup group;
@@ -73,13 +77,19 @@ struct Buffer {
   int dtype_bytes;
   size_t elems;
   size_t bytes;
+  Location where = Location::Engine;
 };
 
+// Device and host memory are planned separately: bytes(), elems() and total_bytes() count the
+// engine's memory (what is checked against the GPU, or the host for the CPU engine), host_bytes()
+// the pinned host memory of an offloaded optimizer.
 struct MemoryPlan {
   std::vector<Buffer> buffers;
   size_t bytes(MemGroup g) const;
   size_t elems(MemGroup g) const;
   size_t total_bytes() const;
+  size_t host_bytes() const;
+  size_t host_bytes(MemGroup g) const;
   const Buffer *find(const std::string &name) const;
 };
 
@@ -102,6 +112,10 @@ struct PlanOptions {
   // CUDA: attention through cuDNN (attention = 'cudnn') instead of ours; its backward needs a
   // larger op workspace.
   bool cudnn_attention = false;
+  // CUDA: optimizer offload (offload = 'optimizer'): the fp32 master weights and AdamW moments
+  // (this rank's shard) and a bf16 staging buffer of the same length (gradients down, new
+  // parameters up) in pinned host memory; the GPU keeps bf16 parameters and gradients only.
+  bool offload = false;
 };
 const char *backend_name(Backend b);
 const char *precision_name(Precision p);
@@ -109,7 +123,7 @@ const char *precision_name(Precision p);
 // Every buffer a training run of `cfg` at micro-batch (B, T) allocates per rank: parameters,
 // gradients, master weights and AdamW moments, per-tensor activations kept for backward,
 // logits, backward scratch and library workspaces. The CPU engine implements FP32 with
-// recompute 0 (ZeRO-1 included); other combinations on CPU are an Error.
+// recompute 0 (ZeRO-1 included); other combinations on CPU are an Error, as is offload there.
 MemoryPlan plan_memory(const GPTConfig &cfg, int B, int T, const PlanOptions &opt = {});
 
 // A human-readable table: groups with totals, activations per tensor.

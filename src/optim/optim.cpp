@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <tuple>
 
 namespace finegpt {
 
@@ -18,14 +20,40 @@ double LrSchedule::at(long it) const {
   return min_lr + coeff * (learning_rate - min_lr);
 }
 
+void host_adamw(cuda::bf16 *staging, float *master, float *m, float *v,
+                const std::vector<HostChunk> &chunks, float lr, const AdamWConfig &cfg, int t,
+                float grad_scale) {
+#pragma omp parallel
+  {
+    std::vector<float> g(kHostAdamWChunk);
+#pragma omp for schedule(static)
+    for (long c = 0; c < long(chunks.size()); ++c) {
+      const HostChunk &k = chunks[size_t(c)];
+      cuda::bf16 *st = staging + k.off;
+      for (size_t i = 0; i < k.n; ++i)
+        g[i] = cuda::to_float(st[i]);
+      CpuBackend::adamw_update(master + k.off, g.data(), nullptr, m + k.off, v + k.off, k.n, lr,
+                               cfg.beta1, cfg.beta2, cfg.eps, k.decay, t, grad_scale,
+                               /*zero_grad=*/false);
+      const float *w = master + k.off;
+      for (size_t i = 0; i < k.n; ++i)
+        st[i] = cuda::to_bf16(w[i]);
+    }
+  }
+}
+
 template <class Backend>
 AdamW<Backend>::AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exchange)
-    : model_(model), cfg_(cfg), exchange_(exchange) {
+    : model_(model), cfg_(cfg), exchange_(exchange), offload_(cfg.offload) {
+  FINEGPT_CHECK(!offload_ || Backend::kMasterWeights,
+                "offload = 'optimizer' is for the CUDA engine: the CPU engine's optimizer state is "
+                "in host memory already");
   P_ = end_ = model.num_params();
   PlanOptions o;
   o.backend = Backend::kind, o.precision = Backend::precision;
   o.recompute = model.options().recompute, o.cudnn_attention = model.options().cudnn_attention;
   o.zero_stage = exchange ? exchange->zero_stage() : 0, o.world = exchange ? exchange->world() : 1;
+  o.offload = offload_;
   const MemoryPlan plan = plan_memory(model.config(), model.max_batch(), model.max_time(), o);
   if (sharded()) {
     std::tie(begin_, end_) = exchange->owned();
@@ -33,20 +61,93 @@ AdamW<Backend>::AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exch
     FINEGPT_CHECK(end_ - begin_ <= plan.find("adamw.m")->elems,
                   "internal: optimizer shard exceeds the plan");
   }
-  std::vector<std::pair<const Buffer *, size_t>> at;
-  for (const auto &b : plan.buffers)
-    if (b.group == MemGroup::Optimizer) at.emplace_back(&b, bytes_), bytes_ += b.bytes;
+  // The engine's buffers in one block, the pinned host ones (offload) in another.
+  std::vector<std::tuple<const Buffer *, size_t, bool>> at;
+  for (const auto &b : plan.buffers) {
+    if (b.group != MemGroup::Optimizer) continue;
+    const bool host = b.where == Location::Host;
+    size_t &n = host ? host_bytes_ : bytes_;
+    at.emplace_back(&b, n, host);
+    n += b.bytes;
+  }
   FINEGPT_CHECK(!at.empty(), "internal: the plan has no optimizer state");
-  block_.emplace(bytes_);
-  for (auto [b, off] : at) {
-    float *p = reinterpret_cast<float *>(block_->data() + off);
+  if (bytes_) block_.emplace(bytes_);
+  if (host_bytes_) pinned_.emplace(host_bytes_);
+  for (auto [b, off, host] : at) {
+    unsigned char *base = (host ? pinned_->data() : block_->data()) + off;
+    float *p = reinterpret_cast<float *>(base);
     if (b->name == "master") master_ = p;
     if (b->name == "adamw.m") m_ = p;
     if (b->name == "adamw.v") v_ = p;
+    if (b->name == "offload.staging") staging_ = reinterpret_cast<typename Backend::Real *>(base);
   }
-  FINEGPT_CHECK(m_ && v_ && (master_ || !Backend::kMasterWeights),
+  FINEGPT_CHECK(m_ && v_ && (master_ || !Backend::kMasterWeights) && (staging_ || !offload_),
                 "internal: the plan lacks AdamW's state");
-  Backend::zero(block_->data(), bytes_);
+  if (bytes_) Backend::zero(block_->data(), bytes_);
+  if (host_bytes_) std::memset(pinned_->data(), 0, host_bytes_);
+}
+
+template <class Backend> AdamW<Backend>::~AdamW() {
+  if (!offload_) return;
+  try {
+    Backend::copies_wait();
+  } catch (...) { // a device error: the process reports it elsewhere; nothing to free into
+  }
+}
+
+template <class Backend> void AdamW<Backend>::Prefetch::ready(const std::vector<Range> &ranges) {
+  using Real = typename Backend::Real;
+  Real *grads = o_.model_.grads();
+  for (const auto &[a, b] : ranges) {
+    const size_t lo = std::max(a, o_.begin_), hi = std::min(b, o_.end_);
+    if (lo >= hi) continue;
+    Backend::download_async(o_.staging_ + (lo - o_.begin_), grads + lo, (hi - lo) * sizeof(Real));
+    o_.prefetched_ += hi - lo;
+  }
+}
+
+template <class Backend> void AdamW<Backend>::put(float *state, const float *host, size_t n) {
+  if (offload_)
+    std::memcpy(state, host, n * sizeof(float));
+  else
+    Backend::store(state, host, n);
+}
+
+template <class Backend> void AdamW<Backend>::get(float *host, const float *state, size_t n) {
+  if (offload_)
+    std::memcpy(host, state, n * sizeof(float));
+  else
+    Backend::load(host, state, n);
+}
+
+template <class Backend>
+void AdamW<Backend>::host_update(const std::vector<Range> &ranges, const std::vector<float> &decay,
+                                 float lr, float scale) {
+  if constexpr (Backend::kMasterWeights) {
+    using Real = typename Backend::Real;
+    Real *params = model_.params(), *grads = model_.grads();
+    // Gradients down, per tensor range (pinned memory: the copy engine writes it directly),
+    // unless backward's hook copied them all as it finished them.
+    if (prefetched_ != end_ - begin_)
+      for (const auto &[lo, hi] : ranges)
+        Backend::download_async(staging_ + (lo - begin_), grads + lo, (hi - lo) * sizeof(Real));
+    prefetched_ = 0;
+    Backend::copies_wait();
+    std::vector<HostChunk> chunks;
+    for (size_t r = 0; r < ranges.size(); ++r)
+      for (size_t o = ranges[r].first; o < ranges[r].second; o += kHostAdamWChunk)
+        chunks.push_back({o - begin_, std::min(kHostAdamWChunk, ranges[r].second - o), decay[r]});
+    host_adamw(staging_, master_, m_, v_, chunks, lr, cfg_, t_, scale);
+    // The new bf16 parameters up on the copy stream; the compute stream waits for them all
+    // before the next step's forward (the host does not; the staging buffer is next written by
+    // copies queued after these on the same stream).
+    for (const auto &[lo, hi] : ranges)
+      Backend::upload_async(params + lo, staging_ + (lo - begin_), (hi - lo) * sizeof(Real));
+    Backend::compute_waits_for_copies();
+  } else {
+    (void)ranges, (void)decay, (void)lr, (void)scale;
+    fail("internal: offload on a backend without master weights");
+  }
 }
 
 template <class Backend> float AdamW<Backend>::step(float lr, float grad_clip) {
@@ -76,17 +177,24 @@ template <class Backend> float AdamW<Backend>::step(float lr, float grad_clip) {
     if (coef < 1.0f) scale = coef;
   }
   ++t_;
-  for (size_t r = 0; r < ranges.size(); ++r) {
-    const auto [lo, hi] = ranges[r];
-    const size_t s = lo - begin_;
-    Backend::adamw_update(params + lo, grads + lo, master_ ? master_ + s : nullptr, m_ + s, v_ + s,
-                          hi - lo, lr, cfg_.beta1, cfg_.beta2, cfg_.eps,
-                          tensors[ids[r]].decay ? cfg_.weight_decay : 0.0f, t_, scale,
-                          /*zero_grad=*/true);
-  }
-  if (sharded()) { // the rest of the gradients held other ranks' partial sums
-    Backend::zero(grads, begin_ * sizeof(Real));
-    Backend::zero(grads + end_, (P_ - end_) * sizeof(Real));
+  std::vector<float> decay(ranges.size());
+  for (size_t r = 0; r < ranges.size(); ++r)
+    decay[r] = tensors[ids[r]].decay ? cfg_.weight_decay : 0.0f;
+  if (offload_) {
+    host_update(ranges, decay, lr, scale);
+    Backend::zero(grads, P_ * sizeof(Real)); // the copies down are done (copies_wait)
+  } else {
+    for (size_t r = 0; r < ranges.size(); ++r) {
+      const auto [lo, hi] = ranges[r];
+      const size_t s = lo - begin_;
+      Backend::adamw_update(params + lo, grads + lo, master_ ? master_ + s : nullptr, m_ + s,
+                            v_ + s, hi - lo, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, decay[r], t_,
+                            scale, /*zero_grad=*/true);
+    }
+    if (sharded()) { // the rest of the gradients held other ranks' partial sums
+      Backend::zero(grads, begin_ * sizeof(Real));
+      Backend::zero(grads + end_, (P_ - end_) * sizeof(Real));
+    }
   }
   if (exchange_) exchange_->share_params();
   return norm;
@@ -94,7 +202,7 @@ template <class Backend> float AdamW<Backend>::step(float lr, float grad_clip) {
 
 template <class Backend> void AdamW<Backend>::set_params(const float *host) {
   model_.set_params(host);
-  if (master_) Backend::store(master_, host + begin_, end_ - begin_);
+  if (master_) put(master_, host + begin_, end_ - begin_);
 }
 
 template <class Backend> void AdamW<Backend>::get_params(float *host) {
@@ -102,7 +210,7 @@ template <class Backend> void AdamW<Backend>::get_params(float *host) {
     model_.get_params(host);
     return;
   }
-  Backend::load(host + begin_, master_, end_ - begin_);
+  get(host + begin_, master_, end_ - begin_);
   if (sharded()) exchange_->gather(host);
 }
 
@@ -110,8 +218,8 @@ template <class Backend>
 void AdamW<Backend>::gather_moments(std::vector<float> &m, std::vector<float> &v) {
   m.assign(P_, 0.0f);
   v.assign(P_, 0.0f);
-  Backend::load(m.data() + begin_, m_, end_ - begin_);
-  Backend::load(v.data() + begin_, v_, end_ - begin_);
+  get(m.data() + begin_, m_, end_ - begin_);
+  get(v.data() + begin_, v_, end_ - begin_);
   if (sharded()) {
     exchange_->gather(m.data());
     exchange_->gather(v.data());
@@ -119,8 +227,8 @@ void AdamW<Backend>::gather_moments(std::vector<float> &m, std::vector<float> &v
 }
 
 template <class Backend> void AdamW<Backend>::load_moments(const float *m, const float *v) {
-  Backend::store(m_, m + begin_, end_ - begin_);
-  Backend::store(v_, v + begin_, end_ - begin_);
+  put(m_, m + begin_, end_ - begin_);
+  put(v_, v + begin_, end_ - begin_);
 }
 
 template class AdamW<CpuBackend>;

@@ -17,8 +17,22 @@ constexpr double kWarmupTokens = 375e6; // GPT-3's warmup (Brown et al. 2020)
 constexpr double kMargin = 0.03;        // recommendations leave 3% of the card free (fragmentation)
 } // namespace
 
+double pcie_gbs_of(const std::string &name) {
+  for (const char *gen5 : {"RTX 5090", "H100 PCIe", "H100 SXM", "H200", "B200"})
+    if (name == gen5) return 50.4;
+  for (const char *gen3 : {"T4", "V100 16GB", "V100 32GB", "RTX 4060 Ti 8GB", "RTX 4060 Ti 16GB"})
+    if (name == gen3) return 12.6;
+  return 25.2;
+}
+
+double offload_seconds(double params_per_gpu, double pcie_gbs, double host_gbs) {
+  return 2.0 * 2.0 * params_per_gpu / (pcie_gbs * 1e9) +
+         kOffloadHostBytes * params_per_gpu / (host_gbs * 1e9);
+}
+
 Device device_from_gpu(const GpuSpec &g) {
-  return Device{g.name, g.usable_gib, g.bf16 ? g.bf16_tflops : g.fp32_tflops, g.bf16, true};
+  return Device{g.name, g.usable_gib, g.bf16 ? g.bf16_tflops : g.fp32_tflops,
+                g.bf16, true,         pcie_gbs_of(g.name)};
 }
 
 Device device_from_vram(double nominal_gib) {
@@ -28,8 +42,9 @@ Device device_from_vram(double nominal_gib) {
   return Device{name, nominal_gib * 0.98, 0.0, true, false};
 }
 
-PlanOptions plan_options(const Device &dev, int recompute, int zero_stage, int gpus) {
+PlanOptions plan_options(const Device &dev, int recompute, int zero_stage, int gpus, bool offload) {
   PlanOptions o;
+  o.offload = offload;
   o.backend = Backend::CUDA;
   o.precision = dev.bf16 ? Precision::BF16 : Precision::FP32;
   o.recompute = recompute;
@@ -63,21 +78,31 @@ double learning_rate_for(double params) {
 }
 
 Candidate evaluate(const Device &dev, const PlanSettings &s, const GPTConfig &m, int micro_batch,
-                   int accum, int recompute, int zero_stage, bool *fits) {
+                   int accum, int recompute, int zero_stage, bool *fits, bool offload) {
   Candidate c;
+  c.offload = offload;
   c.model = m;
   c.micro_batch = micro_batch, c.accum = accum, c.recompute = recompute;
   c.zero_stage = zero_stage;
   c.params = num_parameters_unpadded(m);
   c.bf16 = dev.bf16;
-  MemoryPlan plan =
-      plan_memory(m, micro_batch, s.block_size, plan_options(dev, recompute, zero_stage, s.gpus));
+  MemoryPlan plan = plan_memory(m, micro_batch, s.block_size,
+                                plan_options(dev, recompute, zero_stage, s.gpus, offload));
   c.plan_gib = double(plan.total_bytes()) / kGiB;
+  c.host_gib = double(plan.host_bytes()) / kGiB;
   c.need_gib = c.plan_gib + s.overhead_gib;
   c.headroom_gib = dev.usable_gib - c.need_gib;
   if (fits) *fits = c.headroom_gib >= 0;
   c.flops_per_token = flops_per_token(m, s.block_size, recompute);
   if (dev.known_peak) c.tokens_per_s = s.gpus * dev.peak_tflops * 1e12 * s.mfu / c.flops_per_token;
+  c.compute_tokens_per_s = c.tokens_per_s;
+  if (offload) {
+    const double shard = double(num_parameters(m)) / (zero_stage == 1 ? s.gpus : 1);
+    c.offload_s = offload_seconds(shard, dev.pcie_gbs, s.host_gbs);
+    const double step_tokens = double(micro_batch) * accum * s.block_size * s.gpus;
+    if (c.tokens_per_s > 0)
+      c.tokens_per_s = step_tokens / (step_tokens / c.tokens_per_s + c.offload_s);
+  }
   if (s.tokens > 0) {
     c.train_tokens = s.tokens;
   } else if (dev.known_peak) {
@@ -105,26 +130,47 @@ GPTConfig shape(int L, int C, const PlanSettings &s) {
   return m;
 }
 
-// The fastest way to run `m` that fits, or false.
-bool best_run(const Device &dev, const PlanSettings &s, const GPTConfig &m, Candidate *out) {
+} // namespace
+
+bool best_run(const Device &dev, const PlanSettings &s, const GPTConfig &m, bool allow_offload,
+              Candidate *out) {
   bool found = false;
-  for (int zero = 0; zero <= (s.gpus > 1 ? 1 : 0); ++zero)
-    for (int r = 0; r <= 3; ++r)
-      for (int B = 64; B >= 1; B /= 2) {
-        const long per = long(B) * s.block_size * s.gpus;
-        if (s.tokens_per_step % per != 0) continue;
-        Candidate c = evaluate(dev, s, m, B, int(s.tokens_per_step / per), r, zero, nullptr);
-        if (c.headroom_gib < kMargin * dev.usable_gib) continue;
-        auto key = [](const Candidate &x) {
-          return std::make_tuple(x.tokens_per_s, x.micro_batch, -x.recompute, -x.zero_stage);
-        };
-        if (!found || key(c) > key(*out)) *out = c, found = true;
-        break; // smaller micro-batches at this level are no better
-      }
+  // Offload keeps fp32 master weights: bf16 mixed precision only.
+  for (int off = 0; off <= (allow_offload && dev.bf16 ? 1 : 0) && !found; ++off)
+    for (int zero = 0; zero <= (s.gpus > 1 ? 1 : 0); ++zero)
+      for (int r = 0; r <= 3; ++r)
+        for (int B = 64; B >= 1; B /= 2) {
+          const long per = long(B) * s.block_size * s.gpus;
+          if (s.tokens_per_step % per != 0) continue;
+          Candidate c =
+              evaluate(dev, s, m, B, int(s.tokens_per_step / per), r, zero, nullptr, off == 1);
+          if (c.headroom_gib < kMargin * dev.usable_gib) continue;
+          auto key = [](const Candidate &x) {
+            return std::make_tuple(x.tokens_per_s, x.micro_batch, -x.recompute, -x.zero_stage);
+          };
+          if (!found || key(c) > key(*out)) *out = c, found = true;
+          break; // smaller micro-batches at this level are no better
+        }
   return found;
 }
 
-} // namespace
+const Gpt2Size kGpt2Sizes[4] = {{"GPT-2 124M", 12, 12, 768},
+                                {"GPT-2 350M", 24, 16, 1024},
+                                {"GPT-2 774M", 36, 20, 1280},
+                                {"GPT-2 1558M", 48, 25, 1600}};
+
+GPTConfig gpt2_config(const Gpt2Size &g, int block_size) {
+  GPTConfig m;
+  m.n_layer = g.L, m.n_head = g.NH, m.n_embd = g.C, m.block_size = block_size;
+  m.vocab_size = 50257, m.padded_vocab_size = pad_vocab(50257), m.bias = true;
+  return m;
+}
+
+int largest_gpt2(const Device &dev, const PlanSettings &s, bool allow_offload, Candidate *out) {
+  for (int i = 3; i >= 0; --i)
+    if (best_run(dev, s, gpt2_config(kGpt2Sizes[i], s.block_size), allow_offload, out)) return i;
+  return -1;
+}
 
 std::vector<Candidate> search(const Device &dev, const PlanSettings &s, int top) {
   FINEGPT_CHECK(s.gpus >= 1, "--gpus must be at least 1");
@@ -139,7 +185,7 @@ std::vector<Candidate> search(const Device &dev, const PlanSettings &s, int top)
     for (int L = 2; L <= 64; ++L) {
       if (C < 32 * L || C > 96 * L) continue; // around GPT-2's width-to-depth range (33..64)
       Candidate c;
-      if (!best_run(dev, s, shape(L, C, s), &c)) continue;
+      if (!best_run(dev, s, shape(L, C, s), s.offload, &c)) continue;
       // A token budget is data: past 20 tokens per parameter is not compute-optimal.
       if (s.tokens > 0 && double(c.params) * 20.0 > s.tokens) continue;
       all.push_back(c);
@@ -181,6 +227,22 @@ std::vector<Fix> fixes(const Device &dev, const PlanSettings &s, const Candidate
   if (c.recompute < 3)
     attempt("recompute = 3 (whole block; about a third more compute)", c.micro_batch, c.accum, 3,
             c.zero_stage, s.gpus);
+  if (!c.offload && dev.bf16) {
+    PlanSettings t = s;
+    bool fits = false;
+    Candidate x =
+        evaluate(dev, t, c.model, c.micro_batch, c.accum, c.recompute, c.zero_stage, &fits, true);
+    for (int r = c.recompute + 1; !fits && r <= 3; ++r)
+      x = evaluate(dev, t, c.model, c.micro_batch, c.accum, r, c.zero_stage, &fits, true);
+    if (fits) {
+      char what[160];
+      std::snprintf(what, sizeof what,
+                    "offload = 'optimizer'%s (%.1f GiB pinned host memory, %.0f%% of the tokens/s)",
+                    x.recompute != c.recompute ? cat(", recompute = ", x.recompute).c_str() : "",
+                    x.host_gib, 100.0 * x.tokens_per_s / std::max(1.0, x.compute_tokens_per_s));
+      out.push_back({what, x});
+    }
+  }
   for (int g = s.gpus * 2; g <= s.gpus * 64; g *= 2)
     if ((c.accum * s.gpus) % g == 0 &&
         attempt(cat("zero_stage = 1 over ", g,
@@ -210,12 +272,12 @@ std::string config_for(const Candidate &c, const PlanSettings &s, const std::str
       "max_iters = %ld\nlr_decay_iters = %ld\nwarmup_iters = %ld\n"
       "weight_decay = 0.1\nbeta1 = 0.9\nbeta2 = 0.95\ngrad_clip = 1.0\n"
       "device = 'cuda'\ndtype = '%s'\n"
-      "recompute = %d\nzero_stage = %d\n",
+      "recompute = %d\nzero_stage = %d\n%s",
       gpu_name.c_str(), s.gpus, c.params / 1e6, c.train_tokens, c.train_tokens / c.params, c.hours,
       c.tokens_per_s, s.mfu, c.need_gib, c.need_gib + c.headroom_gib, m.n_layer, m.n_embd, c.accum,
       c.micro_batch, m.block_size, m.n_layer, m.n_head, m.n_embd, c.learning_rate, c.min_lr,
       c.max_iters, c.max_iters, c.warmup_iters, c.bf16 ? "bfloat16" : "float32", c.recompute,
-      c.zero_stage);
+      c.zero_stage, c.offload ? "offload = 'optimizer'\n" : "");
   return buf;
 }
 

@@ -18,7 +18,12 @@ struct Device {
   double peak_tflops = 0; // dense bf16 (fp32 on cards without bf16)
   bool bf16 = true;
   bool known_peak = false; // false for --vram: no throughput figure
+  double pcie_gbs = 25.2;  // host link per direction, effective (pcie_gbs_of; optimizer offload)
 };
+// The card's host link per direction, effective GB/s: 80% of PCIe's nominal x16 rate (3.0 15.75,
+// 4.0 31.5, 5.0 63 GB/s): 50.4 for PCIe 5.0 cards (RTX 5090, H100, H200, B200), 12.6 for PCIe
+// 3.0 (T4, V100) and the x8 RTX 4060 Ti, 25.2 (PCIe 4.0 x16) for the others and unknown cards.
+double pcie_gbs_of(const std::string &catalog_name);
 Device device_from_gpu(const GpuSpec &g);
 Device device_from_vram(double nominal_gib); // usable = nominal x 0.98 (the catalog's rule)
 
@@ -31,7 +36,18 @@ struct PlanSettings {
   double overhead_gib = 0.75; // CUDA context and allocator slack, outside the plan
   double hours = 0;           // budget: wall-clock hours ...
   double tokens = 0;          // ... or training tokens (0 and 0: 24 hours)
+  bool offload = false;       // the search may use optimizer offload (plan --offload)
+  double host_gbs = 25.0;     // host memory bandwidth the offloaded AdamW streams at (GB/s)
 };
+
+// Optimizer offload's throughput model, per GPU and optimizer step, added to the compute time (the
+// host update runs between steps; conservatively, both copies are counted, though on one rank the
+// gradients' copy hides behind backward): the owned bf16 gradients down and bf16
+// parameters up over the host link (2 x 2 bytes per parameter at pcie_gbs), and the host AdamW
+// streaming kOffloadHostBytes per parameter at host_gbs: read the bf16 gradient (2) and the fp32
+// master weight and moments (12), write them (12) and the bf16 parameter (2).
+constexpr double kOffloadHostBytes = 28.0;
+double offload_seconds(double params_per_gpu, double pcie_gbs, double host_gbs);
 
 // One configuration: a model shape and how it runs, with its memory and predicted outcome.
 struct Candidate {
@@ -42,12 +58,17 @@ struct Candidate {
   double train_tokens = 0, hours = 0, expected_loss = 0;
   double learning_rate = 0, min_lr = 0;
   long max_iters = 0, warmup_iters = 0;
-  size_t params = 0; // the true count (unpadded vocabulary)
-  bool bf16 = true;  // mixed precision (else float32: cards without bf16)
+  size_t params = 0;               // the true count (unpadded vocabulary)
+  bool bf16 = true;                // mixed precision (else float32: cards without bf16)
+  bool offload = false;            // optimizer offload (offload = 'optimizer')
+  double host_gib = 0;             // pinned host memory per GPU (offload)
+  double offload_s = 0;            // seconds per optimizer step the offload adds (offload_seconds)
+  double compute_tokens_per_s = 0; // tokens_per_s without that cost
 };
 
 // The memory plan options a candidate runs with on `dev`.
-PlanOptions plan_options(const Device &dev, int recompute, int zero_stage, int gpus);
+PlanOptions plan_options(const Device &dev, int recompute, int zero_stage, int gpus,
+                         bool offload = false);
 
 // 6N + 12 L T C FLOPs per token (nanoGPT's estimate; N without position embeddings), times
 // 4/3 when whole blocks are recomputed (one more forward).
@@ -64,7 +85,21 @@ double learning_rate_for(double params);
 // Fills memory, throughput and budget figures of a configuration. `fits` tells whether
 // need <= usable.
 Candidate evaluate(const Device &dev, const PlanSettings &s, const GPTConfig &m, int micro_batch,
-                   int accum, int recompute, int zero_stage, bool *fits);
+                   int accum, int recompute, int zero_stage, bool *fits, bool offload = false);
+// The fastest way to run `m` that fits with 3% to spare (largest micro-batch, least recompute,
+// no offload unless only offload fits and `allow_offload`), or false.
+bool best_run(const Device &dev, const PlanSettings &s, const GPTConfig &m, bool allow_offload,
+              Candidate *out);
+// GPT-2's four sizes (124M, 350M, 774M, 1558M: bias, vocabulary 50257).
+struct Gpt2Size {
+  const char *name;
+  int L, NH, C;
+};
+extern const Gpt2Size kGpt2Sizes[4];
+GPTConfig gpt2_config(const Gpt2Size &g, int block_size);
+// The largest GPT-2 that trains on `dev` at s.tokens_per_step (best_run), with or without
+// offload; -1 when none.
+int largest_gpt2(const Device &dev, const PlanSettings &s, bool allow_offload, Candidate *out);
 
 // The best `top` configurations for the budget, best first: for each shape (n_embd a
 // multiple of 64, head size 64, 32..96 channels per layer), the fastest way to run it

@@ -28,6 +28,7 @@ public:
     o.recompute = e.model.recompute, o.cudnn_attention = e.model.cudnn_attention;
     o.zero_stage = exchange_ ? exchange_->zero_stage() : 0, o.world = comm.world();
     o.optimizer = e.training;
+    o.offload = e.training && e.adam.offload;
     plan_ = plan_memory(cfg, B, T, o);
   }
 
@@ -43,6 +44,7 @@ public:
   const GPTConfig &config() const override { return model_.config(); }
   const MemoryPlan &plan() const override { return plan_; }
   size_t allocated_bytes() const override { return model_.bytes() + (opt_ ? opt_->bytes() : 0); }
+  size_t allocated_host_bytes() const override { return opt_ ? opt_->host_bytes() : 0; }
   size_t num_params() const override { return model_.num_params(); }
   void init_weights(uint64_t seed) override {
     if constexpr (Backend::kMasterWeights) {
@@ -74,8 +76,9 @@ public:
   }
   float forward_backward(const int32_t *x, const int32_t *y, int B, int T, float loss_scale,
                          uint64_t key, bool last_micro_step) override {
-    return model_.forward_backward(x, y, B, T, loss_scale, key,
-                                   last_micro_step ? exchange_.get() : nullptr);
+    // The optimizer's hook: the exchange, or under offload on one rank its own gradient copies.
+    GradExchange *hook = opt_ ? opt_->backward_hook() : exchange_.get();
+    return model_.forward_backward(x, y, B, T, loss_scale, key, last_micro_step ? hook : nullptr);
   }
   float step(float lr, float grad_clip) override { return optimizer().step(lr, grad_clip); }
   void synchronize() override {
@@ -106,7 +109,10 @@ public:
       return cat("GPU memory: ", format_bytes(double(d.total_bytes - d.free_bytes)), " of ",
                  format_bytes(double(d.total_bytes)),
                  " in use (this process and others); the engine's arenas are ",
-                 format_bytes(double(allocated_bytes())));
+                 format_bytes(double(allocated_bytes())),
+                 allocated_host_bytes() ? cat("; pinned host memory (optimizer offload) ",
+                                              format_bytes(double(allocated_host_bytes())))
+                                        : std::string());
     }
     return "";
   }

@@ -19,8 +19,8 @@ namespace finegpt {
 
 struct EngineOptions {
   Backend backend = Backend::CPU;
-  ModelOptions model{}; // recompute, cuDNN attention (CUDA); the engine picks the device
-  AdamWConfig adam{};
+  ModelOptions model{};   // recompute, cuDNN attention (CUDA); the engine picks the device
+  AdamWConfig adam{};     // adam.offload: the optimizer state in pinned host memory (CUDA)
   bool training = true;   // with the optimizer (and its memory); eval and sample run without
   int zero_stage = 0;     // 1: optimizer state sharded over the ranks (ZeRO-1)
   int threads = 1;        // CPU threads in use (for describe())
@@ -35,7 +35,8 @@ public:
   virtual const GPTConfig &config() const = 0;
   // Everything this engine allocated, as the memory plan lists it (model and optimizer).
   virtual const MemoryPlan &plan() const = 0;
-  virtual size_t allocated_bytes() const = 0;
+  virtual size_t allocated_bytes() const = 0;      // the engine's memory (the GPU's on CUDA)
+  virtual size_t allocated_host_bytes() const = 0; // pinned host memory (optimizer offload)
   virtual size_t num_params() const = 0;
   virtual void init_weights(uint64_t seed) = 0;
   // All parameters as fp32 (num_params floats): the model's, and the master weights.

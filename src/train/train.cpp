@@ -166,6 +166,7 @@ Run::Run(const TrainConfig &cfg, const RunSetup &s, Communicator &comm)
   eo.model.recompute = int(cfg.recompute);
   eo.model.cudnn_attention = s.backend == Backend::CUDA && cfg.attention == "cudnn";
   eo.adam = AdamWConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
+  eo.adam.offload = s.backend == Backend::CUDA && cfg.offload == "optimizer";
   eo.zero_stage = int(cfg.zero_stage), eo.threads = set_threads(int(cfg.threads));
   eo.timeout_s = cfg.dist_timeout;
   engine_ = make_engine(s.model, B_, T_, comm, eo);
@@ -229,7 +230,9 @@ void Run::write_run_info() const {
     std::string shape;
     for (int64_t d : b.shape)
       shape += cat(shape.empty() ? "" : "x", d);
-    info.plan.push_back({mem_group_name(b.group), b.name, shape, double(b.bytes)});
+    info.plan.push_back({b.where == Location::Host ? cat(mem_group_name(b.group), " (pinned host)")
+                                                   : std::string(mem_group_name(b.group)),
+                         b.name, shape, double(b.bytes)});
   }
   char started[32];
   const std::time_t now = std::time(nullptr);

@@ -55,6 +55,9 @@ void choose_engine(const TrainConfig &cfg, RunSetup &setup, bool dry_run) {
                   "or build with NCCL");
   }
   setup.backend = wants_cuda && (dry_run || on_gpu) ? Backend::CUDA : Backend::CPU;
+  if (setup.backend == Backend::CPU && cfg.offload == "optimizer")
+    setup.notes.push_back("offload = 'optimizer': nothing to offload on the CPU engine (its "
+                          "optimizer state is in host memory already); training as normal");
   if (wants_cuda && !on_gpu)
     setup.notes.push_back("device='" + cfg.device + "': " +
                           (cuda::compiled() ? "no CUDA device here (" + cuda::device_summary() + ")"
@@ -123,6 +126,7 @@ MemoryPlan run_plan(const TrainConfig &cfg, const RunSetup &setup, long batch_si
   o.cudnn_attention = setup.backend == Backend::CUDA && cfg.attention == "cudnn";
   o.backend = setup.backend;
   if (setup.backend == Backend::CUDA && cfg.dtype != "float32") o.precision = Precision::BF16;
+  o.offload = setup.backend == Backend::CUDA && cfg.offload == "optimizer";
   return plan_memory(setup.model, int(batch_size), int(cfg.block_size), o);
 }
 
@@ -150,6 +154,48 @@ double proc_status_bytes(const char *field) {
 } // namespace
 
 double resident_bytes() { return proc_status_bytes("VmRSS:"); }
+
+double pinned_memory_limit() {
+  struct rlimit r {};
+  if (getrlimit(RLIMIT_MEMLOCK, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return 0;
+  return double(r.rlim_cur);
+}
+
+int ranks_on_this_node() {
+  for (const char *name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
+    if (const char *v = std::getenv(name)) {
+      const long n = std::strtol(v, nullptr, 10);
+      if (n >= 1 && n <= 4096) return int(n);
+    }
+  return 1;
+}
+
+void check_host_memory(const MemoryPlan &plan, std::vector<std::string> &notes) {
+  // Every rank on this machine pins its own shard.
+  const int local = ranks_on_this_node();
+  const double need = double(plan.host_bytes()) * local;
+  if (need == 0) return;
+  const std::string ranks =
+      local > 1 ? cat(" (", local, " ranks on this node x ", format_bytes(need / local), ")") : "";
+  const double avail = host_memory_available();
+  if (avail > 0 && need > avail)
+    fail("offload = 'optimizer' needs ", format_bytes(need), ranks,
+         " of pinned host memory (master weights, AdamW moments and a staging buffer) but the "
+         "host has ",
+         format_bytes(avail),
+         " available (MemAvailable, or FINEGPT_HOST_MEMORY): use a machine with more memory, "
+         "zero_stage = 1 over more GPUs, or offload = 'none'");
+  notes.push_back(cat("host memory: offload pins ", format_bytes(need), ranks, " of ",
+                      avail > 0 ? format_bytes(avail) : std::string("(unknown)"), " available"));
+  // cudaHostAlloc's pages are pinned by the driver, which does not charge them to
+  // RLIMIT_MEMLOCK on Linux; a limit below the need is worth a word, not a refusal.
+  const double lock = pinned_memory_limit();
+  if (lock > 0 && lock < need)
+    notes.push_back(cat("host memory: RLIMIT_MEMLOCK (ulimit -l) is ", format_bytes(lock),
+                        ", below the ", format_bytes(need),
+                        " offload pins; the CUDA driver's pinned allocations do not count "
+                        "against it, but raise it if cudaHostAlloc fails"));
+}
 double peak_resident_bytes() { return proc_status_bytes("VmHWM:"); }
 
 void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run) {
@@ -161,6 +207,15 @@ void fit_to_memory(TrainConfig &cfg, RunSetup &setup, bool dry_run) {
                                                                        : 0.0;
   const int T = int(cfg.block_size);
   auto need = [&](long B) { return double(run_plan(cfg, setup, B).total_bytes()); };
+  // Offload: the pinned host memory (it does not depend on the micro-batch) first.
+  if (setup.backend == Backend::CUDA && cfg.offload == "optimizer") {
+    try {
+      check_host_memory(run_plan(cfg, setup, std::max(1L, cfg.batch_size)), setup.notes);
+    } catch (const Error &e) {
+      if (!dry_run) throw;
+      setup.notes.push_back(cat("does not fit: ", e.what()));
+    }
+  }
   if (cfg.batch_size == 0) {
     const long target = cfg.tokens_per_step ? cfg.tokens_per_step : 524288;
     FINEGPT_CHECK(target % T == 0, "batch_size='auto': tokens_per_step (", target,
@@ -224,12 +279,13 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
               cfg.max_iters, tokens_per_step * double(cfg.max_iters + 1));
   MemoryPlan plan = run_plan(cfg, s, cfg.batch_size);
   std::printf("# memory plan (%s, %s, micro-batch %ld x %ld, recompute %ld, zero_stage %ld, "
-              "%d rank%s):\n%s",
+              "%d rank%s%s):\n%s",
               backend_name(s.backend),
               s.backend == Backend::CPU || cfg.dtype == "float32" ? "float32"
                                                                   : "bfloat16 mixed precision",
               cfg.batch_size, cfg.block_size, cfg.recompute, cfg.zero_stage, s.world,
-              s.world > 1 ? "s" : "", format_plan(plan).c_str());
+              s.world > 1 ? "s" : "", plan.host_bytes() ? ", optimizer offload" : "",
+              format_plan(plan).c_str());
   for (const auto &n : s.notes)
     std::printf("note: %s\n", n.c_str());
   std::fflush(stdout);

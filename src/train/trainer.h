@@ -43,6 +43,14 @@ double host_memory_available();
 // Bytes of this process now resident in host memory (VmRSS), and the most it has been (the
 // peak, VmHWM); 0 where /proc does not say.
 double resident_bytes();
+// RLIMIT_MEMLOCK's soft limit in bytes, 0 when unlimited.
+double pinned_memory_limit();
+// Ranks of this run on this machine (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS; else 1).
+int ranks_on_this_node();
+// Offload: the plan's pinned host memory times the ranks on this node against
+// host_memory_available() (an Error naming both when it does not fit) and RLIMIT_MEMLOCK (a
+// note); adds a note on what it takes.
+void check_host_memory(const MemoryPlan &plan, std::vector<std::string> &notes);
 double peak_resident_bytes();
 
 // Makes the run fit in host memory before anything is allocated: batch_size='auto' (0) becomes

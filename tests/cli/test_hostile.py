@@ -28,6 +28,10 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from finegpt_testing import FINEGPT, SHAKESPEARE, write_shard  # noqa: E402
 
+# finegpt on the host emulation of the CUDA seam (tests/emulation/), for cases that need the CUDA
+# engine (optimizer offload, the device memory cap) on a machine without a GPU.
+EMULATED = os.environ.get("FINEGPT_EMULATED_BIN", "")
+
 CRASH_WORDS = ("Sanitizer", "terminate called", "Segmentation fault", "Traceback", "core dumped",
                "Assertion", "runtime error:", "what():")
 MAX_LINES = 3
@@ -253,12 +257,14 @@ def json_edit(fn):
 # ---- the table -----------------------------------------------------------------------------------
 
 # may_change: paths under the case's folder that the command may write (a log), by prefix.
-Case = collections.namedtuple("Case", "name argv words setup may_change", defaults=(None, ()))
+# env: more environment; emulated: run finegpt_emulated (the CUDA engine without a GPU).
+Case = collections.namedtuple("Case", "name argv words setup may_change env emulated",
+                              defaults=(None, (), None, False))
 CASES = []
 
 
-def case(name, argv, words, setup=None, may_change=()):
-    CASES.append(Case(name, list(argv), list(words), setup, tuple(may_change)))
+def case(name, argv, words, setup=None, may_change=(), env=None, emulated=False):
+    CASES.append(Case(name, list(argv), list(words), setup, tuple(may_change), env, emulated))
 
 
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=32", "--batch_size=4",
@@ -314,6 +320,25 @@ case("train_block_size_past_any_memory", ["train", "--block_size=134217728", "--
                                           "--dry_run"], ["too large", "att"])
 case("train_device_tpu", ["train", "--device=tpu", "--dry_run"], ["device='tpu'"])
 case("train_attention_x", ["train", "--attention=x", "--dry_run"], ["attention", "'x'"])
+case("train_offload_x", ["train", "--offload=gpu", "--dry_run"], ["offload", "'gpu'", "optimizer"])
+# Optimizer offload on the CUDA engine (emulated): too little host memory for the pinned state is
+# refused before anything is allocated, naming both sizes; a device memory cap the model does not
+# fit stops at the allocation that passes it; a cap that is not a size is named.
+GPU_TINY = ["--n_layer=1", "--n_head=2", "--n_embd=64", "--block_size=32", "--batch_size=4",
+            "--max_iters=2", "--eval_interval=2", "--eval_iters=1", "--device=cuda"]
+case("train_offload_host_memory_short",
+     ["train", "--data_dir={s_chars}", "--out_dir={d}/o", "--offload=optimizer", *GPU_TINY,
+      "--n_embd=128"],
+     ["offload", "pinned host memory", "2.90 MiB", "1.00 MiB", "available"],  # 14 x 217,472
+     env={"FINEGPT_HOST_MEMORY": "1MB"}, emulated=True)
+case("train_device_memory_cap_passed",
+     ["train", "--data_dir={s_chars}", "--out_dir={d}/o", *GPU_TINY],
+     ["FINEGPT_DEVICE_MEMORY_CAP", "65536", "asked for"],
+     env={"FINEGPT_DEVICE_MEMORY_CAP": "64KiB"}, emulated=True)
+case("train_device_memory_cap_not_a_size",
+     ["train", "--data_dir={s_chars}", "--out_dir={d}/o", *GPU_TINY],
+     ["FINEGPT_DEVICE_MEMORY_CAP", "'lots'"], env={"FINEGPT_DEVICE_MEMORY_CAP": "lots"},
+     emulated=True)
 case("train_dtype_int8", ["train", "--dtype=int8", "--dry_run"], ["dtype", "int8"])
 case("train_data_order_bad", ["train", "--data_order=shuffled", "--dry_run"],
      ["data_order", "shuffled"])
@@ -774,6 +799,8 @@ case("detokenize_two_files", ["detokenize", "{d}/a", "{d}/b"], ["at most one FIL
 # plan
 case("plan_unknown_gpu_suggests", ["plan", "--gpu", "rtx 4095"], ["rtx 4095", "RTX 4090"])
 case("plan_vram_too_small", ["plan", "--vram", "1GB"], ["too small"])
+case("plan_pcie_zero", ["plan", "--gpu", "4090", "--pcie", "0"], ["--pcie", "positive"])
+case("plan_host_bw_negative", ["plan", "--gpu", "4090", "--host_bw=-5"], ["--host_bw"])
 case("plan_write_over_a_file_without_force", ["plan", "--gpu", "4090", "--write", "{d}/mine.py"],
      ["{d}/mine.py", "--force"], text("mine.py", "n_layer = 3  # my own config\n"))
 case("plan_write_through_a_link_without_force", ["plan", "--gpu", "4090", "--write",
@@ -808,6 +835,9 @@ case("plan_conflicting_gpus", ["plan", "--gpu", "4090", "--gpu=A100"], ["--gpu",
 # bench
 case("bench_negative_threads", ["bench", "--threads=-3", "--steps=1"], ["--threads", "-3"])
 case("bench_device_tpu", ["bench", "--device=tpu", "--steps=1"], ["--device", "tpu"])
+case("bench_offload_x", ["bench", "--offload=all", "--steps=1"], ["--offload", "'all'"])
+case("bench_offload_on_cpu", ["bench", "--offload=optimizer", "--steps=1"],
+     ["--offload", "--device cuda"])
 case("bench_embd_not_divisible_by_heads", ["bench", "--n_embd=100", "--n_head=3", "--steps=1"],
      ["n_embd (100)", "divisible"])
 case("bench_model_past_any_memory", ["bench", "--n_embd=2147483647", "--n_head=1", "--steps=1"],
@@ -927,6 +957,8 @@ class Hostile(unittest.TestCase):
         cls._tmp.cleanup()
 
     def run_case(self, c):
+        if c.emulated and not (EMULATED and os.path.exists(EMULATED)):
+            self.skipTest("needs finegpt_emulated")
         s = self.shared
         d = tempfile.mkdtemp(dir=self._tmp.name, prefix=c.name[:20] + "_")
         if c.setup:
@@ -937,9 +969,9 @@ class Hostile(unittest.TestCase):
         before = {w: snapshot(w) for w in self.watched}
         case_before = snapshot(d)
         devices = {p: os.stat(p).st_rdev for p in ("/dev/null", "/dev/zero")}
-        p = subprocess.run([FINEGPT, *argv], cwd=d, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, timeout=120,
-                           env=dict(os.environ, OMP_NUM_THREADS="2"))
+        p = subprocess.run([EMULATED if c.emulated else FINEGPT, *argv], cwd=d,
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                           env=dict(os.environ, OMP_NUM_THREADS="2", **(c.env or {})))
         cmd = "finegpt " + " ".join(a if len(a) < 200 else a[:100] + "..." for a in argv)
         report = (f"{cmd}\nexit {p.returncode}\nstdout:\n{p.stdout[-2000:]}\n"
                   f"stderr:\n{p.stderr[-3000:]}")

@@ -88,21 +88,21 @@ TEST(ConfigDefaults, MatchNanoGPT) {
 
 TEST(ConfigDefaults, KeysInDeclarationOrder) {
   const std::vector<std::string> nanogpt = {
-      "out_dir",        "eval_interval", "log_interval",
-      "eval_iters",     "eval_only",     "always_save_checkpoint",
-      "init_from",      "wandb_log",     "wandb_project",
-      "wandb_run_name", "dataset",       "gradient_accumulation_steps",
-      "batch_size",     "block_size",    "n_layer",
-      "n_head",         "n_embd",        "dropout",
-      "bias",           "learning_rate", "max_iters",
-      "weight_decay",   "beta1",         "beta2",
-      "grad_clip",      "decay_lr",      "warmup_iters",
-      "lr_decay_iters", "min_lr",        "backend",
-      "device",         "dtype",         "compile",
-      "seed",           "data_dir",      "data_order",
-      "threads",        "vocab_size",    "recompute",
-      "zero_stage",     "dist_timeout",  "attention",
-      "tokens_per_step"};
+      "out_dir",        "eval_interval",  "log_interval",
+      "eval_iters",     "eval_only",      "always_save_checkpoint",
+      "init_from",      "wandb_log",      "wandb_project",
+      "wandb_run_name", "dataset",        "gradient_accumulation_steps",
+      "batch_size",     "block_size",     "n_layer",
+      "n_head",         "n_embd",         "dropout",
+      "bias",           "learning_rate",  "max_iters",
+      "weight_decay",   "beta1",          "beta2",
+      "grad_clip",      "decay_lr",       "warmup_iters",
+      "lr_decay_iters", "min_lr",         "backend",
+      "device",         "dtype",          "compile",
+      "seed",           "data_dir",       "data_order",
+      "threads",        "vocab_size",     "recompute",
+      "zero_stage",     "dist_timeout",   "attention",
+      "offload",        "tokens_per_step"};
   EXPECT_EQ(train_config_keys(), nanogpt);
 }
 

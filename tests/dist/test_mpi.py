@@ -228,6 +228,54 @@ class MpiEmulatedCuda(Mpi):
             self.assertIn("NCCL", p.stdout)
         return p
 
+    def test_offload_zero1_two_ranks(self):
+        """Optimizer offload (each rank's shard of master weights and moments in pinned host
+        memory, updated by the CPU's AdamW): 2 ranks with ZeRO-1 give bitwise the losses of 2
+        ranks with ZeRO-1 on the device (the emulated AdamW is the CPU's: the same arithmetic),
+        track 1 rank with offload as 2 ranks track 1, and 1 rank with offload equals 1 rank
+        without bitwise; a 2-rank ZeRO-1 run with offload resumes exactly."""
+        args = ["--gradient_accumulation_steps=2", "--max_iters=9", "--eval_interval=100"]
+        runs = {}
+        for name, n, extra in (("one", 1, []), ("one_off", 1, ["--offload=optimizer"]),
+                               ("zero", 2, ["--zero_stage=1"]),
+                               ("zero_off", 2, ["--zero_stage=1", "--offload=optimizer"])):
+            out = os.path.join(self.tmp, name)
+            p = self.train(n, out, *args, *extra)
+            if "--offload=optimizer" in extra:
+                self.assertIn("host memory: offload pins", p.stdout)
+                self.assertRegex(p.stdout, r"host .*pinned host memory")
+            runs[name] = losses(out)
+        self.assertEqual(runs["one_off"], runs["one"])
+        self.assertEqual(runs["zero_off"], runs["zero"])
+        a, b = runs["one_off"], runs["zero_off"]
+        self.assertEqual(sorted(a), list(range(10)))
+        for it in range(10):
+            self.assertAlmostEqual(a[it], b[it], delta=self.ranks_tolerance * abs(a[it]),
+                                   msg=f"iter {it}")
+        straight, half = os.path.join(self.tmp, "straight"), os.path.join(self.tmp, "half")
+        common = ["--gradient_accumulation_steps=2", "--eval_interval=5", "--zero_stage=1",
+                  "--offload=optimizer"]
+        self.train(2, straight, *common, "--max_iters=10")
+        self.train(2, half, *common, "--max_iters=5")
+        self.train(2, half, *common, "--max_iters=10", "--init_from=resume")
+        self.assertEqual(losses(straight), losses(half))
+
+    def test_offload_counts_every_rank_on_the_node(self):
+        """Each rank pins its own shard: 2 ranks with ZeRO-1 need 2 x 14 x 54,432 bytes
+        (108,864 parameters: 1.45 MiB), past a 1 MiB host although one shard (0.73 MiB) is not;
+        refused before allocating, naming both."""
+        data = self.char_data()
+        p = subprocess.run(
+            [MPIRUN, "-np", "2", "--oversubscribe", "--quiet", "-x", "FINEGPT_HOST_MEMORY",
+             self.binary, "train", f"--data_dir={data}", f"--out_dir={self.tmp}/o", *self.args,
+             "--gradient_accumulation_steps=2", "--zero_stage=1", "--offload=optimizer"],
+            env=dict(ENV, FINEGPT_HOST_MEMORY="1MB"), capture_output=True, text=True,
+            timeout=300)
+        self.assertNotEqual(p.returncode, 0, p.stdout + p.stderr)
+        for words in ("2 ranks on this node", "1.45 MiB", "1.00 MiB available"):
+            self.assertIn(words, p.stderr, p.stdout + p.stderr)
+        self.assertFalse(os.path.exists(f"{self.tmp}/o"))
+
     # The bad launches are the launcher's and the CPU engine's: not repeated here.
     test_ranks_must_divide_accumulation = None
     test_configs_that_differ = None

@@ -8,6 +8,7 @@
 // keys, the optimizer, resume, data parallelism), not the kernels, which the GPU op tests check
 // against the same CPU ops.
 #include "backend/cuda_ops.h"
+#include "backend/memory_ledger.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -59,12 +60,40 @@ void set_device(int index) {
 }
 
 void *device_malloc(size_t bytes) {
+  ledger::check_cap(bytes); // FINEGPT_DEVICE_MEMORY_CAP, as on a GPU
   void *p = std::malloc(bytes ? bytes : 1);
   FINEGPT_CHECK(p, "emulated CUDA: out of host memory for ", bytes, " bytes");
   std::memset(p, 0xff, bytes); // as cudaMalloc: contents undefined; poison shows unwritten reads
+  ledger::on_device_alloc(p, bytes);
   return p;
 }
-void device_free(void *ptr) noexcept { std::free(ptr); }
+void device_free(void *ptr) noexcept {
+  ledger::on_device_free(ptr);
+  std::free(ptr);
+}
+DeviceMemory device_memory() noexcept { return ledger::device(); }
+// Pinned memory is host memory here too; poisoned like device memory (cudaHostAlloc does not
+// clear it either).
+void *host_alloc_pinned(size_t bytes) {
+  void *p = std::malloc(bytes ? bytes : 1);
+  FINEGPT_CHECK(p, "emulated CUDA: could not pin ", bytes, " bytes of host memory");
+  std::memset(p, 0xff, bytes);
+  ledger::on_pinned_alloc(p, bytes);
+  return p;
+}
+void host_free_pinned(void *ptr) noexcept {
+  ledger::on_pinned_free(ptr);
+  std::free(ptr);
+}
+size_t pinned_bytes() noexcept { return ledger::pinned(); }
+// One host thread does everything in order: an asynchronous copy is done when it is queued, which
+// is exactly the data a GPU's copy would read (it is ordered after the compute queued before it).
+void copy_to_host_async(void *dst, const void *src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void copy_to_device_async(void *dst, const void *src, size_t bytes) {
+  std::memcpy(dst, src, bytes);
+}
+void copies_wait() {}
+void compute_waits_for_copies() {}
 void copy_to_device(void *dst, const void *src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void copy_to_host(void *dst, const void *src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void device_memset(void *ptr, int byte, size_t bytes) { std::memset(ptr, byte, bytes); }

@@ -148,4 +148,49 @@ TEST(Plan, CpuRejectsWhatTheCpuEngineDoesNotDo) {
   EXPECT_THROW(plan_memory(gpt2(2, 4, 64), 1, 8, o), Error);
   o.recompute = 0, o.precision = Precision::BF16;
   EXPECT_THROW(plan_memory(gpt2(2, 4, 64), 1, 8, o), Error);
+  o.precision = Precision::FP32, o.offload = true; // nothing to offload on the CPU
+  EXPECT_THROW(plan_memory(gpt2(2, 4, 64), 1, 8, o), Error);
+}
+
+// Optimizer offload: the GPU keeps 4 bytes per parameter (bf16 parameters and gradients); the
+// host 14 (fp32 master, m, v and the bf16 staging buffer), of this rank's shard under ZeRO-1.
+// Activations do not move. GPT-2 XL at T=1024, micro-batch 8, recompute 3 then needs under 9 GiB
+// of GPU memory (the "about 8 GB").
+TEST(Plan, OffloadMovesTheOptimizerStateToPinnedHostMemory) {
+  const GPTConfig c = gpt2(12, 12, 768);
+  const size_t P = num_parameters(c);
+  PlanOptions o;
+  o.backend = Backend::CUDA, o.precision = Precision::BF16;
+  const MemoryPlan plain = plan_memory(c, 2, 64, o);
+  o.offload = true;
+  MemoryPlan p = plan_memory(c, 2, 64, o);
+  EXPECT_EQ(p.bytes(MemGroup::Optimizer), 0u);
+  EXPECT_EQ(p.total_bytes(), plain.total_bytes() - 12 * P);
+  EXPECT_EQ(p.bytes(MemGroup::Activations), plain.bytes(MemGroup::Activations));
+  EXPECT_EQ(p.host_bytes(), 14 * P);
+  EXPECT_EQ(p.host_bytes(MemGroup::Optimizer), 14 * P);
+  EXPECT_EQ(plain.host_bytes(), 0u);
+  for (const char *name : {"master", "adamw.m", "adamw.v", "offload.staging"}) {
+    ASSERT_NE(p.find(name), nullptr) << name;
+    EXPECT_EQ(p.find(name)->where, Location::Host) << name;
+  }
+  EXPECT_EQ(p.find("offload.staging")->bytes, 2 * P);
+  EXPECT_EQ(p.find("qkvw")->where, Location::Engine);
+  o.zero_stage = 1, o.world = 4;
+  p = plan_memory(c, 2, 64, o);
+  EXPECT_EQ(p.host_bytes(), 14 * ((P + 3) / 4));
+  EXPECT_EQ(p.total_bytes(), plain.total_bytes() - 12 * P);
+  // GPT-2 XL (1.56B parameters: 4 bytes each on the GPU).
+  const GPTConfig xl = gpt2(48, 25, 1600);
+  o.zero_stage = 0, o.world = 1, o.recompute = 3;
+  p = plan_memory(xl, 8, 1024, o);
+  EXPECT_EQ(p.bytes(MemGroup::Parameters) + p.bytes(MemGroup::Gradients), 4 * num_parameters(xl));
+  EXPECT_LT(double(p.total_bytes()), 9.0 * (1 << 30));
+  EXPECT_EQ(p.host_bytes(), 14 * num_parameters(xl));
+  o.offload = false; // the usual way: 16 bytes per parameter, 24.9 GB before any activation
+  p = plan_memory(xl, 1, 1024, o);
+  EXPECT_EQ(p.bytes(MemGroup::Parameters) + p.bytes(MemGroup::Gradients) +
+                p.bytes(MemGroup::Optimizer),
+            16 * num_parameters(xl));
+  EXPECT_GT(16.0 * double(num_parameters(xl)), 24e9);
 }

@@ -57,8 +57,8 @@ TEST(Planner, EveryCatalogGpuGetsRecommendationsThatFit) {
     ASSERT_FALSE(cs.empty()) << g.name;
     for (const Candidate &c : cs) {
       bool fits = false;
-      Candidate again = evaluate(dev, s, c.model, c.micro_batch, c.accum, c.recompute,
-                                 c.zero_stage, &fits);
+      Candidate again =
+          evaluate(dev, s, c.model, c.micro_batch, c.accum, c.recompute, c.zero_stage, &fits);
       EXPECT_TRUE(fits) << g.name;
       EXPECT_LE(again.need_gib, dev.usable_gib) << g.name;
       EXPECT_EQ(long(c.micro_batch) * c.accum * s.block_size, s.tokens_per_step) << g.name;
@@ -97,7 +97,7 @@ TEST(Planner, FixesKeepTokensPerStepAndFit) {
     EXPECT_LE(f.result.need_gib, dev.usable_gib) << f.what;
     // Tokens per step over all GPUs are unchanged.
     const int gpus = f.result.zero_stage ? int(std::lround(double(c.micro_batch) * c.accum /
-                                                          (f.result.micro_batch * f.result.accum)))
+                                                           (f.result.micro_batch * f.result.accum)))
                                          : 1;
     EXPECT_EQ(long(f.result.micro_batch) * f.result.accum * gpus, 32L * 16) << f.what;
   }
@@ -109,4 +109,40 @@ TEST(Planner, BadBudgetsAndTooSmallCards) {
   EXPECT_THROW(search(device_from_gpu(find_gpu("RTX 4090")), s), Error);
   EXPECT_THROW(search(device_from_vram(1.0), PlanSettings{}), Error);
   EXPECT_THROW(device_from_vram(0.0), Error);
+}
+
+// Offload's throughput model, by hand: 1e9 parameters over a 25 GB/s link (2 bytes down, 2 up)
+// and 28 bytes through a 25 GB/s host: 0.16 + 1.12 s per step. At 524,288 tokens per step and
+// 10,000 tokens/s of compute (52.4288 s), offload gives 524288 / 53.7088 tokens/s.
+TEST(Planner, OffloadCostsItsTransfersAndTheHostUpdatePerStep) {
+  EXPECT_NEAR(offload_seconds(1e9, 25.0, 25.0), 1.28, 1e-12);
+  EXPECT_DOUBLE_EQ(pcie_gbs_of("RTX 4090"), 25.2);
+  EXPECT_DOUBLE_EQ(pcie_gbs_of("H200"), 50.4);
+  EXPECT_DOUBLE_EQ(pcie_gbs_of("T4"), 12.6);
+  // GPT-2 XL on a 24 GB RTX 4090: not the usual way (16 bytes per parameter
+  // are 23.2 GiB before activations), yes with offload (4 bytes), and no faster than compute.
+  const Device dev = device_from_gpu(find_gpu("RTX 4090"));
+  PlanSettings s;
+  Candidate c;
+  GPTConfig xl = gpt2_config(kGpt2Sizes[3], 1024);
+  EXPECT_EQ(xl.n_layer, 48);
+  EXPECT_FALSE(best_run(dev, s, xl, false, &c));
+  ASSERT_TRUE(best_run(dev, s, xl, true, &c));
+  EXPECT_TRUE(c.offload);
+  EXPECT_NEAR(c.host_gib, 14.0 * 1557686400.0 / (1 << 30), 1e-9); // padded vocabulary
+  const double want = 524288.0 / (524288.0 / c.compute_tokens_per_s + 4.0 * 1557686400.0 / 25.2e9 +
+                                  28.0 * 1557686400.0 / 25e9);
+  EXPECT_NEAR(c.tokens_per_s, want, 1e-6 * want);
+  EXPECT_LT(c.tokens_per_s, c.compute_tokens_per_s);
+  // The largest GPT-2 that trains on it: 774M without, 1558M with.
+  EXPECT_EQ(largest_gpt2(dev, s, false, &c), 2);
+  EXPECT_EQ(largest_gpt2(dev, s, true, &c), 3);
+  // A config that does not fit lists offload among its fixes.
+  bool fits = true;
+  const Candidate plain = evaluate(dev, s, xl, 8, 64, 3, 0, &fits);
+  EXPECT_FALSE(fits);
+  bool listed = false;
+  for (const Fix &f : fixes(dev, s, plain))
+    listed |= f.what.rfind("offload = 'optimizer'", 0) == 0 && f.result.offload;
+  EXPECT_TRUE(listed);
 }

@@ -395,3 +395,184 @@ TEST(CudaTrain, TrainerResumeIsExact) {
     EXPECT_EQ(std::memcmp(&tail.losses[i], &straight.losses[10 + i], sizeof(float)), 0)
         << "iter " << 10 + i << ": " << tail.losses[i] << " vs " << straight.losses[10 + i];
 }
+
+// ---------------------------------------------------------------- optimizer offload
+
+namespace {
+
+// The emulated CUDA seam (tests/emulation/) runs the CUDA AdamW as the CPU's on the widened
+// gradients, so there the offloaded update is the same arithmetic and must be bitwise equal; a
+// GPU's AdamW kernel computes the same fp32 formula, but nvcc may contract other products into
+// FMAs than g++, which moves a master weight by an ulp now and then and its bf16 copy rarely.
+bool emulated() { return cuda::device_summary().find("emulation") != std::string::npos; }
+
+// 10 optimizer steps of 2 micro-batches with clipping (clip 0.5: active in the first steps); the
+// losses, norms, then the final fp32 parameters and moments. With `hook` the last micro-batch's
+// backward gets the optimizer's backward_hook() (under offload: each layer's gradients copied down
+// as backward finishes them), as the engine passes it.
+std::vector<float> offload_run(bool offload, bool hook = false, int steps = 10) {
+  const GPTConfig cfg = small_config();
+  const std::vector<float> w = bf16_weights(cfg, 1337);
+  CudaGPT m(cfg, B, T);
+  AdamWConfig a = kAdam;
+  a.offload = offload;
+  AdamW<CudaBackend> o(m, a);
+  EXPECT_EQ(o.offloaded(), offload);
+  o.set_params(w.data());
+  Rng rng(9);
+  std::vector<int32_t> x, y;
+  std::vector<float> out;
+  for (int s = 0; s < steps; ++s) {
+    for (int micro = 0; micro < 2; ++micro) {
+      make_batch(rng, cfg.vocab_size, x, y);
+      GradExchange *ex = hook && micro == 1 ? o.backward_hook() : nullptr;
+      out.push_back(m.forward_backward(x.data(), y.data(), B, T, 0.5f, 0, ex));
+    }
+    out.push_back(o.step(kLr, 0.5f));
+  }
+  std::vector<float> p(m.num_params()), mom, vel;
+  o.get_params(p.data());
+  o.gather_moments(mom, vel);
+  out.insert(out.end(), p.begin(), p.end());
+  out.insert(out.end(), mom.begin(), mom.end());
+  out.insert(out.end(), vel.begin(), vel.end());
+  return out;
+}
+
+} // namespace
+
+TEST(CudaTrain, OffloadEqualsPlain) {
+  REQUIRE_DEVICE();
+  const std::vector<float> plain = offload_run(false), off = offload_run(true);
+  ASSERT_EQ(off.size(), plain.size());
+  // The gradients copied down during backward are the final ones: the same numbers (bitwise on
+  // any device: the same host arithmetic on the same gradients).
+  const std::vector<float> hooked = offload_run(true, true);
+  ASSERT_EQ(hooked.size(), off.size());
+  EXPECT_EQ(std::memcmp(hooked.data(), off.data(), off.size() * sizeof(float)), 0);
+  const size_t n_log = 30; // 20 losses and 10 norms
+  for (size_t i = 0; i < n_log; ++i)
+    std::printf("offload %2zu: %.7f plain %.7f\n", i, off[i], plain[i]);
+  if (emulated()) {
+    EXPECT_EQ(std::memcmp(off.data(), plain.data(), off.size() * sizeof(float)), 0);
+  } else {
+    for (size_t i = 0; i < n_log; ++i)
+      EXPECT_NEAR(off[i], plain[i], 1e-3 * std::fabs(plain[i]) + 1e-6) << "entry " << i;
+  }
+  // And it is training: the last micro-batch's loss below the first's.
+  EXPECT_LT(off[n_log - 3], off[0]);
+}
+
+// What is allocated on each side is the plan's: the pinned host memory exactly, the device's
+// optimizer block gone (the model's blocks, with their 256-byte alignment, unchanged). (ZeRO-1's
+// shards: tests/dist/test_mpi.py, through train on 2 ranks.)
+TEST(CudaTrain, OffloadAllocatesThePlanOnEachSide) {
+  REQUIRE_DEVICE();
+  const GPTConfig cfg = small_config();
+  {
+    PlanOptions po;
+    po.backend = Backend::CUDA, po.precision = Precision::BF16, po.offload = true;
+    const MemoryPlan plan = plan_memory(cfg, B, T, po);
+    po.offload = false;
+    const MemoryPlan plain = plan_memory(cfg, B, T, po);
+    const size_t pinned0 = cuda::pinned_bytes(), held0 = cuda::device_memory().held;
+    size_t held_plain = 0;
+    {
+      CudaGPT m(cfg, B, T);
+      AdamW<CudaBackend> o(m, kAdam);
+      held_plain = cuda::device_memory().held - held0;
+      EXPECT_EQ(cuda::pinned_bytes(), pinned0);
+    }
+    {
+      CudaGPT m(cfg, B, T);
+      AdamWConfig a = kAdam;
+      a.offload = true;
+      AdamW<CudaBackend> o(m, a);
+      const size_t held = cuda::device_memory().held - held0;
+      EXPECT_EQ(cuda::pinned_bytes() - pinned0, plan.host_bytes());
+      EXPECT_EQ(o.host_bytes(), plan.host_bytes());
+      EXPECT_EQ(o.bytes(), 0u);
+      EXPECT_EQ(held_plain - held, plain.bytes(MemGroup::Optimizer));
+      // The model's blocks: the plan's bytes plus at most 255 bytes of alignment per buffer.
+      EXPECT_GE(held, plan.total_bytes());
+      EXPECT_LT(held - plan.total_bytes(), 256 * plan.buffers.size());
+    }
+    EXPECT_EQ(cuda::pinned_bytes(), pinned0);
+    EXPECT_EQ(cuda::device_memory().held, held0);
+  }
+}
+
+// Resume with offload: 10 steps, the checkpoint's fp32 state out and into a fresh optimizer, 10
+// more, bitwise the 20 straight; and the same state resumed without offload continues the same
+// (checkpoints do not record where the state lived; bitwise in emulation, see above).
+TEST(CudaTrain, OffloadResumeIsExact) {
+  REQUIRE_DEVICE();
+  const GPTConfig cfg = small_config();
+  const std::vector<float> w = bf16_weights(cfg, 1337);
+  auto run = [&](CudaGPT &m, AdamW<CudaBackend> &o, Rng &rng, int steps,
+                 std::vector<float> &losses) {
+    std::vector<int32_t> x, y;
+    for (int s = 0; s < steps; ++s) {
+      make_batch(rng, cfg.vocab_size, x, y);
+      losses.push_back(m.forward_backward(x.data(), y.data(), B, T, 1.0f));
+      o.step(kLr, kClip);
+    }
+  };
+  AdamWConfig off = kAdam;
+  off.offload = true;
+  std::vector<float> straight;
+  {
+    CudaGPT m(cfg, B, T);
+    AdamW<CudaBackend> o(m, off);
+    o.set_params(w.data());
+    Rng rng(5);
+    run(m, o, rng, 20, straight);
+  }
+  std::vector<float> first, p(w.size()), mom, vel;
+  int t = 0;
+  Rng rng(5);
+  {
+    CudaGPT m(cfg, B, T);
+    AdamW<CudaBackend> o(m, off);
+    o.set_params(w.data());
+    run(m, o, rng, 10, first);
+    o.get_params(p.data());
+    o.gather_moments(mom, vel);
+    t = o.steps_taken();
+  }
+  for (bool offload : {true, false}) {
+    SCOPED_TRACE(offload ? "resumed with offload" : "resumed without offload");
+    AdamWConfig a = kAdam;
+    a.offload = offload;
+    CudaGPT m(cfg, B, T);
+    AdamW<CudaBackend> o(m, a);
+    o.set_params(p.data());
+    o.load_moments(mom.data(), vel.data());
+    o.set_steps_taken(t);
+    Rng r = rng;
+    std::vector<float> resumed = first;
+    run(m, o, r, 10, resumed);
+    ASSERT_EQ(resumed.size(), straight.size());
+    for (size_t i = 0; i < straight.size(); ++i) {
+      if (offload || emulated())
+        EXPECT_EQ(std::memcmp(&resumed[i], &straight[i], sizeof(float)), 0)
+            << "step " << i << ": " << resumed[i] << " vs " << straight[i];
+      else
+        EXPECT_NEAR(resumed[i], straight[i], 1e-3 * std::fabs(straight[i])) << "step " << i;
+    }
+  }
+}
+
+// The allocator's cap (FINEGPT_DEVICE_MEMORY_CAP, read once per process) is exercised by
+// tests/cli/test_offload.py in processes of their own; here: the ledger counts what is held.
+TEST(CudaTrain, DeviceLedgerCountsHeldAndPeak) {
+  REQUIRE_DEVICE();
+  const cuda::DeviceMemory before = cuda::device_memory();
+  {
+    cuda::DeviceArray<unsigned char> a(1000), b(5000);
+    const cuda::DeviceMemory mid = cuda::device_memory();
+    EXPECT_EQ(mid.held - before.held, 6000u);
+    EXPECT_GE(mid.peak, mid.held);
+  }
+  EXPECT_EQ(cuda::device_memory().held, before.held);
+}

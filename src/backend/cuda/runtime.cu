@@ -1,6 +1,7 @@
 // CUDA runtime glue of the seam (backend/cuda_ops.h): device queries, memory, errors, the
 // shared cuBLASLt handle and workspace.
 #include "backend/cuda/common.cuh"
+#include "backend/memory_ledger.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -24,6 +25,8 @@ namespace {
 struct State {
   std::mutex mu;
   cublasLtHandle_t handle = nullptr;
+  cudaStream_t copy = nullptr; // copy_to_*_async
+  cudaEvent_t after_compute = nullptr, after_copies = nullptr;
   void *ws = nullptr;
   size_t ws_bytes = 0;
   bool ws_owned = false;
@@ -128,6 +131,7 @@ void set_device(int index) {
 }
 
 void *device_malloc(size_t bytes) {
+  ledger::check_cap(bytes);
   void *p = nullptr;
   const cudaError_t err = cudaMalloc(&p, bytes ? bytes : 1);
   if (err == cudaErrorMemoryAllocation) {
@@ -135,14 +139,74 @@ void *device_malloc(size_t bytes) {
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
     fail("out of GPU memory: asked for ", bytes, " bytes with ", free_b, " of ", total_b,
-         " free; lower batch_size or raise recompute");
+         " free; lower batch_size, raise recompute, or set offload = 'optimizer'");
   }
   CUDA_CHECK(err);
+  ledger::on_device_alloc(p, bytes);
   return p;
 }
 
 void device_free(void *ptr) noexcept {
-  if (ptr) cudaFree(ptr);
+  if (!ptr) return;
+  ledger::on_device_free(ptr);
+  cudaFree(ptr);
+}
+
+DeviceMemory device_memory() noexcept { return ledger::device(); }
+
+void *host_alloc_pinned(size_t bytes) {
+  void *p = nullptr;
+  const cudaError_t err = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    fail("could not pin ", bytes, " bytes of host memory (cudaHostAlloc: ", cudaGetErrorString(err),
+         "); the host needs that much free for offload = 'optimizer'");
+  }
+  ledger::on_pinned_alloc(p, bytes);
+  return p;
+}
+
+void host_free_pinned(void *ptr) noexcept {
+  if (!ptr) return;
+  ledger::on_pinned_free(ptr);
+  cudaFreeHost(ptr);
+}
+
+size_t pinned_bytes() noexcept { return ledger::pinned(); }
+
+namespace {
+// The copy stream (non-blocking: the legacy default stream does not wait for it implicitly) and
+// its two events, made on first use.
+cudaStream_t copy_stream() {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.copy) {
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&s.after_compute, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&s.after_copies, cudaEventDisableTiming));
+  }
+  return s.copy;
+}
+// The copy stream waits for what the compute stream has queued so far.
+cudaStream_t copy_after_compute() {
+  cudaStream_t c = copy_stream();
+  CUDA_CHECK(cudaEventRecord(state().after_compute, stream()));
+  CUDA_CHECK(cudaStreamWaitEvent(c, state().after_compute, 0));
+  return c;
+}
+} // namespace
+
+void copy_to_host_async(void *dst, const void *src, size_t bytes) {
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, copy_after_compute()));
+}
+void copy_to_device_async(void *dst, const void *src, size_t bytes) {
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy_after_compute()));
+}
+void copies_wait() { CUDA_CHECK(cudaStreamSynchronize(copy_stream())); }
+void compute_waits_for_copies() {
+  cudaStream_t c = copy_stream();
+  CUDA_CHECK(cudaEventRecord(state().after_copies, c));
+  CUDA_CHECK(cudaStreamWaitEvent(stream(), state().after_copies, 0));
 }
 
 void copy_to_device(void *dst, const void *src, size_t bytes) {
@@ -180,6 +244,13 @@ void release() noexcept {
   s.ws = nullptr, s.ws_bytes = 0, s.ws_owned = false;
   if (s.handle) cublasLtDestroy(s.handle);
   s.handle = nullptr;
+  if (s.copy) {
+    cudaStreamSynchronize(s.copy);
+    cudaEventDestroy(s.after_compute);
+    cudaEventDestroy(s.after_copies);
+    cudaStreamDestroy(s.copy);
+  }
+  s.copy = nullptr, s.after_compute = s.after_copies = nullptr;
 }
 
 } // namespace finegpt::cuda
