@@ -227,11 +227,12 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
   std::printf("# configuration\n%s", to_python(cfg).c_str());
   const GPTConfig &m = s.model;
   const size_t P = num_parameters_unpadded(m), Pp = num_parameters(m);
-  const size_t wpe = size_t(m.block_size) * m.n_embd;
+  const size_t wpe = param_tensors(m)[WPE].count; // 0 with rotary
+  const std::string arch = architecture_options(m, true);
   std::printf("# model: %d layers, %d heads, %d channels, block %d, vocab %d (padded %d), "
-              "bias %s\n",
+              "bias %s%s%s\n",
               m.n_layer, m.n_head, m.n_embd, m.block_size, m.vocab_size, m.padded_vocab_size,
-              m.bias ? "on" : "off");
+              m.bias ? "on" : "off", arch.empty() ? "" : "; ", arch.c_str());
   std::printf("# parameters: %zu (%.2fM; %.2fM without position embeddings; %zu stored with "
               "vocabulary padding)\n",
               P, P / 1e6, (P - wpe) / 1e6, Pp);
