@@ -84,7 +84,7 @@ summary() {
   [ -f "$log/configure.log" ] && grep -E '^-- finegpt (NCCL|cuDNN)' "$log/configure.log"
   [ -f "$log/cuda_ops.log" ] && { sed -n '/^op .*worst normwise/,$p' "$log/cuda_ops.log" | grep -v '^\['; }
   # Each test binary's totals and failed tests, named by its step.
-  for t in cuda_ops cuda_train nccl nccl_timeout; do
+  for t in cuda_ops cuda_ops_arch cuda_train nccl nccl_timeout; do
     [ -f "$log/$t.log" ] && grep -E '^\[ +(PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?|^\[  FAILED  \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+$' \
       "$log/$t.log" | sed "s/^/$t: /"
   done
@@ -164,7 +164,8 @@ step configure 180 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -D
   -DOPENSSL_CRYPTO_LIBRARY="$tp/sys/lib/libcrypto.so" -DFINEGPT_MPI=OFF -DFINEGPT_ARROW=OFF \
   "${cublas_args[@]}" "${cudnn_args[@]}" ${FINEGPT_CMAKE_ARGS:-} || finish 1
 step build 300 cmake --build "$build" -j "$jobs" --target finegpt backend_test_cuda_ops \
-  backend_test_ops train_test_cuda_train dist_test_nccl cuda_ops_bench || finish 1
+  backend_test_cuda_ops_arch backend_test_ops train_test_cuda_train dist_test_nccl \
+  cuda_ops_bench || finish 1
 
 # ---- checks
 step info 30 "$build/finegpt" info
@@ -172,6 +173,9 @@ step plan 30 "$build/finegpt" plan --top 3  # this GPU: memory from the driver
 cat "$log/info.log" >>"$log/env.log"
 step cuda_ops 180 "$build/tests/backend_test_cuda_ops" --gtest_output="xml:$log/cuda_ops.xml"
 ops_rc=$?
+step cuda_ops_arch 60 "$build/tests/backend_test_cuda_ops_arch"
+arch_rc=$?
+[ "$ops_rc" -eq 0 ] && ops_rc=$arch_rc
 step cuda_train 180 env OMP_NUM_THREADS=8 "$build/tests/train_test_cuda_train" \
   --gtest_output="xml:$log/cuda_train.xml"
 train_rc=$?

@@ -111,7 +111,7 @@ constexpr size_t SUM_SQUARES_PARTIALS = 512;
 
 // ---------------------------------------------------------------- ops (shapes as in ops.h)
 
-// out (B,T,C) = wte[inp[b,t]] + wpe[t];  inp (B,T) int32 on the device
+// out (B,T,C) = wte[inp[b,t]] + wpe[t];  inp (B,T) int32 on the device; wpe (dwpe) may be null
 void encoder_forward(bf16 *out, const int32_t *inp, const bf16 *wte, const bf16 *wpe, int B, int T,
                      int C, Dropout drop);
 // dwte (Vp,C) +=, dwpe (T,C) += from dout (B,T,C); deterministic: positions are bucketed by
@@ -125,6 +125,17 @@ void layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, con
 // dinp (N,C) +=, dweight (C) +=, dbias (C) += (may be null)
 void layernorm_backward(bf16 *dinp, bf16 *dweight, bf16 *dbias, const bf16 *dout, const bf16 *inp,
                         const bf16 *weight, const float *mean, const float *rstd, int N, int C);
+
+// RMSNorm, QK-norm and rotary as ops.h: rstd fp32; one warp per row (RMSNorm) or per row and head
+// (QK-norm); rotary's angles in fp32 (sincosf), one thread per rotated pair; dweight a fixed-order
+// column sum.
+void rmsnorm_forward(bf16 *out, float *rstd, const bf16 *inp, const bf16 *weight, int N, int C);
+void rmsnorm_backward(bf16 *dinp, bf16 *dweight, const bf16 *dout, const bf16 *inp,
+                      const bf16 *weight, const float *rstd, int N, int C);
+void qk_norm_forward(bf16 *qkv, float *rstd, int N, int C, int NH);
+void qk_norm_backward(bf16 *dqkv, const bf16 *qkv, const float *rstd, int N, int C, int NH);
+void rotary_forward(bf16 *qkv, int B, int T, int C, int NH, int pos0);
+void rotary_backward(bf16 *dqkv, int B, int T, int C, int NH);
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC);  bias may be null (cuBLASLt, bias in
 // the epilogue)
@@ -173,14 +184,18 @@ void kv_append(bf16 *kcache, bf16 *vcache, bf16 *q, const bf16 *qkv, int B, int 
 
 void gelu_forward(bf16 *out, const bf16 *inp, size_t N);
 void gelu_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N); // may alias
+void relu2_forward(bf16 *out, const bf16 *inp, size_t N);
+void relu2_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N); // may alias
+void softcap_forward(bf16 *x, size_t N, float cap);                           // in place
 void residual_forward(bf16 *out, const bf16 *a, const bf16 *b, size_t N, Dropout drop);
 void dropout_backward(bf16 *dinp, const bf16 *dout, size_t N, Dropout drop);
 
 // Fused softmax cross-entropy over the first V of Vp columns, one pass over the bf16 logits;
 // losses (N) fp32 =;  when dloss != 0 the logits become their gradient in place (padding
 // columns 0). A target outside [0, V) gives a NaN loss (the engine checks targets on the host).
+// softcap > 0: the gradient through the cap, as ops.h.
 void crossentropy_forward_backward(float *losses, bf16 *logits, const int32_t *targets, int N,
-                                   int V, int Vp, float dloss);
+                                   int V, int Vp, float dloss, float softcap = 0.0f);
 
 // *out (one device float) = sum of squares of g (n), fp32, in a fixed order (deterministic);
 // does not synchronise. scratch: SUM_SQUARES_PARTIALS device floats, not overlapping out.

@@ -48,6 +48,15 @@ void layernorm_backward(bf16 *, bf16 *, bf16 *, const bf16 *, const bf16 *, cons
                         const float *, const float *, int, int) {
   no_cuda();
 }
+void rmsnorm_forward(bf16 *, float *, const bf16 *, const bf16 *, int, int) { no_cuda(); }
+void rmsnorm_backward(bf16 *, bf16 *, const bf16 *, const bf16 *, const bf16 *, const float *, int,
+                      int) {
+  no_cuda();
+}
+void qk_norm_forward(bf16 *, float *, int, int, int) { no_cuda(); }
+void qk_norm_backward(bf16 *, const bf16 *, const float *, int, int, int) { no_cuda(); }
+void rotary_forward(bf16 *, int, int, int, int, int) { no_cuda(); }
+void rotary_backward(bf16 *, int, int, int, int) { no_cuda(); }
 void matmul_forward(bf16 *, const bf16 *, const bf16 *, const bf16 *, int, int, int) { no_cuda(); }
 void matmul_forward_gelu(bf16 *, bf16 *, const bf16 *, const bf16 *, const bf16 *, int, int, int) {
   no_cuda();
@@ -68,9 +77,12 @@ void attention_backward(bf16 *, const bf16 *, const bf16 *, const bf16 *, const 
 }
 void gelu_forward(bf16 *, const bf16 *, size_t) { no_cuda(); }
 void gelu_backward(bf16 *, const bf16 *, const bf16 *, size_t) { no_cuda(); }
+void relu2_forward(bf16 *, const bf16 *, size_t) { no_cuda(); }
+void relu2_backward(bf16 *, const bf16 *, const bf16 *, size_t) { no_cuda(); }
+void softcap_forward(bf16 *, size_t, float) { no_cuda(); }
 void residual_forward(bf16 *, const bf16 *, const bf16 *, size_t, Dropout) { no_cuda(); }
 void dropout_backward(bf16 *, const bf16 *, size_t, Dropout) { no_cuda(); }
-void crossentropy_forward_backward(float *, bf16 *, const int32_t *, int, int, int, float) {
+void crossentropy_forward_backward(float *, bf16 *, const int32_t *, int, int, int, float, float) {
   no_cuda();
 }
 void sum_squares(float *, const bf16 *, size_t, float *) { no_cuda(); }

@@ -23,10 +23,11 @@ struct Dropout {
 
 namespace cpu {
 
-// out (B,T,C) = dropout(wte[inp[b,t]] + wpe[t]);  inp (B,T)
+// out (B,T,C) = dropout(wte[inp[b,t]] + wpe[t]);  inp (B,T);  wpe null: no position term (rotary)
 void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B,
                      int T, int C, Dropout drop);
-// dwte (Vp,C) +=, dwpe (T,C) +=  from dout (B,T,C); dout is the gradient after dropout
+// dwte (Vp,C) +=, dwpe (T,C) +=  from dout (B,T,C); dout is the gradient after dropout; dwpe may
+// be null (rotary)
 void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T,
                       int C, Dropout drop);
 
@@ -38,6 +39,30 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const float *mean, const float *rstd,
                         int N, int C);
+
+// RMSNorm: out (N,C) = inp * rstd * weight;  rstd (N) = 1/sqrt(mean(inp^2) + 1e-6)
+// (model/plan.h kRmsNormEps). The gain is LLaMA's; there is no bias.
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C);
+// dinp (N,C) +=, dweight (C) +=;  with xhat = inp * rstd and g = dout * weight:
+// dx = rstd * (g - xhat * mean(g * xhat)),  dweight = sum_n dout * xhat
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                      const float *weight, const float *rstd, int N, int C);
+
+// QK-norm: in place on qkv (N,3C), each head's q and k (HS = C/NH columns) replaced by
+// x / sqrt(mean(x^2) + 1e-6) (parameterless); rstd (N, 2NH) = the factors, q heads then k heads.
+void qk_norm_forward(float *qkv, float *rstd, int N, int C, int NH);
+// In place on dqkv (N,3C): the q and k columns, the gradient after the norm, become the gradient
+// before it, dx = rstd * (dy - y * mean(dy * y)), y the normalised values the forward left in qkv.
+// v columns untouched.
+void qk_norm_backward(float *dqkv, const float *qkv, const float *rstd, int N, int C, int NH);
+
+// Rotary position embedding, in place on the q and k columns of qkv (B,T,3C), position pos0 + t
+// for row (b, t): per head, the pairs (i, i + HS/2), i < HS/2 (the half split of GPT-NeoX and
+// LLaMA) rotated by the angle (pos0 + t) * 10000^(-2i/HS) (model/plan.h kRotaryBase), angles and
+// their cosines in double. HS even.
+void rotary_forward(float *qkv, int B, int T, int C, int NH, int pos0);
+// In place on dqkv (B,T,3C): the q and k columns rotated back (the transpose, position t).
+void rotary_backward(float *dqkv, int B, int T, int C, int NH);
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC);  bias may be null
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
@@ -61,6 +86,14 @@ void gelu_forward(float *out, const float *inp, size_t N);
 // dinp (N) = gelu'(inp) * dout;  dinp may alias dout
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N);
 
+// ReLU squared: out (N) = max(x, 0)^2
+void relu2_forward(float *out, const float *inp, size_t N);
+// dinp (N) = 2 max(x, 0) * dout;  dinp may alias dout
+void relu2_backward(float *dinp, const float *inp, const float *dout, size_t N);
+
+// Logit soft-capping, in place: x (N) = cap * tanh(x / cap), cap > 0
+void softcap_forward(float *x, size_t N, float cap);
+
 // out (N) = a + dropout(b);  out may alias a
 void residual_forward(float *out, const float *a, const float *b, size_t N, Dropout drop);
 // dinp (N) = dropout mask * dout / (1-p)   (the backward of dropout alone; may alias)
@@ -69,9 +102,11 @@ void dropout_backward(float *dinp, const float *dout, size_t N, Dropout drop);
 // Fused softmax cross-entropy over the first V of Vp columns.  logits (N,Vp) in;
 // losses (N) = -log softmax(logits[n, :V])[targets[n]];  when dloss != 0 the logits are
 // overwritten in place by their gradient: (softmax - onehot) * dloss for columns < V, 0 for
-// the padding columns.  targets must be in [0, V).
+// the padding columns.  targets must be in [0, V).  softcap > 0: the logits are already capped
+// (softcap_forward, y = cap tanh(x / cap)) and the gradient is taken through the cap, the
+// gradient of y times 1 - (y / cap)^2, so the logits become the gradient of the raw ones.
 void crossentropy_forward_backward(float *losses, float *logits, const int32_t *targets, int N,
-                                   int V, int Vp, float dloss);
+                                   int V, int Vp, float dloss, float softcap = 0.0f);
 
 // sum of squares of g (n), accumulated in double
 double sum_squares(const float *g, size_t n);

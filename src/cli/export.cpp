@@ -77,6 +77,14 @@ int cmd_export(const Args &args) {
                 dt, "'");
   const std::string init = o.str("init_from");
   LoadedModel lm = load_model(init == "resume" ? o.str("out_dir") : init);
+  // Both formats hold GPT-2 only: transformers' GPT2LMHeadModel has none of the options, and no
+  // transformers class has GPT-2's layout with them (LLaMA's rotary and RMSNorm come with SwiGLU).
+  if (!is_gpt2_architecture(lm.config))
+    fail("export --format ", format, ": ", lm.source, " has ", architecture_options(lm.config),
+         hf ? "; Hugging Face's GPT2LMHeadModel has none of these and no transformers class "
+              "matches them"
+            : "; an llm.c model file holds GPT-2 only",
+         ": keep the finegpt checkpoint (sample and eval read it)");
   if (!hf) {
     if (same_file(o.str("output"), lm.source))
       fail("--output ", o.str("output"), " is the file being exported (", lm.source,

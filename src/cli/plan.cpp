@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "plan/planner.h"
+#include "train/trainer.h"
 
 #include <cmath>
 #include <cstdio>
@@ -79,6 +80,7 @@ GPTConfig model_of(const TrainConfig &cfg) {
   m.block_size = int(cfg.block_size), m.bias = cfg.bias;
   m.vocab_size = cfg.vocab_size ? int(cfg.vocab_size) : 50257;
   m.padded_vocab_size = pad_vocab(m.vocab_size);
+  set_architecture(m, cfg);
   return m;
 }
 

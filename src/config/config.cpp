@@ -80,6 +80,13 @@ const std::vector<KeyDef> &key_table() {
       FINEGPT_KEY(data_order),
       FINEGPT_KEY(threads),
       FINEGPT_KEY_OR_NONE(vocab_size),
+      FINEGPT_KEY(rotary),
+      FINEGPT_KEY(norm),
+      FINEGPT_KEY(qk_norm),
+      FINEGPT_KEY(mlp_activation),
+      FINEGPT_KEY(tie_embeddings),
+      FINEGPT_KEY(zero_init_proj),
+      FINEGPT_KEY(logit_softcap),
       FINEGPT_KEY(recompute),
       FINEGPT_KEY(zero_stage),
       FINEGPT_KEY(dist_timeout),
@@ -380,6 +387,38 @@ void validate(const TrainConfig &c) {
   if (!in(c.dtype, {"float32", "bfloat16", "float16"}))
     fail("dtype must be 'float32', 'bfloat16' or 'float16' (got '", c.dtype, "')");
 
+  if (!in(c.norm, {"layernorm", "rmsnorm"}))
+    fail("norm must be 'layernorm' (GPT-2) or 'rmsnorm' (got '", c.norm, "')");
+  if (!in(c.mlp_activation, {"gelu", "relu2"}))
+    fail("mlp_activation must be 'gelu' (GPT-2's tanh GELU) or 'relu2' (relu(x)^2) (got '",
+         c.mlp_activation, "')");
+  if (!(c.logit_softcap >= 0))
+    fail("logit_softcap must be >= 0 (0 turns it off; modded-nanogpt used 30, then 15), got ",
+         py::float_repr(c.logit_softcap));
+  if (c.rotary && (c.n_embd / c.n_head) % 2 != 0)
+    fail("rotary = True needs an even head size (n_embd / n_head = ", c.n_embd / c.n_head, ")");
+  // A pretrained GPT-2 (llm.c file, Hugging Face folder, gpt2* name) is the architecture the
+  // options change: its weights would mean something else.
+  if (c.init_from != "scratch" && c.init_from != "resume" && !c.init_from.empty()) {
+    std::string on;
+    auto add = [&](bool set, const char *what) {
+      if (set) on += (on.empty() ? "" : ", ") + std::string(what);
+    };
+    add(c.rotary, "rotary = True");
+    add(c.norm != "layernorm", "norm = 'rmsnorm'");
+    add(c.qk_norm, "qk_norm = True");
+    add(c.mlp_activation != "gelu", "mlp_activation = 'relu2'");
+    add(!c.tie_embeddings, "tie_embeddings = False");
+    add(c.zero_init_proj, "zero_init_proj = True");
+    add(c.logit_softcap != 0, "logit_softcap > 0");
+    if (!on.empty())
+      fail("init_from = '", c.init_from,
+           "' loads a GPT-2 (learned positions, LayerNorm, GELU, tied "
+           "head), which ",
+           on,
+           " would change: train with init_from = 'scratch', or leave the "
+           "architecture options at their defaults");
+  }
   if (c.init_from.empty())
     fail("init_from must be 'scratch', 'resume', 'gpt2' (or gpt2-medium, -large, -xl), a Hugging "
          "Face model folder or the path of an llm.c model file (got '')");

@@ -51,6 +51,14 @@ struct TrainConfig {
   std::string data_order = "random"; // 'random' (nanoGPT) | 'sequential' (llm.c)
   long threads = 0;                  // 0: all cores
   long vocab_size = 0;               // 0 (also None): from the dataset's meta.json, else 50257
+  // Architecture options (finegpt's; all off = GPT-2, so nanoGPT configs keep their meaning).
+  bool rotary = false;                 // rotary position embeddings on q, k; no learned wpe
+  std::string norm = "layernorm";      // 'layernorm' | 'rmsnorm' (a gain, no bias)
+  bool qk_norm = false;                // RMSNorm of each head's q and k (parameterless)
+  std::string mlp_activation = "gelu"; // 'gelu' (tanh) | 'relu2' (relu(x)^2)
+  bool tie_embeddings = true;          // False: a separate lm_head
+  bool zero_init_proj = false;         // attn/mlp c_proj (and an untied lm_head) start at 0
+  double logit_softcap = 0.0;          // > 0: logits = cap * tanh(logits / cap); 0 off
   long recompute = 0;        // activation recompute: 0 none, 1 GELU, 2 + LayerNorm, 3 whole block
   long zero_stage = 0;       // 1: optimizer state sharded over ranks (issue 6)
   double dist_timeout = 300; // seconds a collective may wait before the run is declared dead

@@ -37,7 +37,14 @@ json model_json(const GPTConfig &c) {
           {"n_head", c.n_head},
           {"n_embd", c.n_embd},
           {"bias", c.bias},
-          {"dropout", c.dropout}};
+          {"dropout", c.dropout},
+          {"rotary", c.rotary},
+          {"rmsnorm", c.rmsnorm},
+          {"qk_norm", c.qk_norm},
+          {"relu2", c.relu2},
+          {"tie_embeddings", c.tie_embeddings},
+          {"zero_init_proj", c.zero_init_proj},
+          {"logit_softcap", c.logit_softcap}};
 }
 
 // `v` as an integer of type T; Error naming `what` when it is another type (a float, whose
@@ -66,6 +73,24 @@ GPTConfig model_from_json(const json &j) {
   c.n_embd = integer_at<int>(j, "n_embd");
   c.bias = j.at("bias");
   c.dropout = j.at("dropout");
+  // The architecture options (absent in checkpoints from before them: GPT-2's values).
+  auto flag = [&](const char *key, bool def) {
+    if (!j.contains(key)) return def;
+    FINEGPT_CHECK(j.at(key).is_boolean(), "\"", key, "\" is ", j.at(key).dump(),
+                  ", not true/false");
+    return j.at(key).get<bool>();
+  };
+  c.rotary = flag("rotary", false);
+  c.rmsnorm = flag("rmsnorm", false);
+  c.qk_norm = flag("qk_norm", false);
+  c.relu2 = flag("relu2", false);
+  c.tie_embeddings = flag("tie_embeddings", true);
+  c.zero_init_proj = flag("zero_init_proj", false);
+  if (j.contains("logit_softcap")) {
+    FINEGPT_CHECK(j.at("logit_softcap").is_number(), "\"logit_softcap\" is ",
+                  j.at("logit_softcap").dump(), ", not a number");
+    c.logit_softcap = j.at("logit_softcap").get<float>();
+  }
   return c;
 }
 
@@ -371,6 +396,10 @@ void load_llmc_model(const std::string &path, float *params) {
 void save_llmc_model(const std::string &path, const GPTConfig &cfg, const float *params,
                      int version) {
   FINEGPT_CHECK(version == 3 || version == 5, "llm.c model version must be 3 (fp32) or 5 (bf16)");
+  FINEGPT_CHECK(is_gpt2_architecture(cfg),
+                "an llm.c model file holds GPT-2 only (learned "
+                "positions, LayerNorm, GELU, tied head); this model has ",
+                architecture_options(cfg), ": keep its finegpt checkpoint (ckpt.bin)");
   GPTConfig full = cfg;
   full.bias = true;
   auto src = param_tensors(cfg);

@@ -258,6 +258,8 @@ void load_hf_model(const std::string &dir, const GPTConfig &c, float *params) {
 void save_hf_model(const std::string &dir, const GPTConfig &cfg, const float *params,
                    const std::string &dtype, const HfTokenizerFiles *tok) {
   FINEGPT_CHECK(dtype == "F32" || dtype == "BF16", "Hugging Face export: dtype F32 or BF16");
+  FINEGPT_CHECK(is_gpt2_architecture(cfg), "Hugging Face export: GPT2LMHeadModel has none of ",
+                architecture_options(cfg));
   make_dirs(dir);
   const auto src = param_tensors(cfg);
   std::vector<SafeTensorOut> out;

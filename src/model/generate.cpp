@@ -32,8 +32,9 @@ MemoryPlan plan_generation(const GPTConfig &c, int S, Precision precision) {
   add("fch_gelu", {S, 4 * C}, W);
   add("scores", {S, NH, T}, 4);
   add("logits", {S, c.padded_vocab_size}, W);
-  add("ln_mean", {S}, 4);
+  if (!c.rmsnorm) add("ln_mean", {S}, 4);
   add("ln_rstd", {S}, 4);
+  if (c.qk_norm) add("qk_rstd", {S, 2 * NH}, 4);
   add("tokens", {S}, 4);
   return plan;
 }
@@ -58,7 +59,10 @@ Generator<Backend>::Generator(const Model<Backend> &model, int S)
   kcache_ = real("kcache"), vcache_ = real("vcache"), x_ = real("x"), ln_ = real("ln");
   qkv_ = real("qkv"), atty_ = real("atty"), branch_ = real("branch"), fch_ = real("fch");
   fch_gelu_ = real("fch_gelu"), logits_ = real("logits");
-  mean_ = static_cast<float *>(buf("ln_mean")), rstd_ = static_cast<float *>(buf("ln_rstd"));
+  const GPTConfig &c = model.config();
+  mean_ = c.rmsnorm ? nullptr : static_cast<float *>(buf("ln_mean"));
+  rstd_ = static_cast<float *>(buf("ln_rstd"));
+  qk_rstd_ = c.qk_norm ? static_cast<float *>(buf("qk_rstd")) : nullptr;
   scores_ = static_cast<float *>(buf("scores"));
   tokens_ = static_cast<int32_t *>(buf("tokens"));
   host_logits_.resize(size_t(S) * model.config().padded_vocab_size);
@@ -73,7 +77,8 @@ template <class Backend> const float *Generator<Backend>::step(const int32_t *to
                   " is outside the vocabulary (", c.vocab_size, ")");
   model_.bind_workspace();
   Backend::upload(tokens_, tokens, sizeof(int32_t) * S);
-  ops::encoder_forward(x_, tokens_, model_.param(WTE), model_.param(WPE) + size_t(t) * C, S, 1, C,
+  const Real *wpe = model_.wpe(); // null with rotary: positions enter in the block
+  ops::encoder_forward(x_, tokens_, model_.param(WTE), wpe ? wpe + size_t(t) * C : nullptr, S, 1, C,
                        Dropout{});
   // The model's block over S rows of one position each: the residual stream x updated in place,
   // the LayerNorms sharing one buffer, and attention against the KV cache.
@@ -83,19 +88,20 @@ template <class Backend> const float *Generator<Backend>::step(const int32_t *to
   a.qkv = qkv_, a.atty = atty_, a.fch = fch_, a.fch_gelu = fch_gelu_, a.branch = branch_;
   a.ln1_mean = a.ln2_mean = mean_;
   a.ln1_rstd = a.ln2_rstd = rstd_;
+  a.qk_rstd = qk_rstd_;
   for (int l = 0; l < c.n_layer; ++l) {
     Real *kc = kcache_ + size_t(l) * S * Tm * C, *vc = vcache_ + size_t(l) * S * Tm * C;
-    model_.block_forward(l, S, a, 0, /*write_output=*/true,
+    // S sequences of one position each, at position t (rotary: k is cached rotated by its own t)
+    model_.block_forward(l, S, 1, t, a, 0, /*write_output=*/true,
                          [&](const typename Model<Backend>::LayerActs &la, Dropout) {
                            // q packed (S,C) into ln1, which the block no longer needs
                            ops::kv_append(kc, vc, la.ln1, la.qkv, S, t, Tm, C);
                            ops::attention_decode(la.atty, scores_, la.ln1, kc, vc, S, t, Tm, C, NH);
                          });
   }
-  ops::layernorm_forward(ln_, mean_, rstd_, x_, model_.param(LNFW),
-                         model_.param_count(LNFB) ? model_.param(LNFB) : nullptr, S, C);
-  ops::matmul_forward(logits_, ln_, model_.param(WTE), static_cast<const Real *>(nullptr), S, C,
-                      Vp);
+  model_.norm_forward(ln_, mean_, rstd_, x_, LNFW, LNFB, 0, S);
+  ops::matmul_forward(logits_, ln_, model_.head(), static_cast<const Real *>(nullptr), S, C, Vp);
+  model_.softcap(logits_, size_t(S) * Vp);
   Backend::load(host_logits_.data(), logits_, size_t(S) * Vp);
   ++steps_;
   return host_logits_.data();

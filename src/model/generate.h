@@ -64,7 +64,7 @@ private:
   MemoryPlan plan_;
   std::optional<typename Backend::Block> block_;
   Real *kcache_, *vcache_, *x_, *ln_, *qkv_, *atty_, *branch_, *fch_, *fch_gelu_, *logits_;
-  float *mean_, *rstd_, *scores_;
+  float *mean_, *rstd_, *scores_, *qk_rstd_;
   int32_t *tokens_;
   std::vector<float> host_logits_;
   long steps_ = 0;

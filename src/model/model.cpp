@@ -44,9 +44,13 @@ void init_gpt_weights(const GPTConfig &cfg, float *params, uint64_t seed) {
   normal(ATTPROJW, std_res, tensors[ATTPROJW].count);
   normal(FCW, 0.02f, tensors[FCW].count);
   normal(FCPROJW, std_res, tensors[FCPROJW].count);
+  if (tensors[LMHEAD].count) normal(LMHEAD, 0.02f, size_t(cfg.vocab_size) * cfg.n_embd);
   for (ParamId id : {LN1W, LN2W, LNFW})
     for (size_t i = 0; i < tensors[id].count; ++i)
       at[id][i] = 1.0f;
+  if (cfg.zero_init_proj) // drawn above and cleared, so the other tensors keep their numbers
+    for (ParamId id : {ATTPROJW, FCPROJW, LMHEAD})
+      std::memset(at[id], 0, tensors[id].count * sizeof(float));
 }
 
 namespace {
@@ -54,8 +58,9 @@ constexpr bool fused_gelu(::finegpt::Backend kind, const GPTConfig &cfg, int rec
   // The CUDA fc GEMM's GELU epilogue (needs 4C % 8 == 0) rounds GELU from the fp32 accumulator;
   // levels 1-2 recompute GELU from the stored bf16 pre-activation, so there the forward uses the
   // same separate GELU pass and backward sees the forward's values bit for bit.
-  return kind == ::finegpt::Backend::CUDA && (4 * cfg.n_embd) % 8 == 0 && recompute != 1 &&
-         recompute != 2;
+  // ReLU^2 has no epilogue: it runs as its own pass.
+  return kind == ::finegpt::Backend::CUDA && !cfg.relu2 && (4 * cfg.n_embd) % 8 == 0 &&
+         recompute != 1 && recompute != 2;
 }
 } // namespace
 
@@ -121,7 +126,8 @@ Model<Backend>::Model(const GPTConfig &cfg, int B, int T, ModelOptions opt)
   a.res2 = real("residual2"), a.ln2 = real("ln2"), a.fch = real("fch");
   a.fch_gelu = real("fch_gelu"), a.res3 = real("residual3"), a.lnf = real("lnf");
   a.logits = real("logits");
-  a.ln1_mean = fp32("ln1_mean"), a.ln1_rstd = fp32("ln1_rstd");
+  a.ln1_mean = fp32("ln1_mean"), a.ln1_rstd = fp32("ln1_rstd"); // means: null with RMSNorm
+  a.qk_rstd = fp32("qk_rstd");                                  // null without QK-norm
   a.ln2_mean = fp32("ln2_mean"), a.ln2_rstd = fp32("ln2_rstd");
   a.lnf_mean = fp32("lnf_mean"), a.lnf_rstd = fp32("lnf_rstd"), a.losses = fp32("losses");
   a.att = fp32(Backend::kAttentionState);
@@ -131,7 +137,9 @@ Model<Backend>::Model(const GPTConfig &cfg, int B, int T, ModelOptions opt)
   a.reduce_scratch = fp32("reduce_scratch"); // CUDA: the gradient norm's partial sums
   a.workspace = static_cast<unsigned char *>(find("cublaslt_workspace", 1));
   if (a.workspace) a.workspace_bytes = plan_.find("cublaslt_workspace")->bytes;
-  FINEGPT_CHECK(a.inputs && a.targets && a.att && a.losses, "internal: the plan lacks a buffer");
+  FINEGPT_CHECK(a.inputs && a.targets && a.att && a.losses && (a.ln1_mean || cfg_.rmsnorm) &&
+                    (a.qk_rstd || !cfg_.qk_norm),
+                "internal: the plan lacks a buffer");
   a.layers_ln = layers("ln1"), a.layers_gelu = layers("fch_gelu"), a.layers_block = layers("qkv");
   a.layers_att = layers(Backend::kAttentionState);
   Backend::check_workspace(cfg_, B, T, opt_, a.workspace_bytes);
@@ -177,20 +185,40 @@ typename Model<Backend>::LayerActs Model<Backend>::layer(int l, int B, int T) co
   LayerActs a;
   a.res_in = l == 0 ? s.encoded : s.res3 + size_t(l - 1) * BT * C;
   a.ln1 = at(s.ln1, s.layers_ln, C);
-  a.ln1_mean = at(s.ln1_mean, s.layers_block, 1);
+  a.ln1_mean = s.ln1_mean ? at(s.ln1_mean, s.layers_block, 1) : nullptr;
   a.ln1_rstd = at(s.ln1_rstd, s.layers_block, 1);
   a.qkv = at(s.qkv, s.layers_block, 3 * C);
   a.atty = at(s.atty, s.layers_block, C);
   a.att = at(s.att, s.layers_att, Backend::attention_state_per_token(cfg_.n_head, T));
   a.res2 = at(s.res2, s.layers_block, C);
   a.ln2 = at(s.ln2, s.layers_ln, C);
-  a.ln2_mean = at(s.ln2_mean, s.layers_block, 1);
+  a.ln2_mean = s.ln2_mean ? at(s.ln2_mean, s.layers_block, 1) : nullptr;
+  a.qk_rstd = s.qk_rstd ? at(s.qk_rstd, s.layers_block, 2 * size_t(cfg_.n_head)) : nullptr;
   a.ln2_rstd = at(s.ln2_rstd, s.layers_block, 1);
   a.fch = at(s.fch, s.layers_block, 4 * C);
   a.fch_gelu = at(s.fch_gelu, s.layers_gelu, 4 * C);
   a.res3 = s.res3 + size_t(l) * BT * C; // each layer's output: kept at every level
   a.branch = s.branch;
   return a;
+}
+
+template <class Backend>
+void Model<Backend>::norm_forward(Real *out, float *mean, float *rstd, const Real *inp, ParamId w,
+                                  ParamId b, size_t off, int N) const {
+  if (cfg_.rmsnorm)
+    ops::rmsnorm_forward(out, rstd, inp, param(w) + off, N, cfg_.n_embd);
+  else
+    ops::layernorm_forward(out, mean, rstd, inp, param(w) + off, bias(b, off), N, cfg_.n_embd);
+}
+
+template <class Backend>
+void Model<Backend>::norm_backward(Real *dinp, ParamId w, ParamId b, size_t off, const Real *dout,
+                                   const Real *inp, const float *mean, const float *rstd, int N) {
+  if (cfg_.rmsnorm)
+    ops::rmsnorm_backward(dinp, grad(w) + off, dout, inp, param(w) + off, rstd, N, cfg_.n_embd);
+  else
+    ops::layernorm_backward(dinp, grad(w) + off, bias_grad(b, off), dout, inp, param(w) + off, mean,
+                            rstd, N, cfg_.n_embd);
 }
 
 template <class Backend>
@@ -210,16 +238,16 @@ void Model<Backend>::upload_tokens(int32_t *dst, const int32_t *host, int N, con
 
 template <class Backend> void Model<Backend>::forward_logits(int B, int T, uint64_t key) {
   const int C = cfg_.n_embd, L = cfg_.n_layer, Vp = cfg_.padded_vocab_size, N = B * T;
-  ops::encoder_forward(acts_.encoded, acts_.inputs, param(WTE), param(WPE), B, T, C,
+  ops::encoder_forward(acts_.encoded, acts_.inputs, param(WTE), wpe(), B, T, C,
                        drop(key, -1, kDropEmbedding));
   auto attention = [&](const LayerActs &a, Dropout d) { attention_forward(a, B, T, d); };
   for (int l = 0; l < L; ++l)
-    block_forward(l, N, layer(l, B, T), key, /*write_output=*/true, attention);
+    block_forward(l, B, T, 0, layer(l, B, T), key, /*write_output=*/true, attention);
   const Real *last = acts_.res3 + size_t(L - 1) * N * C;
-  ops::layernorm_forward(acts_.lnf, acts_.lnf_mean, acts_.lnf_rstd, last, param(LNFW),
-                         bias(LNFB, 0), N, C);
-  ops::matmul_forward(acts_.logits, acts_.lnf, param(WTE), static_cast<const Real *>(nullptr), N, C,
+  norm_forward(acts_.lnf, acts_.lnf_mean, acts_.lnf_rstd, last, LNFW, LNFB, 0, N);
+  ops::matmul_forward(acts_.logits, acts_.lnf, head(), static_cast<const Real *>(nullptr), N, C,
                       Vp);
+  softcap(acts_.logits, size_t(N) * Vp);
 }
 
 template <class Backend>
@@ -234,7 +262,7 @@ float Model<Backend>::forward(const int32_t *inputs, const int32_t *targets, int
   if (!targets) return 0.0f;
   upload_tokens(acts_.targets, targets, N, "target");
   ops::crossentropy_forward_backward(acts_.losses, acts_.logits, acts_.targets, N, cfg_.vocab_size,
-                                     cfg_.padded_vocab_size, 0.0f);
+                                     cfg_.padded_vocab_size, 0.0f, cfg_.logit_softcap);
   return mean_loss(N);
 }
 
@@ -251,7 +279,8 @@ float Model<Backend>::forward_backward(const int32_t *inputs, const int32_t *tar
   forward_logits(B, T, dropout_key);
   // The fused loss-and-gradient pass: the logits become their gradient.
   ops::crossentropy_forward_backward(acts_.losses, acts_.logits, acts_.targets, N, cfg_.vocab_size,
-                                     cfg_.padded_vocab_size, loss_scale / float(N));
+                                     cfg_.padded_vocab_size, loss_scale / float(N),
+                                     cfg_.logit_softcap);
   backward(B, T, dropout_key, exchange);
   // The losses are read after the backward is queued: a GPU host does not wait for the forward.
   return mean_loss(N);
@@ -272,17 +301,15 @@ void Model<Backend>::recompute_for_backward(int l, int B, int T, const LayerActs
   case 0:
     return;
   case 3: // the whole block, from its kept input (dropout masks are pure functions of the key)
-    block_forward(l, N, a, key, /*write_output=*/false,
+    block_forward(l, B, T, 0, a, key, /*write_output=*/false,
                   [&](const LayerActs &la, Dropout d) { attention_forward(la, B, T, d); });
     return;
-  case 2: // the LayerNorm outputs from their inputs (the statistics come out the same)
-    ops::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.res_in, param(LN1W) + l * C,
-                           bias(LN1B, l * C), N, C);
-    ops::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, param(LN2W) + l * C,
-                           bias(LN2B, l * C), N, C);
+  case 2: // the norms' outputs from their inputs (the statistics come out the same)
+    norm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.res_in, LN1W, LN1B, size_t(l) * C, N);
+    norm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, LN2W, LN2B, size_t(l) * C, N);
     [[fallthrough]];
-  case 1: // GELU from the kept pre-activation, by the forward's own op (fused_gelu_ is off)
-    ops::gelu_forward(a.fch_gelu, a.fch, 4 * size_t(N) * C);
+  case 1: // the activation from the kept pre-activation, by the forward's own op (not fused)
+    activation_forward(a.fch_gelu, a.fch, 4 * size_t(N) * C);
     return;
   }
 }
@@ -311,11 +338,10 @@ void Model<Backend>::backward(int B, int T, uint64_t key, GradExchange *exchange
     return acts_.dbranch;
   };
   const Real *last = acts_.res3 + size_t(L - 1) * BTC;
-  ops::matmul_backward(dbtc, grad(WTE), static_cast<Real *>(nullptr), acts_.logits, acts_.lnf,
-                       param(WTE), N, C, Vp);
+  ops::matmul_backward(dbtc, head_grad(), static_cast<Real *>(nullptr), acts_.logits, acts_.lnf,
+                       head(), N, C, Vp);
   Backend::zero(dresidual, BTC * sizeof(Real));
-  ops::layernorm_backward(dresidual, grad(LNFW), bias_grad(LNFB, 0), dbtc, last, param(LNFW),
-                          acts_.lnf_mean, acts_.lnf_rstd, N, C);
+  norm_backward(dresidual, LNFW, LNFB, 0, dbtc, last, acts_.lnf_mean, acts_.lnf_rstd, N);
   for (int l = L - 1; l >= 0; --l) {
     const LayerActs a = layer(l, B, T);
     recompute_for_backward(l, B, T, a, key);
@@ -323,29 +349,32 @@ void Model<Backend>::backward(int B, int T, uint64_t key, GradExchange *exchange
     const Real *dbranch = branch_grad(drop(key, l, kDropResidMlp));
     ops::matmul_backward(dfch, grad(FCPROJW) + size_t(l) * C * 4 * C, bias_grad(FCPROJB, l * C),
                          dbranch, a.fch_gelu, param(FCPROJW) + size_t(l) * C * 4 * C, N, 4 * C, C);
-    ops::gelu_backward(dfch, a.fch, dfch, 4 * BTC);
+    if (cfg_.relu2)
+      ops::relu2_backward(dfch, a.fch, dfch, 4 * BTC);
+    else
+      ops::gelu_backward(dfch, a.fch, dfch, 4 * BTC);
     ops::matmul_backward(dbtc, grad(FCW) + size_t(l) * 4 * C * C, bias_grad(FCB, size_t(l) * 4 * C),
                          dfch, a.ln2, param(FCW) + size_t(l) * 4 * C * C, N, C, 4 * C);
-    ops::layernorm_backward(dresidual, grad(LN2W) + l * C, bias_grad(LN2B, l * C), dbtc, a.res2,
-                            param(LN2W) + l * C, a.ln2_mean, a.ln2_rstd, N, C);
+    norm_backward(dresidual, LN2W, LN2B, size_t(l) * C, dbtc, a.res2, a.ln2_mean, a.ln2_rstd, N);
     // Attention branch: res2 = res_in + drop(attproj(attention(qkv(ln1(res_in)))))
     dbranch = branch_grad(drop(key, l, kDropResidAttn));
     ops::matmul_backward(dbtc, grad(ATTPROJW) + size_t(l) * C * C, bias_grad(ATTPROJB, l * C),
                          dbranch, a.atty, param(ATTPROJW) + size_t(l) * C * C, N, C, C);
     Backend::attention_backward(dqkv, acts_.datt, dbtc, a.qkv, a.atty, a.att, B, T, C, NH,
                                 drop(key, l, kDropAttention), opt_.cudnn_attention);
+    if (cfg_.qk_norm) ops::qk_norm_backward(dqkv, a.qkv, a.qk_rstd, N, C, NH);
+    if (cfg_.rotary) ops::rotary_backward(dqkv, B, T, C, NH);
     ops::matmul_backward(dbtc, grad(QKVW) + size_t(l) * 3 * C * C,
                          bias_grad(QKVB, size_t(l) * 3 * C), dqkv, a.ln1,
                          param(QKVW) + size_t(l) * 3 * C * C, N, C, 3 * C);
-    ops::layernorm_backward(dresidual, grad(LN1W) + l * C, bias_grad(LN1B, l * C), dbtc, a.res_in,
-                            param(LN1W) + l * C, a.ln1_mean, a.ln1_rstd, N, C);
+    norm_backward(dresidual, LN1W, LN1B, size_t(l) * C, dbtc, a.res_in, a.ln1_mean, a.ln1_rstd, N);
     if (exchange) exchange->ready(layer_ranges(l)); // final: summed while the layers below run
   }
-  ops::encoder_backward(grad(WTE), grad(WPE), dresidual, acts_.inputs, B, T, C,
-                        drop(key, -1, kDropEmbedding));
+  ops::encoder_backward(grad(WTE), counts_[WPE] ? grad(WPE) : nullptr, dresidual, acts_.inputs, B,
+                        T, C, drop(key, -1, kDropEmbedding));
   if (exchange) {
     std::vector<Range> rest;
-    for (ParamId id : {WTE, WPE, LNFW, LNFB})
+    for (ParamId id : {WTE, WPE, LNFW, LNFB, LMHEAD})
       if (counts_[id]) rest.emplace_back(offsets_[id], offsets_[id] + counts_[id]);
     exchange->ready(rest);
   }

@@ -1,6 +1,8 @@
 // The GPT-2 model as nanoGPT builds it (learned positions, pre-LayerNorm blocks, causal
 // attention, tanh-GELU MLP, head tied to the token embedding, vocabulary padded to a multiple of
-// 64 and never predicted), written once for both engines: Model<CpuBackend> (fp32, the CPU) and
+// 64 and never predicted), with the architecture options of GPTConfig as branches of the same
+// body (rotary, RMSNorm, QK-norm, ReLU^2, an untied head, logit soft-capping), written once for
+// both engines: Model<CpuBackend> (fp32, the CPU) and
 // Model<CudaBackend> (bf16 on a GPU). Forward, backward, recompute and the block that generation
 // reuses are one body over the op seam; model/backends.h holds what differs. Parameters in
 // llm.c's order (param_tensors), grouped by tensor type across layers. Every buffer comes from
@@ -25,8 +27,10 @@
 namespace finegpt {
 
 // nanoGPT's initialisation on a flat fp32 parameter array (num_parameters(cfg) floats,
-// param_tensors order): N(0, 0.02) for weights and embeddings, the two residual projections
-// N(0, 0.02/sqrt(2 n_layer)), biases 0, LayerNorm weights 1; padding rows of wte 0.
+// param_tensors order): N(0, 0.02) for weights and embeddings (an untied lm_head too, drawn
+// last), the two residual projections N(0, 0.02/sqrt(2 n_layer)), biases 0, LayerNorm (RMSNorm)
+// weights 1; padding rows of wte and lm_head 0. zero_init_proj: the two residual projections and
+// an untied lm_head 0 (modded-nanogpt's), every other tensor the same numbers as without it.
 void init_gpt_weights(const GPTConfig &cfg, float *params, uint64_t seed);
 
 // Where dropout applies (nanoGPT's sites): the embedding sum (layer -1), the attention
@@ -49,7 +53,16 @@ using finegpt::cpu::layernorm_backward;
 using finegpt::cpu::layernorm_forward;
 using finegpt::cpu::matmul_backward;
 using finegpt::cpu::matmul_forward;
+using finegpt::cpu::qk_norm_backward;
+using finegpt::cpu::qk_norm_forward;
+using finegpt::cpu::relu2_backward;
+using finegpt::cpu::relu2_forward;
 using finegpt::cpu::residual_forward;
+using finegpt::cpu::rmsnorm_backward;
+using finegpt::cpu::rmsnorm_forward;
+using finegpt::cpu::rotary_backward;
+using finegpt::cpu::rotary_forward;
+using finegpt::cpu::softcap_forward;
 using finegpt::cuda::attention_decode;
 using finegpt::cuda::crossentropy_forward_backward;
 using finegpt::cuda::dropout_backward;
@@ -63,7 +76,16 @@ using finegpt::cuda::layernorm_forward;
 using finegpt::cuda::matmul_backward;
 using finegpt::cuda::matmul_forward;
 using finegpt::cuda::matmul_forward_gelu;
+using finegpt::cuda::qk_norm_backward;
+using finegpt::cuda::qk_norm_forward;
+using finegpt::cuda::relu2_backward;
+using finegpt::cuda::relu2_forward;
 using finegpt::cuda::residual_forward;
+using finegpt::cuda::rmsnorm_backward;
+using finegpt::cuda::rmsnorm_forward;
+using finegpt::cuda::rotary_backward;
+using finegpt::cuda::rotary_forward;
+using finegpt::cuda::softcap_forward;
 // The CPU has no fused fc GEMM + GELU; the model never asks it for one (fused_gelu_ is off).
 void matmul_forward_gelu(float *out, float *pre, const float *inp, const float *weight,
                          const float *bias, int N, int C, int OC);
@@ -79,7 +101,9 @@ public:
     const Real *res_in;
     Real *ln1, *qkv, *atty, *res2, *ln2, *fch, *fch_gelu, *res3;
     Real *branch; // a branch's output before its residual add (working memory)
-    float *ln1_mean, *ln1_rstd, *att, *ln2_mean, *ln2_rstd; // att: the backend's attention state
+    // att: the backend's attention state; the means are null with RMSNorm, qk_rstd without
+    // QK-norm.
+    float *ln1_mean, *ln1_rstd, *att, *ln2_mean, *ln2_rstd, *qk_rstd;
   };
 
   // Allocates parameters, gradients, activations, scratch and workspaces for micro-batches up to
@@ -103,6 +127,11 @@ public:
   Real *grads() const { return grads_; }
   Real *param(ParamId id) const { return params_ + offsets_[id]; }
   Real *grad(ParamId id) const { return grads_ + offsets_[id]; }
+  // The output head: wte, or lm_head when untied.
+  const Real *head() const { return param(cfg_.tie_embeddings ? WTE : LMHEAD); }
+  Real *head_grad() const { return grad(cfg_.tie_embeddings ? WTE : LMHEAD); }
+  // Position embeddings (B,T rows from position 0), null with rotary.
+  const Real *wpe() const { return counts_[WPE] ? param(WPE) : nullptr; }
 
   // init_gpt_weights (on the host), then set_params: every engine starts from the same numbers.
   void init_weights(uint64_t seed);
@@ -135,11 +164,25 @@ public:
   float *reduce_scratch() const { return acts_.reduce_scratch; }
 
   // The block, for callers that bring their own activations (generation, with its KV cache):
-  // layer l over N = B*T rows from a.res_in; `attention(a, drop)` fills a.atty from a.qkv.
-  // write_output = false stops before the MLP's output GEMM and residual add (recompute).
+  // layer l over B x T rows from a.res_in, at positions pos0 + t (rotary); `attention(a, drop)`
+  // fills a.atty from a.qkv. write_output = false stops before the MLP's output GEMM and
+  // residual add (recompute).
   template <class Attention>
-  void block_forward(int l, int N, const LayerActs &a, uint64_t key, bool write_output,
-                     Attention &&attention) const;
+  void block_forward(int l, int B, int T, int pos0, const LayerActs &a, uint64_t key,
+                     bool write_output, Attention &&attention) const;
+  // LayerNorm or RMSNorm (mean unused), as the config says; the MLP's activation likewise.
+  void norm_forward(Real *out, float *mean, float *rstd, const Real *inp, ParamId w, ParamId b,
+                    size_t off, int N) const;
+  void activation_forward(Real *out, const Real *inp, size_t n) const {
+    if (cfg_.relu2)
+      ops::relu2_forward(out, inp, n);
+    else
+      ops::gelu_forward(out, inp, n);
+  }
+  // The logits' soft cap in place (nothing when off).
+  void softcap(Real *logits, size_t n) const {
+    if (cfg_.logit_softcap > 0.0f) ops::softcap_forward(logits, n, cfg_.logit_softcap);
+  }
 
 private:
   // Base pointers of every planned activation and scratch buffer, resolved once.
@@ -147,6 +190,7 @@ private:
     int32_t *inputs = nullptr, *targets = nullptr;
     Real *encoded, *ln1, *qkv, *atty, *res2, *ln2, *fch, *fch_gelu, *res3, *lnf, *logits;
     float *ln1_mean, *ln1_rstd, *att, *ln2_mean, *ln2_rstd, *lnf_mean, *lnf_rstd, *losses;
+    float *qk_rstd = nullptr;
     Real *branch, *dresidual, *dbranch, *dbtc, *dqkv, *dfch;
     float *datt = nullptr, *reduce_scratch = nullptr;
     unsigned char *workspace = nullptr;
@@ -162,6 +206,8 @@ private:
   void upload_tokens(int32_t *dst, const int32_t *host, int N, const char *what);
   void forward_logits(int B, int T, uint64_t key);
   void recompute_for_backward(int l, int B, int T, const LayerActs &a, uint64_t key);
+  void norm_backward(Real *dinp, ParamId w, ParamId b, size_t off, const Real *dout,
+                     const Real *inp, const float *mean, const float *rstd, int N);
   void backward(int B, int T, uint64_t key, GradExchange *exchange);
   float mean_loss(int N);
   std::vector<Range> layer_ranges(int l) const;
@@ -188,27 +234,29 @@ private:
 
 template <class Backend>
 template <class Attention>
-void Model<Backend>::block_forward(int l, int N, const LayerActs &a, uint64_t key,
+void Model<Backend>::block_forward(int l, int B, int T, int pos0, const LayerActs &a, uint64_t key,
                                    bool write_output, Attention &&attention) const {
-  const int C = cfg_.n_embd;
+  const int C = cfg_.n_embd, NH = cfg_.n_head, N = B * T;
   const size_t NC = size_t(N) * C;
   Real *branch = a.branch;
-  ops::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.res_in, param(LN1W) + l * C,
-                         bias(LN1B, l * C), N, C);
+  norm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.res_in, LN1W, LN1B, size_t(l) * C, N);
   ops::matmul_forward(a.qkv, a.ln1, param(QKVW) + size_t(l) * 3 * C * C,
                       bias(QKVB, size_t(l) * 3 * C), N, C, 3 * C);
+  // Rotary, then QK-norm: the parameterless per-head RMS is invariant under the rotation, so this
+  // equals modded-nanogpt's norm-then-rotary, and the backward needs only the final q and k.
+  if (cfg_.rotary) ops::rotary_forward(a.qkv, B, T, C, NH, pos0);
+  if (cfg_.qk_norm) ops::qk_norm_forward(a.qkv, a.qk_rstd, N, C, NH);
   attention(a, drop(key, l, kDropAttention));
   ops::matmul_forward(branch, a.atty, param(ATTPROJW) + size_t(l) * C * C, bias(ATTPROJB, l * C), N,
                       C, C);
   ops::residual_forward(a.res2, a.res_in, branch, NC, drop(key, l, kDropResidAttn));
-  ops::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, param(LN2W) + l * C,
-                         bias(LN2B, l * C), N, C);
+  norm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, LN2W, LN2B, size_t(l) * C, N);
   const Real *fcw = param(FCW) + size_t(l) * 4 * C * C, *fcb = bias(FCB, size_t(l) * 4 * C);
   if (fused_gelu_) {
     ops::matmul_forward_gelu(a.fch_gelu, a.fch, a.ln2, fcw, fcb, N, C, 4 * C);
   } else {
     ops::matmul_forward(a.fch, a.ln2, fcw, fcb, N, C, 4 * C);
-    ops::gelu_forward(a.fch_gelu, a.fch, 4 * NC);
+    activation_forward(a.fch_gelu, a.fch, 4 * NC);
   }
   if (!write_output) return; // recomputing for backward: the block's output is kept already
   ops::matmul_forward(branch, a.fch_gelu, param(FCPROJW) + size_t(l) * C * 4 * C,

@@ -4,6 +4,7 @@
 #include "core/error.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace finegpt {
@@ -43,12 +44,36 @@ void check_gpt_config(const GPTConfig &c) {
   // a damaged file's header may give, would overflow them.
   using u128 = unsigned __int128;
   const u128 L = u128(c.n_layer), C = u128(c.n_embd);
-  const u128 n =
-      u128(c.padded_vocab_size) * C + u128(c.block_size) * C + L * (12 * C * C + 13 * C) + 2 * C;
+  const u128 n = u128(c.padded_vocab_size) * C * (c.tie_embeddings ? 1 : 2) +
+                 u128(c.block_size) * C + L * (12 * C * C + 13 * C) + 2 * C;
   FINEGPT_CHECK(n <= kMaxParameters, "the model is too large: the shape (n_layer ", c.n_layer,
                 ", n_embd ", c.n_embd, ", block_size ", c.block_size, ", padded vocabulary ",
                 c.padded_vocab_size, ") has ", double(n),
                 " parameters, more than finegpt takes (2^40, a terabyte of bf16 weights)");
+  FINEGPT_CHECK(std::isfinite(c.logit_softcap) && c.logit_softcap >= 0.0f,
+                "logit_softcap must be 0 (off) or a positive number (got ", c.logit_softcap, ")");
+  FINEGPT_CHECK(!c.rotary || (c.n_embd / c.n_head) % 2 == 0,
+                "rotary = True needs an even head "
+                "size (n_embd / n_head = ",
+                c.n_embd / c.n_head, ")");
+}
+
+bool is_gpt2_architecture(const GPTConfig &c) {
+  return !c.rotary && !c.rmsnorm && !c.qk_norm && !c.relu2 && c.tie_embeddings &&
+         c.logit_softcap == 0.0f;
+}
+
+std::string architecture_options(const GPTConfig &c, bool with_init) {
+  std::string s;
+  auto add = [&](const std::string &x) { s += (s.empty() ? "" : ", ") + x; };
+  if (c.rotary) add("rotary = True");
+  if (c.rmsnorm) add("norm = 'rmsnorm'");
+  if (c.qk_norm) add("qk_norm = True");
+  if (c.relu2) add("mlp_activation = 'relu2'");
+  if (!c.tie_embeddings) add("tie_embeddings = False");
+  if (c.logit_softcap > 0.0f) add(cat("logit_softcap = ", c.logit_softcap));
+  if (with_init && c.zero_init_proj) add("zero_init_proj = True");
+  return s;
 }
 
 std::array<ParamTensor, kNumParamTensors> param_tensors(const GPTConfig &c) {
@@ -60,22 +85,27 @@ std::array<ParamTensor, kNumParamTensors> param_tensors(const GPTConfig &c) {
   auto b = [&](const char *name, std::vector<int64_t> shape) {
     return c.bias ? t(name, std::move(shape), false) : ParamTensor{name, {}, 0, false};
   };
+  auto if_ = [&](bool on, const char *name, std::vector<int64_t> shape, bool decay) {
+    return on ? t(name, std::move(shape), decay) : ParamTensor{name, {}, 0, false};
+  };
+  const bool lnb = c.bias && !c.rmsnorm; // RMSNorm has a gain and no bias
   return {t("wte", {Vp, C}, true),
-          t("wpe", {T, C}, true),
+          if_(!c.rotary, "wpe", {T, C}, true),
           t("ln1w", {L, C}, false),
-          b("ln1b", {L, C}),
+          if_(lnb, "ln1b", {L, C}, false),
           t("qkvw", {L, 3 * C, C}, true),
           b("qkvb", {L, 3 * C}),
           t("attprojw", {L, C, C}, true),
           b("attprojb", {L, C}),
           t("ln2w", {L, C}, false),
-          b("ln2b", {L, C}),
+          if_(lnb, "ln2b", {L, C}, false),
           t("fcw", {L, 4 * C, C}, true),
           b("fcb", {L, 4 * C}),
           t("fcprojw", {L, C, 4 * C}, true),
           b("fcprojb", {L, C}),
           t("lnfw", {C}, false),
-          b("lnfb", {C})};
+          if_(lnb, "lnfb", {C}, false),
+          if_(!c.tie_embeddings, "lm_head", {Vp, C}, true)};
 }
 
 size_t num_parameters(const GPTConfig &c) {
@@ -86,7 +116,8 @@ size_t num_parameters(const GPTConfig &c) {
 }
 
 size_t num_parameters_unpadded(const GPTConfig &c) {
-  return num_parameters(c) - size_t(c.padded_vocab_size - c.vocab_size) * c.n_embd;
+  const size_t heads = c.tie_embeddings ? 1 : 2; // padding rows of wte (and lm_head)
+  return num_parameters(c) - heads * size_t(c.padded_vocab_size - c.vocab_size) * c.n_embd;
 }
 
 const char *mem_group_name(MemGroup g) {
@@ -207,9 +238,10 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
   add("targets", A, {B, T}, 4);
   add("encoded", A, {B, T, C}, W);
   add("ln1", A, {Lln, B, T, C}, W);
-  add("ln1_mean", A, {Lblock, B, T}, 4);
+  if (!c.rmsnorm) add("ln1_mean", A, {Lblock, B, T}, 4); // RMSNorm keeps rstd only
   add("ln1_rstd", A, {Lblock, B, T}, 4);
-  add("qkv", A, {Lblock, B, T, 3 * C}, W);
+  add("qkv", A, {Lblock, B, T, 3 * C}, W); // q and k after rotary and QK-norm
+  if (c.qk_norm) add("qk_rstd", A, {Lblock, B, T, 2 * NH}, 4);
   add("atty", A, {Lblock, B, T, C}, W);
   if (cpu)
     add("att", A, {L, B, NH, T, T}, 4); // softmax probabilities
@@ -217,13 +249,13 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
     add("att_lse", A, {Lblock, B, NH, T}, 4); // flash attention keeps log-sum-exp only
   add("residual2", A, {Lblock, B, T, C}, W);
   add("ln2", A, {Lln, B, T, C}, W);
-  add("ln2_mean", A, {Lblock, B, T}, 4);
+  if (!c.rmsnorm) add("ln2_mean", A, {Lblock, B, T}, 4);
   add("ln2_rstd", A, {Lblock, B, T}, 4);
   add("fch", A, {Lblock, B, T, 4 * C}, W);
-  add("fch_gelu", A, {Lgelu, B, T, 4 * C}, W);
-  add("residual3", A, {L, B, T, C}, W); // each layer's output: kept at every level
+  add("fch_gelu", A, {Lgelu, B, T, 4 * C}, W); // the activation's output (GELU or ReLU^2)
+  add("residual3", A, {L, B, T, C}, W);        // each layer's output: kept at every level
   add("lnf", A, {B, T, C}, W);
-  add("lnf_mean", A, {B, T}, 4);
+  if (!c.rmsnorm) add("lnf_mean", A, {B, T}, 4);
   add("lnf_rstd", A, {B, T}, 4);
   add("logits", A, {B, T, Vp}, W); // overwritten in place by its gradient
   add("losses", A, {B, T}, 4);

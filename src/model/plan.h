@@ -21,7 +21,26 @@ struct GPTConfig {
   int n_embd = 768;
   bool bias = true;
   float dropout = 0.0f;
+  // Architecture options (config keys of the same meaning; all off: GPT-2). DESIGN.md section 5,
+  // "Architecture options".
+  bool rotary = false;        // rotary position embeddings on q and k (no wpe)
+  bool rmsnorm = false;       // RMSNorm (gain in the LayerNorm weight slots, no bias) for LayerNorm
+  bool qk_norm = false;       // parameterless RMSNorm of each head's q and k
+  bool relu2 = false;         // MLP activation relu(x)^2 instead of tanh-GELU
+  bool tie_embeddings = true; // false: a separate lm_head (Vp, C) at the end of the layout
+  bool zero_init_proj = false; // init: both residual projections (and an untied lm_head) zero
+  float logit_softcap = 0.0f;  // > 0: logits = cap * tanh(logits / cap) before the loss
 };
+
+// Rotary's base (theta_i = pos * base^(-2i/HS)) and the epsilon of RMSNorm and QK-norm.
+constexpr double kRotaryBase = 10000.0;
+constexpr float kRmsNormEps = 1e-6f;
+
+// True when the model is GPT-2 as llm.c, Hugging Face's GPT2LMHeadModel and nanoGPT define it:
+// no architecture option is on (zero_init_proj, an initialisation, does not count).
+bool is_gpt2_architecture(const GPTConfig &cfg);
+// The options that are on, as config keys ("rotary = True, norm = 'rmsnorm'"); "" for GPT-2.
+std::string architecture_options(const GPTConfig &cfg, bool with_init = false);
 
 int pad_vocab(int vocab_size); // round up to a multiple of 64
 // The most parameters a shape may have (2^40, 4 TiB in fp32): past it the 64-bit size
@@ -31,7 +50,8 @@ constexpr uint64_t kMaxParameters = uint64_t(1) << 40;
 // Error naming the field.
 void check_gpt_config(const GPTConfig &cfg);
 
-// Parameter tensors in llm.c's file order; with bias off the bias tensors have 0 elements.
+// Parameter tensors in llm.c's file order, then lm_head; a tensor the model lacks has 0 elements:
+// the biases with bias off, the LayerNorm biases with RMSNorm, wpe with rotary, lm_head when tied.
 enum ParamId {
   WTE,
   WPE,
@@ -49,6 +69,7 @@ enum ParamId {
   FCPROJB,
   LNFW,
   LNFB,
+  LMHEAD, // untied head only (tie_embeddings = False); absent from llm.c and GPT-2 files
   kNumParamTensors
 };
 struct ParamTensor {

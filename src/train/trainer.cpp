@@ -37,6 +37,16 @@ std::string ckpt_path(const TrainConfig &cfg) { return cfg.out_dir + "/ckpt.bin"
 
 } // namespace
 
+void set_architecture(GPTConfig &m, const TrainConfig &cfg) {
+  m.rotary = cfg.rotary;
+  m.rmsnorm = cfg.norm == "rmsnorm";
+  m.qk_norm = cfg.qk_norm;
+  m.relu2 = cfg.mlp_activation == "relu2";
+  m.tie_embeddings = cfg.tie_embeddings;
+  m.zero_init_proj = cfg.zero_init_proj;
+  m.logit_softcap = float(cfg.logit_softcap);
+}
+
 std::unique_ptr<Communicator> run_communicator(const TrainConfig &cfg, bool dry_run) {
   return dry_run ? make_single_communicator() : make_communicator(cfg.dist_timeout);
 }
@@ -79,6 +89,14 @@ RunSetup resolve_run(const TrainConfig &cfg) {
     CheckpointState st = read_checkpoint_state(s.init_path);
     s.model = st.model;
     s.model.dropout = float(cfg.dropout);
+    GPTConfig asked = st.model;
+    set_architecture(asked, cfg);
+    if (architecture_options(asked, true) != architecture_options(st.model, true))
+      s.notes.push_back("init_from='resume': the architecture comes from the checkpoint (" +
+                        (is_gpt2_architecture(st.model) && !st.model.zero_init_proj
+                             ? std::string("GPT-2")
+                             : architecture_options(st.model, true)) +
+                        ")");
     if (cfg.n_layer != st.model.n_layer || cfg.n_embd != st.model.n_embd ||
         cfg.n_head != st.model.n_head || cfg.block_size != st.model.block_size)
       s.notes.push_back("init_from='resume': the model shape comes from the checkpoint");
@@ -108,6 +126,7 @@ RunSetup resolve_run(const TrainConfig &cfg) {
   m.block_size = int(cfg.block_size);
   m.bias = cfg.bias;
   m.dropout = float(cfg.dropout);
+  set_architecture(m, cfg);
   if (cfg.vocab_size > 0) {
     m.vocab_size = int(cfg.vocab_size);
   } else if (file_exists(s.data_dir + "/meta.json")) {
@@ -263,11 +282,12 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
   std::printf("# configuration\n%s", to_python(cfg).c_str());
   const GPTConfig &m = s.model;
   const size_t P = num_parameters_unpadded(m), Pp = num_parameters(m);
-  const size_t wpe = size_t(m.block_size) * m.n_embd;
+  const size_t wpe = param_tensors(m)[WPE].count; // 0 with rotary
+  const std::string arch = architecture_options(m, true);
   std::printf("# model: %d layers, %d heads, %d channels, block %d, vocab %d (padded %d), "
-              "bias %s\n",
+              "bias %s%s%s\n",
               m.n_layer, m.n_head, m.n_embd, m.block_size, m.vocab_size, m.padded_vocab_size,
-              m.bias ? "on" : "off");
+              m.bias ? "on" : "off", arch.empty() ? "" : "; ", arch.c_str());
   std::printf("# parameters: %zu (%.2fM; %.2fM without position embeddings; %zu stored with "
               "vocabulary padding)\n",
               P, P / 1e6, (P - wpe) / 1e6, Pp);

@@ -28,6 +28,9 @@ struct RunSetup {
 
 RunSetup resolve_run(const TrainConfig &cfg);
 
+// The config's architecture options (rotary, norm, ...) into a model's GPTConfig.
+void set_architecture(GPTConfig &m, const TrainConfig &cfg);
+
 // The communicator of this run: MPI when launched on several ranks (make_communicator), one
 // process for a dry run.
 std::unique_ptr<Communicator> run_communicator(const TrainConfig &cfg, bool dry_run);

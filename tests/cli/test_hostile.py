@@ -66,6 +66,15 @@ def copy_out(name="out"):
     return lambda d, s: shutil.copytree(s.out, os.path.join(d, name))
 
 
+def trained_with(name, *options):
+    """A model trained for one step with architecture options on the shared data, in d/<name>."""
+    def run_train(d, s):
+        subprocess.run([FINEGPT, "train", f"--data_dir={s.chars}", f"--out_dir={os.path.join(d, name)}",
+                        *TINY[:6], "--max_iters=1", "--eval_interval=1", *TINY[7:], *options],
+                       check=True, capture_output=True, timeout=120)
+    return run_train
+
+
 def copy_model(name="m.bin"):
     return lambda d, s: shutil.copyfile(s.model, os.path.join(d, name))
 
@@ -339,6 +348,18 @@ case("train_device_memory_cap_not_a_size",
      ["train", "--data_dir={s_chars}", "--out_dir={d}/o", *GPU_TINY],
      ["FINEGPT_DEVICE_MEMORY_CAP", "'lots'"], env={"FINEGPT_DEVICE_MEMORY_CAP": "lots"},
      emulated=True)
+case("train_norm_unknown", ["train", "--norm=batchnorm", "--dry_run"], ["norm", "'batchnorm'"])
+case("train_mlp_activation_unknown", ["train", "--mlp_activation=swiglu", "--dry_run"],
+     ["mlp_activation", "'swiglu'", "'relu2'"])
+case("train_logit_softcap_negative", ["train", "--logit_softcap=-30", "--dry_run"],
+     ["logit_softcap", ">= 0"])
+case("train_rotary_odd_head_size", ["train", "--rotary=True", "--n_embd=36", "--n_head=4",
+                                    "--dry_run"], ["rotary", "even head size"])
+case("train_rotary_from_gpt2", ["train", "--init_from=gpt2", "--rotary=True", "--dry_run"],
+     ["init_from = 'gpt2'", "rotary = True", "init_from = 'scratch'"])
+case("train_untied_from_llmc_model", ["train", "--init_from={d}/m.bin", "--tie_embeddings=False",
+                                      "--dry_run"], ["m.bin", "tie_embeddings = False"],
+     copy_model())
 case("train_dtype_int8", ["train", "--dtype=int8", "--dry_run"], ["dtype", "int8"])
 case("train_data_order_bad", ["train", "--data_order=shuffled", "--dry_run"],
      ["data_order", "shuffled"])
@@ -570,6 +591,12 @@ case("export_into_a_missing_folder", ["export", "--out_dir={s_out}", "--output={
 case("export_without_output", ["export", "--out_dir={s_out}"], ["--output"])
 case("export_bad_dtype", ["export", "--out_dir={s_out}", "--output={d}/m.bin", "--dtype=float16"],
      ["--dtype", "float16"])
+case("export_llmc_of_a_rotary_model", ["export", "--out_dir={d}/o", "--output={d}/m.bin"],
+     ["rotary = True", "llm.c", "GPT-2 only"], trained_with("o", "--rotary=True"))
+case("export_hf_of_an_rmsnorm_relu2_model", ["export", "--out_dir={d}/o", "--format=hf",
+                                             "--out={d}/hf"],
+     ["norm = 'rmsnorm'", "mlp_activation = 'relu2'", "GPT2LMHeadModel"],
+     trained_with("o", "--norm=rmsnorm", "--mlp_activation=relu2"))
 case("export_bad_format", ["export", "--out_dir={s_out}", "--output={d}/m.bin", "--format=onnx"],
      ["--format", "onnx"])
 case("export_flipped_checkpoint", ["export", "--out_dir={d}/out", "--output={d}/m.bin"],

@@ -100,9 +100,11 @@ TEST(ConfigDefaults, KeysInDeclarationOrder) {
       "lr_decay_iters", "min_lr",         "backend",
       "device",         "dtype",          "compile",
       "seed",           "data_dir",       "data_order",
-      "threads",        "vocab_size",     "recompute",
-      "zero_stage",     "dist_timeout",   "attention",
-      "offload",        "tokens_per_step"};
+      "threads",        "vocab_size",     "rotary",
+      "norm",           "qk_norm",        "mlp_activation",
+      "tie_embeddings", "zero_init_proj", "logit_softcap",
+      "recompute",      "zero_stage",     "dist_timeout",
+      "attention",      "offload",        "tokens_per_step"};
   EXPECT_EQ(train_config_keys(), nanogpt);
 }
 
@@ -580,6 +582,39 @@ TEST_F(ConfigTest, BatchSizeAutoAndPlanKeys) {
   EXPECT_ERROR_HAS(validate(c), "attention = 'cudnn'", "dropout");
   c.dropout = 0.0;
   validate(c);
+}
+
+TEST_F(ConfigTest, ArchitectureOptions) {
+  TrainConfig d;
+  EXPECT_FALSE(d.rotary || d.qk_norm || d.zero_init_proj || !d.tie_embeddings);
+  EXPECT_EQ(d.norm, "layernorm");
+  EXPECT_EQ(d.mlp_activation, "gelu");
+  EXPECT_EQ(d.logit_softcap, 0.0);
+  TrainConfig c = load({write("arch.py", "rotary = True\nnorm = 'rmsnorm'\nqk_norm = True\n"
+                                         "mlp_activation = 'relu2'\ntie_embeddings = False\n"
+                                         "zero_init_proj = True\nlogit_softcap = 30\n")});
+  EXPECT_TRUE(c.rotary && c.qk_norm && c.zero_init_proj && !c.tie_embeddings);
+  EXPECT_EQ(c.norm, "rmsnorm");
+  EXPECT_EQ(c.mlp_activation, "relu2");
+  EXPECT_EQ(c.logit_softcap, 30.0);
+  validate(c);
+  EXPECT_EQ(load({write("back.py", to_python(c))}), c);
+  c.norm = "batchnorm";
+  EXPECT_ERROR_HAS(validate(c), "norm", "'batchnorm'", "'rmsnorm'");
+  c.norm = "rmsnorm", c.mlp_activation = "swiglu";
+  EXPECT_ERROR_HAS(validate(c), "mlp_activation", "'swiglu'", "'relu2'");
+  c.mlp_activation = "relu2", c.logit_softcap = -1;
+  EXPECT_ERROR_HAS(validate(c), "logit_softcap", ">= 0");
+  c.logit_softcap = 15, c.n_embd = 36, c.n_head = 4; // head size 9
+  EXPECT_ERROR_HAS(validate(c), "rotary", "even head size", "9");
+  c.n_embd = 768, c.n_head = 12, c.init_from = "gpt2";
+  EXPECT_ERROR_HAS(validate(c), "init_from = 'gpt2'", "rotary = True", "norm = 'rmsnorm'",
+                   "tie_embeddings = False", "init_from = 'scratch'");
+  TrainConfig z;
+  z.init_from = "model.bin", z.zero_init_proj = true;
+  EXPECT_ERROR_HAS(validate(z), "init_from = 'model.bin'", "zero_init_proj = True");
+  z.init_from = "resume";
+  validate(z);
 }
 
 } // namespace

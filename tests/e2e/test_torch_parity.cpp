@@ -1,7 +1,8 @@
 // End to end against PyTorch: tests/e2e/torch_reference.py (our PyTorch GPT, run by Debian's
 // python3-torch) writes initial weights, tokens, logits, loss, every gradient and ten AdamW
 // steps of nanoGPT's loop; finegpt's model and optimizer must reproduce them within float32
-// tolerance.
+// tolerance. The architecture options (rotary, RMSNorm, QK-norm, ReLU^2, untied head, zero-init,
+// soft-capping) each against the reference's float64 run of them.
 #include "core/error.h"
 #include "core/file.h"
 #include "model/model.h"
@@ -71,6 +72,9 @@ void check_parity(const std::string &args) {
   GPTConfig g;
   g.n_layer = c["L"], g.n_head = c["NH"], g.n_embd = c["C"], g.vocab_size = c["V"];
   g.padded_vocab_size = pad_vocab(g.vocab_size), g.block_size = c["T"], g.bias = c["bias"];
+  g.rotary = c["rotary"], g.rmsnorm = c["rmsnorm"], g.qk_norm = c["qk_norm"], g.relu2 = c["relu2"];
+  g.tie_embeddings = c["tie"], g.zero_init_proj = c["zero_init"];
+  g.logit_softcap = float(c["softcap"]);
   ASSERT_EQ(int(c["Vp"]), g.padded_vocab_size);
   const int B = c["B"], T = c["T"], accum = c["accum"], steps = c["steps"];
   GPT model(g, B, T);
@@ -148,3 +152,19 @@ TEST(TorchParity, WithoutBiasClippingActive) {
 }
 
 TEST(TorchParity, NoClipping) { check_parity(std::string(kCommon) + " --bias 1 --grad_clip 0"); }
+
+// Each architecture option alone, then all together, against the float64 reference.
+const char *kArch = " --fp64 --grad_clip 1.0 --bias 1";
+TEST(TorchParity, Rotary) { check_parity(std::string(kCommon) + kArch + " --rotary 1"); }
+TEST(TorchParity, RmsNorm) { check_parity(std::string(kCommon) + kArch + " --rmsnorm 1"); }
+TEST(TorchParity, QkNorm) { check_parity(std::string(kCommon) + kArch + " --qk_norm 1"); }
+TEST(TorchParity, Relu2) { check_parity(std::string(kCommon) + kArch + " --relu2 1"); }
+TEST(TorchParity, UntiedHead) { check_parity(std::string(kCommon) + kArch + " --tie 0"); }
+TEST(TorchParity, ZeroInitUntied) {
+  check_parity(std::string(kCommon) + kArch + " --zero_init 1 --tie 0");
+}
+TEST(TorchParity, Softcap) { check_parity(std::string(kCommon) + kArch + " --softcap 3"); }
+TEST(TorchParity, AllOptions) {
+  check_parity(std::string(kCommon) + kArch +
+               " --rotary 1 --rmsnorm 1 --qk_norm 1 --relu2 1 --tie 0 --softcap 5");
+}

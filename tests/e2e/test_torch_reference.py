@@ -295,5 +295,38 @@ class TestFiles(unittest.TestCase):
         self.assertFalse(any(n.endswith("bias") for n, _ in m.named_parameters()))
 
 
+class TestArchitectureOptions(unittest.TestCase):
+    """The reference's options against definitions it does not share code with."""
+
+    def test_rotary_is_a_complex_rotation_by_position(self):
+        x = torch.randn(2, 3, 7, 8, dtype=torch.float64)
+        got = tr.rotary(x, pos0=4).numpy()
+        xn = x.numpy()
+        z = xn[..., :4] + 1j * xn[..., 4:]
+        theta = (np.arange(4, 11)[:, None] * 10000.0 ** (-np.arange(0, 8, 2) / 8))
+        w = z * np.exp(1j * theta)
+        np.testing.assert_allclose(got, np.concatenate([w.real, w.imag], -1), rtol=1e-12, atol=1e-12)
+
+    def test_options_layout_count_and_effect(self):
+        arch = dict(rotary=True, rmsnorm=True, qk_norm=True, relu2=True, tie=False, softcap=2.0)
+        for bias in (True, False):
+            m = tr.GPT(2, 2, 8, 13, 5, bias, **arch)
+            m.init_weights(1)
+            self.assertEqual(sum(p.numel() for p in m.parameters()),
+                             tr.param_count(2, 8, 13, 5, bias, **arch))
+            names = [n for n, _ in tr.param_layout(2, 8, 13, 5, bias, **arch)]
+            self.assertNotIn("wpe", names)
+            self.assertNotIn("ln1b", names)
+            self.assertEqual(names[-1], "lm_head")
+            logits, _ = m(torch.randint(0, 13, (2, 5)))
+            self.assertLessEqual(float(logits.abs().max()), 2.0)  # capped
+        m = tr.GPT(2, 2, 8, 13, 5, True, tie=False, zero_init=True)
+        m.init_weights(1)
+        for b in m.h:
+            self.assertEqual(float(b.attn.c_proj.weight.abs().sum() + b.mlp.c_proj.weight.abs().sum()), 0)
+        self.assertEqual(float(m.lm_head.abs().sum()), 0)
+        self.assertGreater(float(m.wte.abs().sum()), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -22,6 +22,17 @@ With --fp64 everything is computed in float64 from the same float32 initial
 parameters; the .bin files are the float64 values rounded to float32 and
 results.json keeps full precision.
 
+Architecture options (finegpt's config keys of the same names, DESIGN.md "Architecture
+options"), written here from their definitions, not from finegpt's code:
+  --rotary 1      rotary embeddings on q and k (half split, base 10000, angles in float64),
+                  no wpe; applied after QK-norm, as modded-nanogpt does
+  --rmsnorm 1     RMSNorm x / sqrt(mean(x^2) + 1e-6) * gain in place of LayerNorm, no bias
+  --qk_norm 1     parameterless RMSNorm of each head's q and k
+  --relu2 1       relu(x)^2 in place of GELU
+  --tie 0         a separate lm_head (Vp, C), last in the flat layout
+  --zero_init 1   attn.c_proj, mlp.c_proj (and an untied lm_head) start at zero
+  --softcap CAP   logits = CAP * tanh(logits / CAP) (over all Vp columns), before the loss
+
 Usage:
   /usr/bin/python3 tests/e2e/torch_reference.py --out DIR --L 2 --NH 4 --C 64 --V 101 \
       --T 16 --B 3 --bias 1 --steps 10 --lr 1e-3 --wd 0.1 --beta1 0.9 --beta2 0.95 \
@@ -45,7 +56,10 @@ import torch.nn.functional as F
 FORMAT_NAME = "finegpt-torchref"
 FORMAT_VERSION = 1
 LN_EPS = 1e-5
+RMS_EPS = 1e-6
+ROTARY_BASE = 10000.0
 ADAM_EPS = 1e-8
+ARCH_KEYS = ("rotary", "rmsnorm", "qk_norm", "relu2", "tie", "zero_init", "softcap")
 
 
 @dataclasses.dataclass
@@ -70,10 +84,21 @@ class RefConfig:
     accum: int = 2
     seed: int = 0
     threads: int = 1
+    rotary: bool = False
+    rmsnorm: bool = False
+    qk_norm: bool = False
+    relu2: bool = False
+    tie: bool = True
+    zero_init: bool = False
+    softcap: float = 0.0
 
     @property
     def Vp(self) -> int:
         return padded_vocab(self.V)
+
+    @property
+    def arch(self) -> dict:
+        return {k: getattr(self, k) for k in ARCH_KEYS}
 
 
 def padded_vocab(V: int) -> int:
@@ -84,22 +109,44 @@ def padded_vocab(V: int) -> int:
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm whose bias can be absent (nn.LayerNorm in torch 1.13 cannot)."""
+    """LayerNorm whose bias can be absent (nn.LayerNorm in torch 1.13 cannot), or RMSNorm with a
+    gain (rms=True: x / sqrt(mean(x^2) + eps) * weight, never a bias)."""
 
-    def __init__(self, C: int, bias: bool):
+    def __init__(self, C: int, bias: bool, rms: bool = False):
         super().__init__()
+        self.rms = rms
         self.weight = nn.Parameter(torch.ones(C))
-        self.bias = nn.Parameter(torch.zeros(C)) if bias else None
+        self.bias = nn.Parameter(torch.zeros(C)) if bias and not rms else None
 
     def forward(self, x):
+        if self.rms:
+            return rms_norm(x) * self.weight
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, LN_EPS)
 
 
+def rms_norm(x):
+    """Parameterless RMSNorm over the last dimension."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS)
+
+
+def rotary(x, pos0: int = 0):
+    """Rotary embedding of x (B, NH, T, HS), half split: the pair (i, i + HS/2) of position
+    pos0 + t rotated by (pos0 + t) * base^(-2i/HS); cos and sin from float64 angles."""
+    T, HS = x.shape[-2], x.shape[-1]
+    half = HS // 2
+    inv = ROTARY_BASE ** (-torch.arange(0, half, dtype=torch.float64) * 2.0 / HS)
+    ang = torch.arange(pos0, pos0 + T, dtype=torch.float64)[:, None] * inv[None, :]  # (T, half)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, C: int, NH: int, T: int, bias: bool):
+    def __init__(self, C: int, NH: int, T: int, bias: bool, rotary: bool = False,
+                 qk_norm: bool = False):
         super().__init__()
         assert C % NH == 0
-        self.NH = NH
+        self.NH, self.rotary, self.qk_norm = NH, rotary, qk_norm
         self.c_attn = nn.Linear(C, 3 * C, bias=bias)
         self.c_proj = nn.Linear(C, C, bias=bias)
         self.register_buffer("mask", torch.tril(torch.ones(T, T, dtype=torch.bool)), persistent=False)
@@ -111,6 +158,10 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.NH, HS).transpose(1, 2)  # (B, NH, T, HS)
         k = k.view(B, T, self.NH, HS).transpose(1, 2)
         v = v.view(B, T, self.NH, HS).transpose(1, 2)
+        if self.qk_norm:
+            q, k = rms_norm(q), rms_norm(k)
+        if self.rotary:
+            q, k = rotary(q), rotary(k)
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(HS))  # (B, NH, T, T)
         att = att.masked_fill(~self.mask[:T, :T], float("-inf"))
         att = F.softmax(att, dim=-1)
@@ -119,22 +170,26 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, C: int, bias: bool):
+    def __init__(self, C: int, bias: bool, relu2: bool = False):
         super().__init__()
+        self.relu2 = relu2
         self.c_fc = nn.Linear(C, 4 * C, bias=bias)
         self.c_proj = nn.Linear(4 * C, C, bias=bias)
 
     def forward(self, x):
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        h = self.c_fc(x)
+        h = F.relu(h).square() if self.relu2 else F.gelu(h, approximate="tanh")
+        return self.c_proj(h)
 
 
 class Block(nn.Module):
-    def __init__(self, C: int, NH: int, T: int, bias: bool):
+    def __init__(self, C: int, NH: int, T: int, bias: bool, rotary=False, rmsnorm=False,
+                 qk_norm=False, relu2=False):
         super().__init__()
-        self.ln_1 = LayerNorm(C, bias)
-        self.attn = CausalSelfAttention(C, NH, T, bias)
-        self.ln_2 = LayerNorm(C, bias)
-        self.mlp = MLP(C, bias)
+        self.ln_1 = LayerNorm(C, bias, rmsnorm)
+        self.attn = CausalSelfAttention(C, NH, T, bias, rotary, qk_norm)
+        self.ln_2 = LayerNorm(C, bias, rmsnorm)
+        self.mlp = MLP(C, bias, relu2)
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
@@ -142,20 +197,25 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """GPT-2 with a padded, tied vocabulary; loss over the first V logits."""
+    """GPT-2 with a padded, tied vocabulary; loss over the first V logits; the architecture
+    options (ARCH_KEYS) as keyword arguments, all off by default."""
 
-    def __init__(self, L: int, NH: int, C: int, V: int, T: int, bias: bool):
+    def __init__(self, L: int, NH: int, C: int, V: int, T: int, bias: bool, rotary=False,
+                 rmsnorm=False, qk_norm=False, relu2=False, tie=True, zero_init=False, softcap=0.0):
         super().__init__()
         self.L, self.NH, self.C, self.V, self.T, self.bias = L, NH, C, V, T, bias
+        self.arch = dict(rotary=rotary, rmsnorm=rmsnorm, qk_norm=qk_norm, relu2=relu2, tie=tie,
+                         zero_init=zero_init, softcap=softcap)
         self.Vp = padded_vocab(V)
         self.wte = nn.Parameter(torch.empty(self.Vp, C))
-        self.wpe = nn.Parameter(torch.empty(T, C))
-        self.h = nn.ModuleList([Block(C, NH, T, bias) for _ in range(L)])
-        self.ln_f = LayerNorm(C, bias)
+        self.wpe = None if rotary else nn.Parameter(torch.empty(T, C))
+        self.h = nn.ModuleList([Block(C, NH, T, bias, rotary, rmsnorm, qk_norm, relu2) for _ in range(L)])
+        self.ln_f = LayerNorm(C, bias, rmsnorm)
+        self.lm_head = None if tie else nn.Parameter(torch.empty(self.Vp, C))
 
     @classmethod
     def from_config(cls, cfg: RefConfig) -> "GPT":
-        return cls(cfg.L, cfg.NH, cfg.C, cfg.V, cfg.T, cfg.bias)
+        return cls(cfg.L, cfg.NH, cfg.C, cfg.V, cfg.T, cfg.bias, **cfg.arch)
 
     def init_weights(self, seed: int) -> None:
         """nanoGPT's init: N(0, 0.02) weights and embeddings, residual projections
@@ -165,7 +225,8 @@ class GPT(nn.Module):
         std_res = 0.02 / math.sqrt(2 * self.L)
         with torch.no_grad():
             self.wte.normal_(0.0, 0.02, generator=g)
-            self.wpe.normal_(0.0, 0.02, generator=g)
+            if self.wpe is not None:
+                self.wpe.normal_(0.0, 0.02, generator=g)
             for b in self.h:
                 b.attn.c_attn.weight.normal_(0.0, 0.02, generator=g)
                 b.attn.c_proj.weight.normal_(0.0, std_res, generator=g)
@@ -178,16 +239,29 @@ class GPT(nn.Module):
                     m.weight.fill_(1.0)
                     if m.bias is not None:
                         m.bias.zero_()
+            if self.lm_head is not None:
+                self.lm_head.normal_(0.0, 0.02, generator=g)
+            if self.arch["zero_init"]:  # modded-nanogpt's: both residual projections and the head
+                for b in self.h:
+                    b.attn.c_proj.weight.zero_()
+                    b.mlp.c_proj.weight.zero_()
+                if self.lm_head is not None:
+                    self.lm_head.zero_()
 
     def forward(self, idx, targets=None):
         B, T = idx.shape
         assert T <= self.T
         pos = torch.arange(T, device=idx.device)
-        x = F.embedding(idx, self.wte) + self.wpe[pos]
+        x = F.embedding(idx, self.wte)
+        if self.wpe is not None:
+            x = x + self.wpe[pos]
         for b in self.h:
             x = b(x)
         x = self.ln_f(x)
-        logits = F.linear(x, self.wte)  # (B, T, Vp), head tied to wte
+        logits = F.linear(x, self.wte if self.lm_head is None else self.lm_head)  # (B, T, Vp)
+        cap = self.arch["softcap"]
+        if cap > 0:
+            logits = cap * torch.tanh(logits / cap)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits[..., : self.V].reshape(-1, self.V), targets.reshape(-1))
@@ -197,8 +271,10 @@ class GPT(nn.Module):
 # ----------------------------------------------------------------------------- llm.c layout
 
 
-def param_layout(L: int, C: int, V: int, T: int, bias: bool):
-    """[(name, shape)] of the parameter tensors in llm.c file order."""
+def param_layout(L: int, C: int, V: int, T: int, bias: bool, rotary=False, rmsnorm=False, tie=True,
+                 **_):
+    """[(name, shape)] of the parameter tensors in llm.c file order, then an untied lm_head; wpe
+    absent with rotary, the LayerNorm biases with RMSNorm."""
     Vp = padded_vocab(V)
     full = [
         ("wte", (Vp, C)), ("wpe", (T, C)),
@@ -208,19 +284,30 @@ def param_layout(L: int, C: int, V: int, T: int, bias: bool):
         ("ln2w", (L, C)), ("ln2b", (L, C)),
         ("fcw", (L, 4 * C, C)), ("fcb", (L, 4 * C)),
         ("fcprojw", (L, C, 4 * C)), ("fcprojb", (L, C)),
-        ("lnfw", (C,)), ("lnfb", (C,)),
+        ("lnfw", (C,)), ("lnfb", (C,)), ("lm_head", (Vp, C)),
     ]
     bias_names = {"ln1b", "qkvb", "attprojb", "ln2b", "fcb", "fcprojb", "lnfb"}
-    return [(n, s) for n, s in full if bias or n not in bias_names]
+    absent = set() if bias else set(bias_names)
+    if rmsnorm:
+        absent |= {"ln1b", "ln2b", "lnfb"}
+    if rotary:
+        absent.add("wpe")
+    if tie:
+        absent.add("lm_head")
+    return [(n, s) for n, s in full if n not in absent]
 
 
-def param_count(L: int, C: int, V: int, T: int, bias: bool) -> int:
+def param_count(L: int, C: int, V: int, T: int, bias: bool, rotary=False, rmsnorm=False, tie=True,
+                **_) -> int:
     """Analytic count, padded vocabulary included."""
     per_layer = 2 * C + 12 * C * C  # ln_1, ln_2 weights; qkv 3CC + proj CC + fc 4CC + fcproj 4CC
     if bias:
-        per_layer += 2 * C + 3 * C + C + 4 * C + C  # ln biases, qkv, proj, fc, fcproj
-    final = 2 * C if bias else C
-    return padded_vocab(V) * C + T * C + L * per_layer + final
+        per_layer += 3 * C + C + 4 * C + C  # qkv, proj, fc, fcproj
+        if not rmsnorm:
+            per_layer += 2 * C  # ln biases
+    final = 2 * C if bias and not rmsnorm else C
+    return (padded_vocab(V) * C * (1 if tie else 2) + (0 if rotary else T * C) + L * per_layer
+            + final)
 
 
 def _llmc_sources(model: GPT):
@@ -234,9 +321,10 @@ def _llmc_sources(model: GPT):
         "fcprojw": lambda b: b.mlp.c_proj.weight, "fcprojb": lambda b: b.mlp.c_proj.bias,
     }
     whole = {"wte": lambda: model.wte, "wpe": lambda: model.wpe,
-             "lnfw": lambda: model.ln_f.weight, "lnfb": lambda: model.ln_f.bias}
+             "lnfw": lambda: model.ln_f.weight, "lnfb": lambda: model.ln_f.bias,
+             "lm_head": lambda: model.lm_head}
     out = []
-    for name, _ in param_layout(model.L, model.C, model.V, model.T, model.bias):
+    for name, _ in param_layout(model.L, model.C, model.V, model.T, model.bias, **model.arch):
         if name in whole:
             out.append((name, [whole[name]()]))
         else:
@@ -254,7 +342,8 @@ def llmc_tensors(model: GPT, grads: bool = False):
 
     out = []
     for name, ps in _llmc_sources(model):
-        out.append(get(ps[0]) if name in ("wte", "wpe", "lnfw", "lnfb") else torch.stack([get(p) for p in ps]))
+        whole = name in ("wte", "wpe", "lnfw", "lnfb", "lm_head")
+        out.append(get(ps[0]) if whole else torch.stack([get(p) for p in ps]))
     return out
 
 
@@ -265,7 +354,7 @@ def llmc_flat(model: GPT, grads: bool = False) -> torch.Tensor:
 def load_llmc_flat(model: GPT, flat) -> None:
     """Set the model's parameters from a flat vector in llm.c order."""
     flat = torch.as_tensor(np.asarray(flat))
-    layout = param_layout(model.L, model.C, model.V, model.T, model.bias)
+    layout = param_layout(model.L, model.C, model.V, model.T, model.bias, **model.arch)
     assert flat.numel() == sum(math.prod(s) for _, s in layout), "flat size does not match the layout"
     with torch.no_grad():
         off = 0
@@ -376,11 +465,11 @@ def _write_f32(path, a):
 
 def write_reference(out_dir: str, cfg: RefConfig, res: dict, dtype_name: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
-    layout = param_layout(cfg.L, cfg.C, cfg.V, cfg.T, cfg.bias)
+    layout = param_layout(cfg.L, cfg.C, cfg.V, cfg.T, cfg.bias, **cfg.arch)
     config = dict(dataclasses.asdict(cfg))
     config.update(
         format=FORMAT_NAME, version=FORMAT_VERSION, Vp=cfg.Vp, dtype=dtype_name,
-        num_params=param_count(cfg.L, cfg.C, cfg.V, cfg.T, cfg.bias),
+        num_params=param_count(cfg.L, cfg.C, cfg.V, cfg.T, cfg.bias, **cfg.arch),
         tokens_shape=list(res["tokens"].shape), logits_shape=[cfg.B, cfg.T, cfg.Vp],
         ln_eps=LN_EPS, adam_eps=ADAM_EPS, gelu="tanh",
     )
@@ -446,6 +535,8 @@ def parse_args(argv=None):
                        for f in dataclasses.fields(RefConfig)})
     if cfg.C % cfg.NH != 0:
         p.error(f"--C {cfg.C} is not a multiple of --NH {cfg.NH}")
+    if cfg.rotary and (cfg.C // cfg.NH) % 2:
+        p.error("--rotary needs an even head size")
     if cfg.decay_lr and cfg.decay_iters <= cfg.warmup:
         p.error(f"--decay_iters {cfg.decay_iters} must exceed --warmup {cfg.warmup}")
     return a.out, cfg, a.fp64

@@ -108,7 +108,8 @@ void encoder_forward(bf16 *out, const int32_t *inp, const bf16 *wte, const bf16 
     for (int t = 0; t < T; ++t) {
       const size_t n = size_t(b) * T + t;
       for (int c = 0; c < C; ++c) {
-        const float v = to_float(wte[size_t(inp[n]) * C + c]) + to_float(wpe[size_t(t) * C + c]);
+        const float v =
+            to_float(wte[size_t(inp[n]) * C + c]) + (wpe ? to_float(wpe[size_t(t) * C + c]) : 0.0f);
         const size_t i = n * C + c;
         out[i] = to_bf16(drop.p > 0 ? (dropout_keep(drop.key, i, drop.p) ? v * scale : 0.0f) : v);
       }
@@ -140,8 +141,9 @@ void encoder_backward(bf16 *dwte, bf16 *dwpe, const bf16 *dout, const int32_t *i
       bf16 &d = dwte[size_t(tok) * C + c];
       d = to_bf16(to_float(d) + row[c]);
     }
-  for (size_t i = 0; i < pos.size(); ++i)
-    dwpe[i] = to_bf16(to_float(dwpe[i]) + pos[i]);
+  if (dwpe)
+    for (size_t i = 0; i < pos.size(); ++i)
+      dwpe[i] = to_bf16(to_float(dwpe[i]) + pos[i]);
 }
 
 void layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *weight,
@@ -162,6 +164,51 @@ void layernorm_backward(bf16 *dinp, bf16 *dweight, bf16 *dbias, const bf16 *dout
   store(dinp, dx.data(), NC);
   store(dweight, dw.data(), C);
   if (dbias) store(dbias, db.data(), C);
+}
+
+void rmsnorm_forward(bf16 *out, float *rstd, const bf16 *inp, const bf16 *weight, int N, int C) {
+  const size_t NC = size_t(N) * C;
+  fvec x = widen(inp, NC), w = widen(weight, C), y(NC);
+  cpu::rmsnorm_forward(y.data(), rstd, x.data(), w.data(), N, C);
+  store(out, y.data(), NC);
+}
+
+void rmsnorm_backward(bf16 *dinp, bf16 *dweight, const bf16 *dout, const bf16 *inp,
+                      const bf16 *weight, const float *rstd, int N, int C) {
+  const size_t NC = size_t(N) * C;
+  fvec dx = widen(dinp, NC), dw = widen(dweight, C), dy = widen(dout, NC), x = widen(inp, NC),
+       w = widen(weight, C);
+  cpu::rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd, N, C);
+  store(dinp, dx.data(), NC);
+  store(dweight, dw.data(), C);
+}
+
+void qk_norm_forward(bf16 *qkv, float *rstd, int N, int C, int NH) {
+  const size_t n = size_t(N) * 3 * C;
+  fvec x = widen(qkv, n);
+  cpu::qk_norm_forward(x.data(), rstd, N, C, NH);
+  store(qkv, x.data(), n);
+}
+
+void qk_norm_backward(bf16 *dqkv, const bf16 *qkv, const float *rstd, int N, int C, int NH) {
+  const size_t n = size_t(N) * 3 * C;
+  fvec d = widen(dqkv, n), y = widen(qkv, n);
+  cpu::qk_norm_backward(d.data(), y.data(), rstd, N, C, NH);
+  store(dqkv, d.data(), n);
+}
+
+void rotary_forward(bf16 *qkv, int B, int T, int C, int NH, int pos0) {
+  const size_t n = size_t(B) * T * 3 * C;
+  fvec x = widen(qkv, n);
+  cpu::rotary_forward(x.data(), B, T, C, NH, pos0);
+  store(qkv, x.data(), n);
+}
+
+void rotary_backward(bf16 *dqkv, int B, int T, int C, int NH) {
+  const size_t n = size_t(B) * T * 3 * C;
+  fvec x = widen(dqkv, n);
+  cpu::rotary_backward(x.data(), B, T, C, NH);
+  store(dqkv, x.data(), n);
 }
 
 namespace {
@@ -280,6 +327,24 @@ void gelu_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N) {
   store(dinp, dy.data(), N);
 }
 
+void relu2_forward(bf16 *out, const bf16 *inp, size_t N) {
+  fvec x = widen(inp, N), y(N);
+  cpu::relu2_forward(y.data(), x.data(), N);
+  store(out, y.data(), N);
+}
+
+void relu2_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N) {
+  fvec x = widen(inp, N), dy = widen(dout, N);
+  cpu::relu2_backward(dy.data(), x.data(), dy.data(), N);
+  store(dinp, dy.data(), N);
+}
+
+void softcap_forward(bf16 *x, size_t N, float cap) {
+  fvec v = widen(x, N);
+  cpu::softcap_forward(v.data(), N, cap);
+  store(x, v.data(), N);
+}
+
 void residual_forward(bf16 *out, const bf16 *a, const bf16 *b, size_t N, Dropout drop) {
   fvec x = widen(a, N), y = widen(b, N);
   cpu::residual_forward(x.data(), x.data(), y.data(), N, drop);
@@ -293,9 +358,9 @@ void dropout_backward(bf16 *dinp, const bf16 *dout, size_t N, Dropout drop) {
 }
 
 void crossentropy_forward_backward(float *losses, bf16 *logits, const int32_t *targets, int N,
-                                   int V, int Vp, float dloss) {
+                                   int V, int Vp, float dloss, float softcap) {
   fvec x = widen(logits, size_t(N) * Vp);
-  cpu::crossentropy_forward_backward(losses, x.data(), targets, N, V, Vp, dloss);
+  cpu::crossentropy_forward_backward(losses, x.data(), targets, N, V, Vp, dloss, softcap);
   if (dloss != 0.0f) store(logits, x.data(), x.size());
 }
 

@@ -1,6 +1,7 @@
 // KV-cache generation against the full forward: the same next-token logits at every step,
 // inside the block and past it (where the context is the last block_size tokens, as nanoGPT),
-// and a cost of one position-step per token inside the block.
+// and a cost of one position-step per token inside the block; with the architecture options too
+// (rotary at the cache's position, QK-norm, RMSNorm, ReLU^2, an untied head, soft-capped logits).
 #include "core/rng.h"
 #include "model/generate.h"
 
@@ -15,6 +16,11 @@ GPTConfig small(bool bias) {
   GPTConfig c;
   c.n_layer = 2, c.n_head = 3, c.n_embd = 24, c.vocab_size = 37;
   c.padded_vocab_size = pad_vocab(37), c.block_size = 12, c.bias = bias;
+  return c;
+}
+GPTConfig with_options(GPTConfig c) {
+  c.rotary = c.rmsnorm = c.qk_norm = c.relu2 = true;
+  c.tie_embeddings = false, c.logit_softcap = 2.0f;
   return c;
 }
 
@@ -33,8 +39,8 @@ std::vector<float> full_forward_last(GPT &m, const std::vector<int32_t> &ctx) {
   return std::vector<float>(row, row + m.config().vocab_size);
 }
 
-void check(bool bias) {
-  GPTConfig c = small(bias);
+void check(bool bias, bool options = false) {
+  GPTConfig c = options ? with_options(small(bias)) : small(bias);
   GPT model(c, 1, c.block_size);
   randomise(model, 7);
   Generator gen(model, 1);
@@ -58,6 +64,23 @@ void check(bool bias) {
 TEST(Generate, KvCacheMatchesFullForward) {
   check(true);
   check(false);
+}
+
+TEST(Generate, KvCacheMatchesFullForwardWithArchitectureOptions) {
+  check(true, true);
+  check(false, true);
+  GPTConfig c = small(true);
+  c.rotary = true; // alone: a wrong position offset in the cache shows at every t > 0
+  GPT model(c, 1, c.block_size);
+  randomise(model, 9);
+  Generator gen(model, 1);
+  std::vector<int32_t> seq{1, 2, 3, 4, 5};
+  const float *first = nullptr;
+  for (int t = 0; t < 5; ++t)
+    first = gen.step(&seq[t], t);
+  const std::vector<float> want = full_forward_last(model, seq);
+  for (int v = 0; v < c.vocab_size; ++v)
+    ASSERT_NEAR(first[v], want[v], 1e-4 * (1 + std::fabs(want[v])));
 }
 
 TEST(Generate, PastTheBlockUsesTheLastBlockSizeTokens) {

@@ -2,8 +2,9 @@
 // model from the same weights: one step's loss within 1e-2 and every gradient tensor's cosine
 // similarity above 0.999; 20 AdamW steps whose losses track the CPU's within 2%; resume exact
 // (10 steps + save/restore + 10 against 20, losses bitwise equal), at the model and through
-// train() with a checkpoint file; recompute levels and dropout (the CPU's masks). Without a CUDA
-// device (or in a build without CUDA) the GPU tests skip.
+// train() with a checkpoint file; recompute levels and dropout (the CPU's masks); the
+// architecture options, each and all together (step, recompute, 10 steps, KV-cache generation).
+// Without a CUDA device (or in a build without CUDA) the GPU tests skip.
 #include "cuda_testing.h"
 
 #include <gtest/gtest.h>
@@ -358,6 +359,100 @@ TEST(CudaTrain, KvCacheGenerationMatchesCpu) {
   }
 }
 
+// The architecture options on the CUDA body against the CPU's: each alone and all together, one
+// step (loss and every gradient's cosine); all together also through the recompute levels, ten
+// AdamW steps and the KV cache.
+GPTConfig with_all_options() {
+  GPTConfig c = small_config();
+  c.rotary = c.rmsnorm = c.qk_norm = c.relu2 = true, c.tie_embeddings = false;
+  c.logit_softcap = 5.0f;
+  return c;
+}
+
+TEST(CudaTrain, ArchitectureOptionsStepMatchesCpu) {
+  REQUIRE_DEVICE();
+  Rng rng(7);
+  std::vector<int32_t> x, y;
+  make_batch(rng, small_config().vocab_size, x, y);
+  std::vector<std::pair<const char *, GPTConfig>> cases;
+  auto add = [&](const char *name, auto set) {
+    GPTConfig c = small_config();
+    set(c);
+    cases.emplace_back(name, c);
+  };
+  add("rotary", [](GPTConfig &c) { c.rotary = true; });
+  add("rmsnorm", [](GPTConfig &c) { c.rmsnorm = true; });
+  add("qk_norm", [](GPTConfig &c) { c.qk_norm = true; });
+  add("relu2", [](GPTConfig &c) { c.relu2 = true; });
+  add("untied", [](GPTConfig &c) { c.tie_embeddings = false; });
+  add("softcap", [](GPTConfig &c) { c.logit_softcap = 2.0f; });
+  cases.emplace_back("all", with_all_options());
+  for (auto &[name, cfg] : cases) {
+    SCOPED_TRACE(name);
+    CudaGPT gpu(cfg, B, T);
+    expect_step_matches_cpu(cfg, 0, gpu, x, y);
+  }
+  const GPTConfig cfg = with_all_options();
+  const StepResult base = one_step(cfg, 0, 0);
+  for (int level = 1; level <= 3; ++level) {
+    const StepResult r = one_step(cfg, level, 0);
+    EXPECT_NEAR(r.loss, base.loss, 1e-3) << "level " << level;
+    EXPECT_GT(cosine(r.grads.data(), base.grads.data(), r.grads.size()), 0.9999) << level;
+    if (level == 3) { // the whole block again, by the same ops: bit for bit
+      EXPECT_EQ(std::memcmp(r.grads.data(), base.grads.data(), r.grads.size() * 4), 0);
+    }
+  }
+}
+
+TEST(CudaTrain, ArchitectureOptionsTrackCpuAndGenerate) {
+  REQUIRE_DEVICE();
+  const GPTConfig cfg = with_all_options();
+  const std::vector<float> w = bf16_weights(cfg, 1337);
+  GPT cpu(cfg, B, T);
+  std::memcpy(cpu.params(), w.data(), w.size() * sizeof(float));
+  AdamW<CpuBackend> opt(cpu, kAdam);
+  CudaGPT gpu(cfg, B, T);
+  AdamW<CudaBackend> gopt(gpu, kAdam);
+  gopt.set_params(w.data());
+  Rng rng(11);
+  std::vector<int32_t> x, y;
+  float first = 0, last = 0;
+  for (int s = 0; s < 10; ++s) {
+    make_batch(rng, cfg.vocab_size, x, y);
+    const float lc = cpu.forward_backward(x.data(), y.data(), B, T, 1.0f);
+    const float lg = gpu.forward_backward(x.data(), y.data(), B, T, 1.0f);
+    opt.step(kLr, kClip), gopt.step(kLr, kClip);
+    EXPECT_NEAR(lg, lc, 0.02 * lc) << "step " << s;
+    (s == 0 ? first : last) = lg;
+  }
+  EXPECT_LT(last, first) << "the options' model does not learn";
+  // KV-cache generation on both engines from the trained CPU weights.
+  std::vector<float> trained(cpu.num_params());
+  cpu.get_params(trained.data());
+  for (float &f : trained)
+    f = cuda::to_float(cuda::to_bf16(f));
+  GPT c1(cfg, 1, 1);
+  c1.set_params(trained.data());
+  CudaGPT g1(cfg, 1, 1);
+  g1.set_params(trained.data());
+  const int S = 2, Vp = cfg.padded_vocab_size, V = cfg.vocab_size;
+  Generator gc(c1, S);
+  Generator gg(g1, S);
+  std::vector<int32_t> toks(S);
+  for (int t = 0; t < 20; ++t) {
+    for (auto &e : toks)
+      e = int32_t(rng.below(uint64_t(V)));
+    const float *a = gc.step(toks.data(), t), *b = gg.step(toks.data(), t);
+    double err = 0, norm = 0;
+    for (int s = 0; s < S; ++s)
+      for (int v = 0; v < V; ++v) {
+        const double d = double(a[s * Vp + v]) - b[s * Vp + v];
+        err += d * d, norm += double(a[s * Vp + v]) * a[s * Vp + v];
+      }
+    EXPECT_LT(std::sqrt(err / norm), 2e-2) << "position " << t;
+  }
+}
+
 // Through train(): device='cuda', 20 iterations against 10, a checkpoint, and 10 more.
 TEST(CudaTrain, TrainerResumeIsExact) {
   REQUIRE_DEVICE();
@@ -410,8 +505,8 @@ bool emulated() { return cuda::device_summary().find("emulation") != std::string
 // losses, norms, then the final fp32 parameters and moments. With `hook` the last micro-batch's
 // backward gets the optimizer's backward_hook() (under offload: each layer's gradients copied down
 // as backward finishes them), as the engine passes it.
-std::vector<float> offload_run(bool offload, bool hook = false, int steps = 10) {
-  const GPTConfig cfg = small_config();
+std::vector<float> offload_run(const GPTConfig &cfg, bool offload, bool hook = false,
+                               int steps = 10) {
   const std::vector<float> w = bf16_weights(cfg, 1337);
   CudaGPT m(cfg, B, T);
   AdamWConfig a = kAdam;
@@ -441,26 +536,31 @@ std::vector<float> offload_run(bool offload, bool hook = false, int steps = 10) 
 
 } // namespace
 
+// With the architecture options too: an untied head (its own tensor, last in the layout, its
+// gradient finished first in backward) and no wpe change which tensors each layer's copy holds.
 TEST(CudaTrain, OffloadEqualsPlain) {
   REQUIRE_DEVICE();
-  const std::vector<float> plain = offload_run(false), off = offload_run(true);
-  ASSERT_EQ(off.size(), plain.size());
-  // The gradients copied down during backward are the final ones: the same numbers (bitwise on
-  // any device: the same host arithmetic on the same gradients).
-  const std::vector<float> hooked = offload_run(true, true);
-  ASSERT_EQ(hooked.size(), off.size());
-  EXPECT_EQ(std::memcmp(hooked.data(), off.data(), off.size() * sizeof(float)), 0);
-  const size_t n_log = 30; // 20 losses and 10 norms
-  for (size_t i = 0; i < n_log; ++i)
-    std::printf("offload %2zu: %.7f plain %.7f\n", i, off[i], plain[i]);
-  if (emulated()) {
-    EXPECT_EQ(std::memcmp(off.data(), plain.data(), off.size() * sizeof(float)), 0);
-  } else {
+  for (const GPTConfig &cfg : {small_config(), with_all_options()}) {
+    SCOPED_TRACE(cfg.tie_embeddings ? "GPT-2" : "all architecture options");
+    const std::vector<float> plain = offload_run(cfg, false), off = offload_run(cfg, true);
+    ASSERT_EQ(off.size(), plain.size());
+    // The gradients copied down during backward are the final ones: the same numbers (bitwise on
+    // any device: the same host arithmetic on the same gradients).
+    const std::vector<float> hooked = offload_run(cfg, true, true);
+    ASSERT_EQ(hooked.size(), off.size());
+    EXPECT_EQ(std::memcmp(hooked.data(), off.data(), off.size() * sizeof(float)), 0);
+    const size_t n_log = 30; // 20 losses and 10 norms
     for (size_t i = 0; i < n_log; ++i)
-      EXPECT_NEAR(off[i], plain[i], 1e-3 * std::fabs(plain[i]) + 1e-6) << "entry " << i;
+      std::printf("offload %2zu: %.7f plain %.7f\n", i, off[i], plain[i]);
+    if (emulated()) {
+      EXPECT_EQ(std::memcmp(off.data(), plain.data(), off.size() * sizeof(float)), 0);
+    } else {
+      for (size_t i = 0; i < n_log; ++i)
+        EXPECT_NEAR(off[i], plain[i], 1e-3 * std::fabs(plain[i]) + 1e-6) << "entry " << i;
+    }
+    // And it is training: the last micro-batch's loss below the first's.
+    EXPECT_LT(off[n_log - 3], off[0]);
   }
-  // And it is training: the last micro-batch's loss below the first's.
-  EXPECT_LT(off[n_log - 3], off[0]);
 }
 
 // What is allocated on each side is the plan's: the pinned host memory exactly, the device's

@@ -1,5 +1,7 @@
-// CPU bodies of the elementwise ops: GELU (tanh approximation), residual add with dropout, and
-// the backward of dropout alone. All are memory-bound single passes, parallel and vectorised.
+// CPU bodies of the elementwise ops: GELU (tanh approximation), ReLU^2, logit soft-capping,
+// residual add with dropout, and the backward of dropout alone. All are memory-bound single passes,
+// parallel and vectorised.
+#include <cmath>
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
@@ -42,6 +44,29 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
     const float grad = s + x * (2.0f * s * (e * s)) * du;
     dinp[i] = grad * dout[i];
   }
+}
+
+void relu2_forward(float *out, const float *inp, size_t N) {
+#pragma omp parallel for simd schedule(static)
+  for (size_t i = 0; i < N; i++) {
+    const float r = inp[i] > 0.0f ? inp[i] : 0.0f;
+    out[i] = r * r;
+  }
+}
+
+void relu2_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+#pragma omp parallel for simd schedule(static)
+  for (size_t i = 0; i < N; i++) {
+    const float r = inp[i] > 0.0f ? inp[i] : 0.0f;
+    dinp[i] = 2.0f * r * dout[i];
+  }
+}
+
+void softcap_forward(float *x, size_t N, float cap) {
+  const float inv = 1.0f / cap;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < N; i++)
+    x[i] = cap * std::tanh(x[i] * inv);
 }
 
 void residual_forward(float *out, const float *a, const float *b, size_t N, Dropout drop) {

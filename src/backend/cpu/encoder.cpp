@@ -17,8 +17,12 @@ void encoder_forward(float *out, const int32_t *inp, const float *wte, const flo
   for (long n = 0; n < N; n++) {
     float *o = out + n * C;
     const float *we = wte + long(inp[n]) * C;
-    const float *wp = wpe + (n % T) * C;
+    const float *wp = wpe ? wpe + (n % T) * C : nullptr;
     if (drop.p == 0.0f) {
+      if (!wp) {
+        std::copy(we, we + C, o);
+        continue;
+      }
 #pragma omp simd
       for (int c = 0; c < C; c++)
         o[c] = we[c] + wp[c];
@@ -26,7 +30,7 @@ void encoder_forward(float *out, const int32_t *inp, const float *wte, const flo
       const uint64_t base = uint64_t(n) * C;
 #pragma omp simd
       for (int c = 0; c < C; c++) {
-        const float x = we[c] + wp[c];
+        const float x = wp ? we[c] + wp[c] : we[c];
         o[c] = dropout_keep(drop.key, base + c, drop.p) ? x * scale : 0.0f;
       }
     }
@@ -47,8 +51,14 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t
     for (long n = 0; n < N; n++) {
       const float *g = dout + n * C;
       float *dwt = dwte + long(inp[n]) * C;
-      float *dwp = dwpe + (n % T) * C;
+      float *dwp = dwpe ? dwpe + (n % T) * C : nullptr;
       if (drop.p == 0.0f) {
+        if (!dwp) {
+#pragma omp simd
+          for (int c = c0; c < c1; c++)
+            dwt[c] += g[c];
+          continue;
+        }
 #pragma omp simd
         for (int c = c0; c < c1; c++) {
           dwt[c] += g[c];
@@ -60,7 +70,7 @@ void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t
         for (int c = c0; c < c1; c++) {
           const float gc = dropout_keep(drop.key, base + c, drop.p) ? g[c] * scale : 0.0f;
           dwt[c] += gc;
-          dwp[c] += gc;
+          if (dwp) dwp[c] += gc;
         }
       }
     }

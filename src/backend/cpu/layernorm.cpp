@@ -1,5 +1,6 @@
-// CPU bodies of LayerNorm (eps 1e-5, biased variance, as torch.nn.functional.layer_norm).
-// Row statistics use two passes (mean, then centred squares) in float with fixed-lane sums.
+// CPU bodies of LayerNorm (eps 1e-5, biased variance, as torch.nn.functional.layer_norm) and
+// RMSNorm (eps 1e-6, a gain and no bias, as LLaMA's). Row statistics use fixed-lane float sums
+// (LayerNorm: two passes, mean then centred squares).
 #include <algorithm>
 #include <cmath>
 
@@ -11,6 +12,55 @@ using namespace detail;
 
 namespace {
 constexpr float LN_EPS = 1e-5f;
+constexpr float RMS_EPS = 1e-6f; // model/plan.h kRmsNormEps
+} // namespace
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C) {
+#pragma omp parallel for schedule(static)
+  for (long n = 0; n < N; n++) {
+    const float *x = inp + n * C;
+    float *o = out + n * C;
+    const float ms = lane_sum<float, 16>(C, [&](long i) { return x[i] * x[i]; }) / float(C);
+    const float rs = 1.0f / std::sqrt(ms + RMS_EPS);
+#pragma omp simd
+    for (int c = 0; c < C; c++)
+      o[c] = x[c] * rs * weight[c];
+    rstd[n] = rs;
+  }
+}
+
+void rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                      const float *weight, const float *rstd, int N, int C) {
+  const int nblocks = (C + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK;
+#pragma omp parallel
+  {
+#pragma omp for schedule(static) nowait
+    for (long n = 0; n < N; n++) {
+      const float *x = inp + n * C, *g = dout + n * C;
+      float *dx = dinp + n * C;
+      const float rs = rstd[n];
+      const float gxmean =
+          lane_sum<float, 16>(C, [&](long i) { return g[i] * weight[i] * (x[i] * rs); }) / float(C);
+#pragma omp simd
+      for (int c = 0; c < C; c++)
+        dx[c] += (g[c] * weight[c] - x[c] * rs * gxmean) * rs;
+    }
+#pragma omp for schedule(static)
+    for (int blk = 0; blk < nblocks; blk++) {
+      const int c0 = blk * CHANNEL_BLOCK;
+      const int len = std::min(C, c0 + CHANNEL_BLOCK) - c0;
+      float dw[CHANNEL_BLOCK] = {};
+      for (long n = 0; n < N; n++) {
+        const float *x = inp + n * C + c0, *g = dout + n * C + c0;
+        const float rs = rstd[n];
+#pragma omp simd
+        for (int c = 0; c < len; c++)
+          dw[c] += g[c] * (x[c] * rs);
+      }
+      for (int c = 0; c < len; c++)
+        dweight[c0 + c] += dw[c];
+    }
+  }
 }
 
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,

@@ -26,7 +26,7 @@ __device__ __forceinline__ void online_add(float &m, float &s, float x) {
 
 template <bool VEC>
 __global__ void crossentropy_kernel(float *losses, bf *logits, const int32_t *targets, int V,
-                                    int Vp, float dloss) {
+                                    int Vp, float dloss, float softcap) {
   __shared__ float shared[32];
   const int n = blockIdx.x;
   bf *x = logits + size_t(n) * Vp;
@@ -51,21 +51,26 @@ __global__ void crossentropy_kernel(float *losses, bf *logits, const int32_t *ta
   if (threadIdx.x == 0) losses[n] = valid ? lse - xt : NAN;
   if (dloss == 0.0f) return;
   __syncthreads(); // every thread has read x[tgt] before anyone overwrites it
+  // Through the cap y = cap tanh(raw / cap) (the logits hold y): d/draw = 1 - (y / cap)^2. A
+  // masked logit (-inf) has gradient 0 with or without the cap (not 0 * inf).
+  const float inv_cap = softcap > 0.0f ? 1.0f / softcap : 0.0f;
+  auto grad = [&](float y, int j) {
+    const float g = (__expf(y - lse) - (j == tgt)) * dloss;
+    return softcap > 0.0f && g != 0.0f ? g * (1.0f - (y * inv_cap) * (y * inv_cap)) : g;
+  };
   if constexpr (VEC) {
     for (int i = threadIdx.x * 8; i < Vp; i += CE_THREADS * 8) {
       Pack8 p = load8(x + i);
 #pragma unroll
       for (int k = 0; k < 8; k++) {
         const int j = i + k;
-        const float g = j < V ? (__expf(__bfloat162float(p.v[k]) - lse) - (j == tgt)) * dloss : 0;
-        p.v[k] = __float2bfloat16(g);
+        p.v[k] = __float2bfloat16(j < V ? grad(__bfloat162float(p.v[k]), j) : 0.0f);
       }
       store8(x + i, p);
     }
   } else {
     for (int j = threadIdx.x; j < Vp; j += CE_THREADS) {
-      const float g = j < V ? (__expf(__bfloat162float(x[j]) - lse) - (j == tgt)) * dloss : 0;
-      x[j] = __float2bfloat16(g);
+      x[j] = __float2bfloat16(j < V ? grad(__bfloat162float(x[j]), j) : 0.0f);
     }
   }
 }
@@ -73,12 +78,12 @@ __global__ void crossentropy_kernel(float *losses, bf *logits, const int32_t *ta
 } // namespace
 
 void crossentropy_forward_backward(float *losses, bf16 *logits, const int32_t *targets, int N,
-                                   int V, int Vp, float dloss) {
+                                   int V, int Vp, float dloss, float softcap) {
   FINEGPT_CHECK(V >= 1 && V <= Vp, "crossentropy: V = ", V, " must be in [1, Vp = ", Vp, "]");
   if (N <= 0) return;
   const bool vec = Vp % 8 == 0 && aligned16(logits);
   launch(vec ? crossentropy_kernel<true> : crossentropy_kernel<false>, unsigned(N), CE_THREADS, 0,
-         losses, dev(logits), targets, V, Vp, dloss);
+         losses, dev(logits), targets, V, Vp, dloss, softcap);
 }
 
 } // namespace finegpt::cuda

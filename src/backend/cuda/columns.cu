@@ -28,7 +28,8 @@ __global__ void column_partials_kernel(float *partial, float *partial2, const bf
     for (int r = r0 + threadIdx.y; r < r1; r += CS_WARPS) {
       const float g = __bfloat162float(x[size_t(r) * C + c]);
       if constexpr (KIND == ColumnSum::LayerNormWeight) {
-        const float xhat = (__bfloat162float(inp[size_t(r) * C + c]) - mean[r]) * rstd[r];
+        const float mu = mean ? mean[r] : 0.0f; // RMSNorm: no mean
+        const float xhat = (__bfloat162float(inp[size_t(r) * C + c]) - mu) * rstd[r];
         a1 += g * xhat;
         a2 += g;
       } else {

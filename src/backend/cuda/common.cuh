@@ -67,7 +67,8 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
 // Column sums (fp32, fixed order) of a row-major (N, C) matrix added into a bf16 vector:
 // out[c] = bf16(out[c] + sum_n f(n, c)) with f one of the kinds below. The partial sums of
 // row chunks go to the workspace; the chunking depends on N and C only, so results are
-// bitwise reproducible on any GPU. Used for dbias of matmul and dweight/dbias of LayerNorm.
+// bitwise reproducible on any GPU. Used for dbias of matmul and dweight/dbias of LayerNorm (and
+// of RMSNorm: mean null, out2 null).
 enum class ColumnSum { Plain, LayerNormWeight };
 void column_sums_add(bf16 *out, bf16 *out2, ColumnSum kind, const bf16 *x, const bf16 *inp,
                      const float *mean, const float *rstd, int N, int C);

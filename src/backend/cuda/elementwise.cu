@@ -1,6 +1,7 @@
-// CUDA bodies of the elementwise ops: tanh-GELU forward and backward, residual add with dropout,
-// and the backward of dropout. Memory-bound single passes with 16-byte accesses where the pointers
-// allow; math in fp32. Dropout masks are dropout_keep(key, i) of the flat index i, as on the CPU.
+// CUDA bodies of the elementwise ops: tanh-GELU and ReLU^2 forward and backward, logit
+// soft-capping, residual add with dropout, and the backward of dropout. Memory-bound single passes
+// with 16-byte accesses where the pointers allow; math in fp32. Dropout masks are dropout_keep(key,
+// i) of the flat index i, as on the CPU.
 #include "backend/cuda/common.cuh"
 
 namespace finegpt::cuda {
@@ -31,6 +32,19 @@ struct GeluBackward {
     const float du = GELU_K0 * (1.0f + 3.0f * GELU_K1 * x * x);
     return (s + x * (2.0f * s * (e * s)) * du) * g;
   }
+};
+struct Relu2Forward {
+  __device__ float operator()(float x, float) const {
+    const float r = fmaxf(x, 0.0f);
+    return r * r;
+  }
+};
+struct Relu2Backward {
+  __device__ float operator()(float x, float g) const { return 2.0f * fmaxf(x, 0.0f) * g; }
+};
+struct Softcap {
+  float cap, inv;
+  __device__ float operator()(float x, float) const { return cap * tanhf(x * inv); }
 };
 struct Add {
   __device__ float operator()(float a, float b) const { return a + b; }
@@ -110,6 +124,18 @@ void gelu_forward(bf16 *out, const bf16 *inp, size_t N) {
 
 void gelu_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N) {
   binary(dinp, inp, dout, N, GeluBackward{});
+}
+
+void relu2_forward(bf16 *out, const bf16 *inp, size_t N) {
+  binary(out, inp, nullptr, N, Relu2Forward{});
+}
+
+void relu2_backward(bf16 *dinp, const bf16 *inp, const bf16 *dout, size_t N) {
+  binary(dinp, inp, dout, N, Relu2Backward{});
+}
+
+void softcap_forward(bf16 *x, size_t N, float cap) {
+  binary(x, x, nullptr, N, Softcap{cap, 1.0f / cap});
 }
 
 void residual_forward(bf16 *out, const bf16 *a, const bf16 *b, size_t N, Dropout drop) {

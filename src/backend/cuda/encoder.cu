@@ -22,19 +22,21 @@ __global__ void encoder_forward_kernel(bf *out, const int32_t *inp, const bf *wt
   if (i >= size_t(N) * C) return;
   const int n = int(i / C), c = int(i % C);
   const bf *we = wte + size_t(inp[n]) * C + c;
-  const bf *wp = wpe + size_t(n % T) * C + c;
+  const bf *wp = wpe ? wpe + size_t(n % T) * C + c : nullptr; // null: rotary, no positions
   if constexpr (VEC) {
-    const Pack8 a = load8(we), b = load8(wp);
+    const Pack8 a = load8(we);
+    Pack8 b;
+    if (wp) b = load8(wp);
     Pack8 o;
 #pragma unroll
     for (int k = 0; k < 8; k++) {
-      float x = __bfloat162float(a.v[k]) + __bfloat162float(b.v[k]);
+      float x = __bfloat162float(a.v[k]) + (wp ? __bfloat162float(b.v[k]) : 0.0f);
       if constexpr (DROP) x = drop.apply(x, i + k);
       o.v[k] = __float2bfloat16(x);
     }
     store8(out + i, o);
   } else {
-    float x = __bfloat162float(*we) + __bfloat162float(*wp);
+    float x = __bfloat162float(*we) + (wp ? __bfloat162float(*wp) : 0.0f);
     if constexpr (DROP) x = drop.apply(x, i);
     out[i] = __float2bfloat16(x);
   }
@@ -96,7 +98,7 @@ void encoder_forward(bf16 *out, const int32_t *inp, const bf16 *wte, const bf16 
   check_dropout(drop, "encoder_forward");
   const int N = B * T;
   if (N <= 0 || C <= 0) return; // CUDA rejects an empty grid
-  const bool vec = C % 8 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe);
+  const bool vec = C % 8 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe); // null passes
   const int threads = 256;
   const unsigned blocks = blocks_for(size_t(N) * C / (vec ? 8 : 1), threads);
   const auto kernel =
@@ -114,8 +116,9 @@ void encoder_backward(bf16 *dwte, bf16 *dwpe, const bf16 *dout, const int32_t *i
   if (N <= 0 || C <= 0) return;
   const bool dropping = drop.p > 0.0f;
   const DropoutArgs d = dropout_args(drop);
-  launch(dropping ? encoder_backward_wpe_kernel<true> : encoder_backward_wpe_kernel<false>,
-         blocks_for(size_t(T) * C, 256), 256, 0, dev(dwpe), dev(dout), B, T, C, d);
+  if (dwpe) // null: rotary, no position embedding
+    launch(dropping ? encoder_backward_wpe_kernel<true> : encoder_backward_wpe_kernel<false>,
+           blocks_for(size_t(T) * C, 256), 256, 0, dev(dwpe), dev(dout), B, T, C, d);
 
   // Workspace: sorted tokens, positions (in and out), then CUB's temporary storage. Token ids
   // are below 65536 (plan.cpp checks vocab_size), so 16 key bits suffice.

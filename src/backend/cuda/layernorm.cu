@@ -1,6 +1,7 @@
-// CUDA bodies of LayerNorm (eps 1e-5, biased variance): one warp per row, two-pass statistics
-// in fp32 (mean, then centred squares), 16-byte accesses when C % 8 == 0. The parameter
-// gradients are fixed-order column sums (detail::column_sums_add), not atomics.
+// CUDA bodies of LayerNorm (eps 1e-5, biased variance) and RMSNorm (eps 1e-6, a gain, no bias):
+// one warp per row, statistics in fp32 (LayerNorm: two passes, mean then centred squares),
+// 16-byte accesses when C % 8 == 0 (LayerNorm). The parameter gradients are fixed-order column
+// sums (detail::column_sums_add), not atomics.
 #include "backend/cuda/common.cuh"
 
 namespace finegpt::cuda {
@@ -10,7 +11,8 @@ using namespace detail;
 namespace {
 
 constexpr float LN_EPS = 1e-5f;
-constexpr int LN_WARPS = 8; // rows per block
+constexpr float RMS_EPS = 1e-6f; // model/plan.h kRmsNormEps
+constexpr int LN_WARPS = 8;      // rows per block
 
 // Calls f(c, x) for the row's channels owned by this lane, VEC: 8 at a time.
 template <bool VEC, typename F>
@@ -87,7 +89,58 @@ __global__ void layernorm_backward_kernel(bf *dinp, const bf *dout, const bf *in
   });
 }
 
+__global__ void rmsnorm_forward_kernel(bf *out, float *rstd, const bf *inp, const bf *weight, int N,
+                                       int C) {
+  const int lane = threadIdx.x % 32;
+  const int n = blockIdx.x * LN_WARPS + threadIdx.x / 32;
+  if (n >= N) return;
+  const bf *x = inp + size_t(n) * C;
+  float ss = 0.0f;
+  for_row<false>(x, C, lane, [&](int, float v) { ss += v * v; });
+  const float rs = rsqrtf(warp_sum(ss) / float(C) + RMS_EPS);
+  bf *o = out + size_t(n) * C;
+  for (int c = lane; c < C; c += 32)
+    o[c] = __float2bfloat16(__bfloat162float(x[c]) * rs * __bfloat162float(weight[c]));
+  if (lane == 0) rstd[n] = rs;
+}
+
+// dinp += rstd * (g - xhat * mean(g * xhat)) with g = dout * weight, xhat = x * rstd.
+__global__ void rmsnorm_backward_kernel(bf *dinp, const bf *dout, const bf *inp, const bf *weight,
+                                        const float *rstd, int N, int C) {
+  const int lane = threadIdx.x % 32;
+  const int n = blockIdx.x * LN_WARPS + threadIdx.x / 32;
+  if (n >= N) return;
+  const bf *x = inp + size_t(n) * C, *g = dout + size_t(n) * C;
+  const float rs = rstd[n];
+  float sgx = 0.0f;
+  for_row<false>(g, C, lane, [&](int c, float gv) {
+    sgx += gv * __bfloat162float(weight[c]) * __bfloat162float(x[c]) * rs;
+  });
+  const float gxmean = warp_sum(sgx) / float(C);
+  bf *dx = dinp + size_t(n) * C;
+  for_row<false>(g, C, lane, [&](int c, float gv) {
+    const float xhat = __bfloat162float(x[c]) * rs;
+    const float d = (gv * __bfloat162float(weight[c]) - xhat * gxmean) * rs;
+    dx[c] = __float2bfloat16(__bfloat162float(dx[c]) + d);
+  });
+}
+
 } // namespace
+
+void rmsnorm_forward(bf16 *out, float *rstd, const bf16 *inp, const bf16 *weight, int N, int C) {
+  if (N <= 0) return;
+  launch(rmsnorm_forward_kernel, blocks_for(N, LN_WARPS), LN_WARPS * 32, 0, dev(out), rstd,
+         dev(inp), dev(weight), N, C);
+}
+
+void rmsnorm_backward(bf16 *dinp, bf16 *dweight, const bf16 *dout, const bf16 *inp,
+                      const bf16 *weight, const float *rstd, int N, int C) {
+  if (N <= 0) return;
+  launch(rmsnorm_backward_kernel, blocks_for(N, LN_WARPS), LN_WARPS * 32, 0, dev(dinp), dev(dout),
+         dev(inp), dev(weight), rstd, N, C);
+  // dweight = sum_n dout * x * rstd: LayerNorm's column sum with the mean taken as 0.
+  column_sums_add(dweight, nullptr, ColumnSum::LayerNormWeight, dout, inp, nullptr, rstd, N, C);
+}
 
 void layernorm_forward(bf16 *out, float *mean, float *rstd, const bf16 *inp, const bf16 *weight,
                        const bf16 *bias, int N, int C) {
