@@ -195,7 +195,9 @@ TEST(CudaOpsArch, CrossentropyThroughSoftcap) {
     cpu::crossentropy_forward_backward(losses.data(), grad.data(), t.data(), N, V, Vp, 1.0f / N,
                                        cap);
     for (int j = 0; j < V; j += 3) {
-      if (j != t[0]) ASSERT_EQ(grad[j], 0.0f) << "cpu masked dlogit " << j;
+      if (j != t[0]) {
+        ASSERT_EQ(grad[j], 0.0f) << "cpu masked dlogit " << j;
+      }
     }
     auto d_l = poisoned<float>(N);
     auto d_y = upload_bf16(y);
