@@ -70,11 +70,11 @@ int main(int argc, char **argv) {
     for (long i = 0; i < N; ++i)
       a[i] = b[i] + 3.0f * c[i];
   });
-  // The same chunking as AdamW<CudaBackend>::host_update: one range, weight decay on.
+  // The same chunking as Optimizer<CudaBackend>::host_update: one range, weight decay on.
   std::vector<HostChunk> chunks;
   for (size_t o = 0; o < n; o += kHostAdamWChunk)
     chunks.push_back({o, std::min(kHostAdamWChunk, n - o), 0.1f});
-  const AdamWConfig cfg{};
+  const OptimConfig cfg{};
   int t = 0;
   const double adamw_s = best_seconds(repeats, [&] {
     // The parameters it writes become the next repeat's gradients: the values stay finite and

@@ -207,6 +207,18 @@ void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, 
                   float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale,
                   bool zero_grad);
 
+// Row-major bf16 GEMM with fp32 accumulation (cuBLASLt): D (m, n) = alpha A (m, k) op(B) + beta D,
+// op(B) = B (k, n), or B^T for B (n, k) when transb. (The optimizer's; the layers use matmul_*.)
+void gemm(bf16 *D, const bf16 *A, const bf16 *B, int m, int n, int k, bool transb, float alpha,
+          float beta);
+
+// Muon as ops.h on one matrix: the momentum and the update in fp32 (mom, master), the
+// Newton-Schulz steps in bf16 with fp32 accumulation (as modded-nanogpt runs them); params =
+// round(master). scratch: cpu::muon_scratch_elems(rows, cols) bf16; reduce: REDUCE_SCRATCH device
+// floats (sum_squares' partials, its last float the norm).
+void muon_update(bf16 *params, bf16 *grads, float *master, float *mom, bf16 *scratch, float *reduce,
+                 int rows, int cols, float lr, float momentum, float grad_scale, bool zero_grad);
+
 // ---------------------------------------------------------------- device memory, owned
 
 // A device allocation freed on destruction (move-only).

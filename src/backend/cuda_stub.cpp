@@ -90,5 +90,10 @@ void adamw_update(bf16 *, bf16 *, float *, float *, float *, size_t, float, floa
                   float, int, float, bool) {
   no_cuda();
 }
+void gemm(bf16 *, const bf16 *, const bf16 *, int, int, int, bool, float, float) { no_cuda(); }
+void muon_update(bf16 *, bf16 *, float *, float *, bf16 *, float *, int, int, float, float, float,
+                 bool) {
+  no_cuda();
+}
 
 } // namespace finegpt::cuda

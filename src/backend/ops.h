@@ -9,6 +9,7 @@
 // "+=" in a comment means the op accumulates into that output; "=" means it overwrites it.
 // Every op is deterministic for a fixed thread count.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -117,6 +118,23 @@ double sum_squares(const float *g, size_t n);
 void adamw_update(float *params, float *grads, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int t, float grad_scale,
                   bool zero_grad);
+
+// Muon (modded-nanogpt's, Keller Jordan 2024) on one weight matrix W (rows, cols) row-major, with
+// g = grads * grad_scale and mom its momentum buffer:
+//   mom = mu mom + (1 - mu) g;  U = (1 - mu) g + mu mom  (Nesterov);  X = U / (|U|_F + 1e-7);
+//   five Newton-Schulz steps on X (on X^T when rows > cols):  A = X X^T;  B = b A + c A A;
+//   X = a X + B X  with (a, b, c) = (3.4445, -4.7750, 2.0315);
+//   W -= lr sqrt(max(1, rows / cols)) X.
+// scratch: muon_scratch_elems(rows, cols) floats. When zero_grad, grads is set to 0.
+constexpr float kMuonA = 3.4445f, kMuonB = -4.7750f, kMuonC = 2.0315f;
+constexpr int kMuonSteps = 5;
+constexpr float kMuonEps = 1e-7f;
+inline size_t muon_scratch_elems(int rows, int cols) {
+  const size_t m = size_t(std::min(rows, cols));
+  return 2 * size_t(rows) * size_t(cols) + 2 * m * m;
+}
+void muon_update(float *params, float *grads, float *mom, float *scratch, int rows, int cols,
+                 float lr, float momentum, float grad_scale, bool zero_grad);
 
 } // namespace cpu
 } // namespace finegpt

@@ -87,6 +87,9 @@ const std::vector<KeyDef> &key_table() {
       FINEGPT_KEY(tie_embeddings),
       FINEGPT_KEY(zero_init_proj),
       FINEGPT_KEY(logit_softcap),
+      FINEGPT_KEY(optimizer),
+      FINEGPT_KEY(muon_lr),
+      FINEGPT_KEY(muon_momentum),
       FINEGPT_KEY(recompute),
       FINEGPT_KEY(zero_stage),
       FINEGPT_KEY(dist_timeout),
@@ -329,6 +332,24 @@ void validate(const TrainConfig &c) {
     fail("offload must be 'none' or 'optimizer' (fp32 master weights and AdamW moments in pinned "
          "host memory, updated on the CPU), got '",
          c.offload, "'");
+  if (!in(c.optimizer, {"adamw", "muon"}))
+    fail("optimizer must be 'adamw' (nanoGPT's) or 'muon' (Muon for the hidden matrices, AdamW "
+         "for the rest), got '",
+         c.optimizer, "'");
+  if (c.optimizer == "muon") {
+    if (!(c.muon_lr > 0)) fail("muon_lr must be positive (got ", py::float_repr(c.muon_lr), ")");
+    if (!(c.muon_momentum >= 0 && c.muon_momentum < 1))
+      fail("muon_momentum must be in [0, 1) (got ", py::float_repr(c.muon_momentum), ")");
+    if (!(c.learning_rate > 0))
+      fail("optimizer = 'muon' needs learning_rate > 0: Muon's rate is muon_lr times the "
+           "schedule's learning rate over learning_rate");
+    if (c.zero_stage != 0)
+      fail("optimizer = 'muon' does not combine with zero_stage = 1 yet (Newton-Schulz needs "
+           "whole matrices, ZeRO-1 shards them flat): set zero_stage = 0");
+    if (c.offload != "none")
+      fail("optimizer = 'muon' does not combine with offload = 'optimizer' yet (the host update "
+           "is AdamW's): set offload = 'none' or optimizer = 'adamw'");
+  }
   if (c.attention != "finegpt" && c.attention != "cudnn")
     fail("attention must be 'finegpt' (our flash attention) or 'cudnn' (cuDNN's), got '",
          c.attention, "'");

@@ -59,6 +59,9 @@ struct TrainConfig {
   bool tie_embeddings = true;          // False: a separate lm_head
   bool zero_init_proj = false;         // attn/mlp c_proj (and an untied lm_head) start at 0
   double logit_softcap = 0.0;          // > 0: logits = cap * tanh(logits / cap); 0 off
+  std::string optimizer = "adamw";     // 'adamw' | 'muon' (Muon for the hidden matrices)
+  double muon_lr = 0.02;               // Muon's peak learning rate (scheduled as learning_rate)
+  double muon_momentum = 0.95;         // Muon's Nesterov momentum
   long recompute = 0;        // activation recompute: 0 none, 1 GELU, 2 + LayerNorm, 3 whole block
   long zero_stage = 0;       // 1: optimizer state sharded over ranks (issue 6)
   double dist_timeout = 300; // seconds a collective may wait before the run is declared dead

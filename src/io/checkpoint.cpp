@@ -197,6 +197,7 @@ void save_checkpoint(const std::string &path, const CheckpointState &st, const f
             {"eval_rng", st.eval_rng},
             {"config", st.config_py},
             {"data_dir", st.data_dir},
+            {"optimizer", st.optimizer},
             {"num_params", P},
             {"has_optimizer", m != nullptr}};
   const std::string text = j.dump();
@@ -275,6 +276,12 @@ CheckpointState read_checkpoint_state(const std::string &path, bool *has_optimiz
     st.eval_rng = integer_at<uint64_t>(j, "eval_rng");
     st.config_py = j.at("config");
     st.data_dir = j.at("data_dir");
+    if (j.contains("optimizer")) {
+      const json &o = j.at("optimizer");
+      if (!o.is_string() || (o != "adamw" && o != "muon"))
+        fail("\"optimizer\" is not 'adamw' or 'muon'");
+      st.optimizer = o;
+    }
     bool opt = j.at("has_optimizer");
     if (has_optimizer) *has_optimizer = opt;
     check_gpt_config(st.model);

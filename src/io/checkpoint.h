@@ -30,6 +30,9 @@ struct CheckpointState {
   uint64_t eval_rng = 0;
   std::string config_py; // the resolved TrainConfig, nanoGPT syntax (for people and resume)
   std::string data_dir;  // where the training data (and its meta.json) was found
+  // What m and v hold: 'adamw' (AdamW's moments), or 'muon' (the hidden matrices' m is Muon's
+  // momentum, their v unused). Files without the key are AdamW's.
+  std::string optimizer = "adamw";
 };
 
 // params (P floats), and when non-null, AdamW m and v (P floats each). Refuses (Error, nothing

@@ -118,6 +118,10 @@ struct CpuBackend {
   static void adamw_update(float *params, float *grads, float *master, float *m, float *v, size_t n,
                            float lr, float beta1, float beta2, float eps, float weight_decay, int t,
                            float grad_scale, bool zero_grad);
+  // Muon on one (rows, cols) matrix (backend/ops.h); master unused, reduce unused.
+  static void muon_update(float *params, float *grads, float *master, float *mom, float *scratch,
+                          float *reduce, int rows, int cols, float lr, float momentum,
+                          float grad_scale, bool zero_grad);
 };
 
 struct CudaBackend {
@@ -184,6 +188,12 @@ struct CudaBackend {
   static void adamw_update(cuda::bf16 *params, cuda::bf16 *grads, float *master, float *m, float *v,
                            size_t n, float lr, float beta1, float beta2, float eps,
                            float weight_decay, int t, float grad_scale, bool zero_grad);
+  static void muon_update(cuda::bf16 *params, cuda::bf16 *grads, float *master, float *mom,
+                          cuda::bf16 *scratch, float *reduce, int rows, int cols, float lr,
+                          float momentum, float grad_scale, bool zero_grad) {
+    cuda::muon_update(params, grads, master, mom, scratch, reduce, rows, cols, lr, momentum,
+                      grad_scale, zero_grad);
+  }
 };
 
 } // namespace finegpt

@@ -1,6 +1,8 @@
 // The memory plan (see plan.h). Activation names are the ones the model resolves (model/model.cpp).
 #include "model/plan.h"
 
+#include "backend/ops.h"
+
 #include "core/error.h"
 
 #include <algorithm>
@@ -202,6 +204,12 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
                                 "optimizer state is in host memory already");
   }
   FINEGPT_CHECK(!opt.offload || opt.optimizer, "internal: offload without an optimizer");
+  FINEGPT_CHECK(!opt.muon || !opt.offload,
+                "optimizer = 'muon' does not combine with offload = 'optimizer' yet (the host "
+                "update is AdamW's); use optimizer = 'adamw' or offload = 'none'");
+  FINEGPT_CHECK(!opt.muon || opt.zero_stage == 0,
+                "optimizer = 'muon' does not combine with zero_stage = 1 yet (Newton-Schulz needs "
+                "whole matrices, ZeRO-1 shards them flat); use zero_stage = 0");
   FINEGPT_CHECK(!opt.offload || opt.precision == Precision::BF16,
                 "offload = 'optimizer' needs bfloat16 mixed precision (fp32 master weights)");
   MemoryPlan plan;
@@ -227,6 +235,15 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
     add("adamw.m", MemGroup::Optimizer, {shard}, 4, at);
     add("adamw.v", MemGroup::Optimizer, {shard}, 4, at);
     if (opt.offload) add("offload.staging", MemGroup::Optimizer, {shard}, W, at);
+    if (opt.muon) {
+      int64_t most = 0;
+      const auto tensors = param_tensors(c);
+      for (int i = 0; i < kNumParamTensors; ++i)
+        if (muon_matrix(i))
+          most = std::max<int64_t>(most, int64_t(cpu::muon_scratch_elems(
+                                             int(tensors[i].shape[1]), int(tensors[i].shape[2]))));
+      add("muon.scratch", MemGroup::Optimizer, {most}, W);
+    }
   }
   // Activations kept for backward: (L, B, T, ...) per tensor, or one layer's worth (1, ...)
   // when the tensor is recomputed layer by layer in backward.

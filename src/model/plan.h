@@ -137,7 +137,15 @@ struct PlanOptions {
   // (this rank's shard) and a bf16 staging buffer of the same length (gradients down, new
   // parameters up) in pinned host memory; the GPU keeps bf16 parameters and gradients only.
   bool offload = false;
+  // optimizer = 'muon': the hidden matrices' momentum in adamw.m (their adamw.v stays unused, so
+  // the state keeps one layout for both optimizers) and a Newton-Schulz workspace ("muon.scratch",
+  // muon_scratch_elems of the largest matrix, in the parameters' dtype).
+  bool muon = false;
 };
+// Muon's matrices: each layer's qkvw, attprojw, fcw and fcprojw (2-D, not the embeddings or head).
+inline bool muon_matrix(int id) {
+  return id == QKVW || id == ATTPROJW || id == FCW || id == FCPROJW;
+}
 const char *backend_name(Backend b);
 const char *precision_name(Precision p);
 

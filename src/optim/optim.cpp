@@ -21,7 +21,7 @@ double LrSchedule::at(long it) const {
 }
 
 void host_adamw(cuda::bf16 *staging, float *master, float *m, float *v,
-                const std::vector<HostChunk> &chunks, float lr, const AdamWConfig &cfg, int t,
+                const std::vector<HostChunk> &chunks, float lr, const OptimConfig &cfg, int t,
                 float grad_scale) {
 #pragma omp parallel
   {
@@ -43,7 +43,7 @@ void host_adamw(cuda::bf16 *staging, float *master, float *m, float *v,
 }
 
 template <class Backend>
-AdamW<Backend>::AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exchange)
+Optimizer<Backend>::Optimizer(Model<Backend> &model, OptimConfig cfg, GradExchange *exchange)
     : model_(model), cfg_(cfg), exchange_(exchange), offload_(cfg.offload) {
   FINEGPT_CHECK(!offload_ || Backend::kMasterWeights,
                 "offload = 'optimizer' is for the CUDA engine: the CPU engine's optimizer state is "
@@ -54,6 +54,7 @@ AdamW<Backend>::AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exch
   o.recompute = model.options().recompute, o.cudnn_attention = model.options().cudnn_attention;
   o.zero_stage = exchange ? exchange->zero_stage() : 0, o.world = exchange ? exchange->world() : 1;
   o.offload = offload_;
+  o.muon = cfg.muon;
   const MemoryPlan plan = plan_memory(model.config(), model.max_batch(), model.max_time(), o);
   if (sharded()) {
     std::tie(begin_, end_) = exchange->owned();
@@ -80,14 +81,16 @@ AdamW<Backend>::AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exch
     if (b->name == "adamw.m") m_ = p;
     if (b->name == "adamw.v") v_ = p;
     if (b->name == "offload.staging") staging_ = reinterpret_cast<typename Backend::Real *>(base);
+    if (b->name == "muon.scratch") muon_scratch_ = reinterpret_cast<typename Backend::Real *>(base);
   }
-  FINEGPT_CHECK(m_ && v_ && (master_ || !Backend::kMasterWeights) && (staging_ || !offload_),
-                "internal: the plan lacks AdamW's state");
+  FINEGPT_CHECK(m_ && v_ && (master_ || !Backend::kMasterWeights) && (staging_ || !offload_) &&
+                    (muon_scratch_ || !cfg.muon),
+                "internal: the plan lacks the optimizer's state");
   if (bytes_) Backend::zero(block_->data(), bytes_);
   if (host_bytes_) std::memset(pinned_->data(), 0, host_bytes_);
 }
 
-template <class Backend> AdamW<Backend>::~AdamW() {
+template <class Backend> Optimizer<Backend>::~Optimizer() {
   if (!offload_) return;
   try {
     Backend::copies_wait();
@@ -95,7 +98,8 @@ template <class Backend> AdamW<Backend>::~AdamW() {
   }
 }
 
-template <class Backend> void AdamW<Backend>::Prefetch::ready(const std::vector<Range> &ranges) {
+template <class Backend>
+void Optimizer<Backend>::Prefetch::ready(const std::vector<Range> &ranges) {
   using Real = typename Backend::Real;
   Real *grads = o_.model_.grads();
   for (const auto &[a, b] : ranges) {
@@ -106,14 +110,14 @@ template <class Backend> void AdamW<Backend>::Prefetch::ready(const std::vector<
   }
 }
 
-template <class Backend> void AdamW<Backend>::put(float *state, const float *host, size_t n) {
+template <class Backend> void Optimizer<Backend>::put(float *state, const float *host, size_t n) {
   if (offload_)
     std::memcpy(state, host, n * sizeof(float));
   else
     Backend::store(state, host, n);
 }
 
-template <class Backend> void AdamW<Backend>::get(float *host, const float *state, size_t n) {
+template <class Backend> void Optimizer<Backend>::get(float *host, const float *state, size_t n) {
   if (offload_)
     std::memcpy(host, state, n * sizeof(float));
   else
@@ -121,8 +125,8 @@ template <class Backend> void AdamW<Backend>::get(float *host, const float *stat
 }
 
 template <class Backend>
-void AdamW<Backend>::host_update(const std::vector<Range> &ranges, const std::vector<float> &decay,
-                                 float lr, float scale) {
+void Optimizer<Backend>::host_update(const std::vector<Range> &ranges,
+                                     const std::vector<float> &decay, float lr, float scale) {
   if constexpr (Backend::kMasterWeights) {
     using Real = typename Backend::Real;
     Real *params = model_.params(), *grads = model_.grads();
@@ -150,7 +154,7 @@ void AdamW<Backend>::host_update(const std::vector<Range> &ranges, const std::ve
   }
 }
 
-template <class Backend> float AdamW<Backend>::step(float lr, float grad_clip) {
+template <class Backend> float Optimizer<Backend>::step(float lr, float grad_clip) {
   using Real = typename Backend::Real;
   if (exchange_) exchange_->reduce();
   // This rank's part of each tensor, in tensor order: the norm sums them in that order in double
@@ -187,6 +191,18 @@ template <class Backend> float AdamW<Backend>::step(float lr, float grad_clip) {
     for (size_t r = 0; r < ranges.size(); ++r) {
       const auto [lo, hi] = ranges[r];
       const size_t s = lo - begin_;
+      if (cfg_.muon && muon_matrix(ids[r])) {      // whole tensors: Muon runs unsharded (the plan)
+        const auto &shape = tensors[ids[r]].shape; // (L, rows, cols)
+        const int rows = int(shape[1]), cols = int(shape[2]);
+        const size_t rc = size_t(rows) * cols;
+        for (size_t l = 0; l < size_t(shape[0]); ++l)
+          Backend::muon_update(params + lo + l * rc, grads + lo + l * rc,
+                               master_ ? master_ + s + l * rc : nullptr, m_ + s + l * rc,
+                               muon_scratch_, model_.reduce_scratch(), rows, cols,
+                               lr * cfg_.muon_lr_scale, cfg_.muon_momentum, scale,
+                               /*zero_grad=*/true);
+        continue;
+      }
       Backend::adamw_update(params + lo, grads + lo, master_ ? master_ + s : nullptr, m_ + s,
                             v_ + s, hi - lo, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, decay[r], t_,
                             scale, /*zero_grad=*/true);
@@ -200,12 +216,12 @@ template <class Backend> float AdamW<Backend>::step(float lr, float grad_clip) {
   return norm;
 }
 
-template <class Backend> void AdamW<Backend>::set_params(const float *host) {
+template <class Backend> void Optimizer<Backend>::set_params(const float *host) {
   model_.set_params(host);
   if (master_) put(master_, host + begin_, end_ - begin_);
 }
 
-template <class Backend> void AdamW<Backend>::get_params(float *host) {
+template <class Backend> void Optimizer<Backend>::get_params(float *host) {
   if (!master_) { // the model's parameters are the fp32 values, complete on every rank
     model_.get_params(host);
     return;
@@ -215,7 +231,7 @@ template <class Backend> void AdamW<Backend>::get_params(float *host) {
 }
 
 template <class Backend>
-void AdamW<Backend>::gather_moments(std::vector<float> &m, std::vector<float> &v) {
+void Optimizer<Backend>::gather_moments(std::vector<float> &m, std::vector<float> &v) {
   m.assign(P_, 0.0f);
   v.assign(P_, 0.0f);
   get(m.data() + begin_, m_, end_ - begin_);
@@ -226,12 +242,12 @@ void AdamW<Backend>::gather_moments(std::vector<float> &m, std::vector<float> &v
   }
 }
 
-template <class Backend> void AdamW<Backend>::load_moments(const float *m, const float *v) {
+template <class Backend> void Optimizer<Backend>::load_moments(const float *m, const float *v) {
   put(m_, m + begin_, end_ - begin_);
   put(v_, v + begin_, end_ - begin_);
 }
 
-template class AdamW<CpuBackend>;
-template class AdamW<CudaBackend>;
+template class Optimizer<CpuBackend>;
+template class Optimizer<CudaBackend>;
 
 } // namespace finegpt

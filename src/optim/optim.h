@@ -1,11 +1,12 @@
 // nanoGPT's optimisation, once for both engines: the learning-rate schedule (get_lr), global-norm
 // gradient clipping (torch.nn.utils.clip_grad_norm_) and AdamW with weight decay on 2-D weights
-// only, over the seam's sum_squares and adamw_update (model/backends.h). Across ranks it asks its
-// GradExchange (core/exchange.h) for summed gradients before the update and hands back the
-// parameters after; with ZeRO stage 1 each rank updates only the shard it owns, with its shard of
-// the moments (and, where the backend keeps them, of the fp32 master weights).
+// only, over the seam's sum_squares and adamw_update (model/backends.h); or, with
+// OptimConfig::muon, Muon (muon_update) for the hidden matrices and AdamW for the rest. Across
+// ranks it asks its GradExchange (core/exchange.h) for summed gradients before the update and hands
+// back the parameters after; with ZeRO stage 1 each rank updates only the shard it owns, with its
+// shard of the moments (and, where the backend keeps them, of the fp32 master weights).
 //
-// Offload (AdamWConfig::offload, config offload = 'optimizer'; CUDA only) is a storage choice of
+// Offload (OptimConfig::offload, config offload = 'optimizer'; CUDA only) is a storage choice of
 // the same optimizer: the master weights, moments and a bf16 staging buffer live in pinned host
 // memory (the plan's Location::Host buffers); each step copies the owned gradients down into the
 // staging buffer, runs the CPU engine's AdamW (CpuBackend::adamw_update, OpenMP) on the fp32
@@ -28,9 +29,14 @@ struct LrSchedule {
   double at(long it) const; // nanoGPT's get_lr (Dec 2024): warmup (it+1)/(warmup+1), cosine
 };
 
-struct AdamWConfig {
+struct OptimConfig {
   float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f;
   bool offload = false; // state in pinned host memory, updated on the CPU (CUDA engine only)
+  // optimizer = 'muon': Muon (backend/ops.h) for the hidden matrices (model/plan.h muon_matrix),
+  // at muon_lr_scale times the scheduled learning rate (config muon_lr / learning_rate, so the
+  // schedule scales both), with momentum muon_momentum and no weight decay; AdamW for the rest.
+  bool muon = false;
+  float muon_lr_scale = 1.0f, muon_momentum = 0.95f;
 };
 
 // The offloaded update's host part: AdamW over [off, off + n) of the pinned state for each
@@ -45,17 +51,17 @@ struct HostChunk {
 };
 constexpr size_t kHostAdamWChunk = size_t(1) << 14;
 void host_adamw(cuda::bf16 *staging, float *master, float *m, float *v,
-                const std::vector<HostChunk> &chunks, float lr, const AdamWConfig &cfg, int t,
+                const std::vector<HostChunk> &chunks, float lr, const OptimConfig &cfg, int t,
                 float grad_scale);
 
-template <class Backend> class AdamW {
+template <class Backend> class Optimizer {
 public:
   // State sized from the memory plan's optimizer group (plan_memory): every parameter, or under
   // ZeRO-1 this rank's shard. `exchange` (null: one rank) must outlive the optimizer.
-  AdamW(Model<Backend> &model, AdamWConfig cfg, GradExchange *exchange = nullptr);
-  ~AdamW(); // waits for copies in flight into the pinned state (offload)
-  AdamW(const AdamW &) = delete;
-  AdamW &operator=(const AdamW &) = delete;
+  Optimizer(Model<Backend> &model, OptimConfig cfg, GradExchange *exchange = nullptr);
+  ~Optimizer(); // waits for copies in flight into the pinned state (offload)
+  Optimizer(const Optimizer &) = delete;
+  Optimizer &operator=(const Optimizer &) = delete;
   // The exchange to hand the model for the micro-batch that ends a step: this optimizer's own
   // (offload on one rank: each layer's gradients are copied down as backward finishes them), else
   // the gradient exchange (null on one rank).
@@ -87,7 +93,7 @@ private:
   // copy stream while backward goes on; step() then copies only if that did not cover them all.
   class Prefetch final : public GradExchange {
   public:
-    explicit Prefetch(AdamW &o) : o_(o) {}
+    explicit Prefetch(Optimizer &o) : o_(o) {}
     int world() const override { return 1; }
     int zero_stage() const override { return 0; }
     Range owned() const override { return {o_.begin_, o_.end_}; }
@@ -99,7 +105,7 @@ private:
     double seconds() const override { return 0.0; }
 
   private:
-    AdamW &o_;
+    Optimizer &o_;
   };
   // The offloaded update of the owned `ranges` (weight decay per range): gradients down, the
   // CPU's AdamW, parameters up.
@@ -110,13 +116,14 @@ private:
   void get(float *host, const float *state, size_t n);
 
   Model<Backend> &model_;
-  AdamWConfig cfg_;
+  OptimConfig cfg_;
   GradExchange *exchange_;
   size_t P_ = 0, begin_ = 0, end_ = 0; // parameters; this rank's shard of them
   std::optional<typename Backend::Block> block_;
   std::optional<PinnedBlock> pinned_;
   float *master_ = nullptr, *m_ = nullptr, *v_ = nullptr;
-  typename Backend::Real *staging_ = nullptr; // offload: gradients down, parameters up
+  typename Backend::Real *staging_ = nullptr;      // offload: gradients down, parameters up
+  typename Backend::Real *muon_scratch_ = nullptr; // Muon's Newton-Schulz workspace
   bool offload_ = false;
   Prefetch prefetch_{*this};
   size_t prefetched_ = 0; // elements of the owned gradients copied down by prefetch_ this step
@@ -124,7 +131,7 @@ private:
   int t_ = 0;
 };
 
-extern template class AdamW<CpuBackend>;
-extern template class AdamW<CudaBackend>;
+extern template class Optimizer<CpuBackend>;
+extern template class Optimizer<CudaBackend>;
 
 } // namespace finegpt

@@ -29,6 +29,7 @@ public:
     o.zero_stage = exchange_ ? exchange_->zero_stage() : 0, o.world = comm.world();
     o.optimizer = e.training;
     o.offload = e.training && e.adam.offload;
+    o.muon = e.training && e.adam.muon;
     plan_ = plan_memory(cfg, B, T, o);
   }
 
@@ -135,7 +136,7 @@ private:
     }
   }
 
-  AdamW<Backend> &optimizer() const {
+  Optimizer<Backend> &optimizer() const {
     FINEGPT_CHECK(opt_, "internal: an engine made without training has no optimizer");
     return *opt_;
   }
@@ -144,8 +145,8 @@ private:
   int device_;
   std::unique_ptr<DeviceComm> nccl_; // before the model: the exchange uses both
   Model<Backend> model_;
-  std::unique_ptr<GradExchange> exchange_;    // destroyed before the model: waits for collectives
-  mutable std::optional<AdamW<Backend>> opt_; // mutable: const queries read its counters
+  std::unique_ptr<GradExchange> exchange_; // destroyed before the model: waits for collectives
+  mutable std::optional<Optimizer<Backend>> opt_; // mutable: const queries read its counters
   MemoryPlan plan_;
   std::vector<float> host_;
 };

@@ -20,7 +20,7 @@ namespace finegpt {
 struct EngineOptions {
   Backend backend = Backend::CPU;
   ModelOptions model{};   // recompute, cuDNN attention (CUDA); the engine picks the device
-  AdamWConfig adam{};     // adam.offload: the optimizer state in pinned host memory (CUDA)
+  OptimConfig adam{};     // adam.offload: the optimizer state in pinned host memory (CUDA)
   bool training = true;   // with the optimizer (and its memory); eval and sample run without
   int zero_stage = 0;     // 1: optimizer state sharded over the ranks (ZeRO-1)
   int threads = 1;        // CPU threads in use (for describe())

@@ -165,8 +165,11 @@ Run::Run(const TrainConfig &cfg, const RunSetup &s, Communicator &comm)
   eo.backend = s.backend;
   eo.model.recompute = int(cfg.recompute);
   eo.model.cudnn_attention = s.backend == Backend::CUDA && cfg.attention == "cudnn";
-  eo.adam = AdamWConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
+  eo.adam = OptimConfig{float(cfg.beta1), float(cfg.beta2), 1e-8f, float(cfg.weight_decay)};
   eo.adam.offload = s.backend == Backend::CUDA && cfg.offload == "optimizer";
+  eo.adam.muon = cfg.optimizer == "muon";
+  eo.adam.muon_lr_scale = float(cfg.muon_lr / cfg.learning_rate);
+  eo.adam.muon_momentum = float(cfg.muon_momentum);
   eo.zero_stage = int(cfg.zero_stage), eo.threads = set_threads(int(cfg.threads));
   eo.timeout_s = cfg.dist_timeout;
   engine_ = make_engine(s.model, B_, T_, comm, eo);
@@ -269,6 +272,7 @@ void Run::save(long iter, const LoaderState &state, uint64_t eval_rng_at) {
     st.eval_rng = eval_rng_at;
     st.config_py = to_python(cfg_);
     st.data_dir = s_.data_dir;
+    st.optimizer = cfg_.optimizer;
     std::printf("saving checkpoint to %s\n", cfg_.out_dir.c_str());
     std::fflush(stdout);
     save_checkpoint(ckpt_path_, st, engine_->params_for_save(), m.data(), v.data(),

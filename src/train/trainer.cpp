@@ -2,6 +2,7 @@
 #include "train/trainer.h"
 
 #include "backend/cuda_ops.h"
+#include "config/pyconfig.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "core/rng.h"
@@ -87,6 +88,10 @@ RunSetup resolve_run(const TrainConfig &cfg) {
     if (!file_exists(s.init_path))
       fail("init_from='resume' but ", s.init_path, " does not exist (train once first)");
     CheckpointState st = read_checkpoint_state(s.init_path);
+    if (st.optimizer != cfg.optimizer)
+      fail("init_from='resume': ", s.init_path, " was trained with optimizer = '", st.optimizer,
+           "', and its state means nothing to '", cfg.optimizer, "': set optimizer = '",
+           st.optimizer, "' to resume it");
     s.model = st.model;
     s.model.dropout = float(cfg.dropout);
     GPTConfig asked = st.model;
@@ -146,6 +151,7 @@ MemoryPlan run_plan(const TrainConfig &cfg, const RunSetup &setup, long batch_si
   o.backend = setup.backend;
   if (setup.backend == Backend::CUDA && cfg.dtype != "float32") o.precision = Precision::BF16;
   o.offload = setup.backend == Backend::CUDA && cfg.offload == "optimizer";
+  o.muon = cfg.optimizer == "muon";
   return plan_memory(setup.model, int(batch_size), int(cfg.block_size), o);
 }
 
@@ -297,6 +303,15 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
               "total over %ld iterations: %.3g\n",
               tokens_per_step, cfg.gradient_accumulation_steps, cfg.batch_size, cfg.block_size,
               cfg.max_iters, tokens_per_step * double(cfg.max_iters + 1));
+  if (cfg.optimizer == "muon")
+    std::printf("# optimizer: muon (Muon for the %d layers' qkv, attention projection, fc and fc "
+                "projection matrices at muon_lr %s, momentum %s; AdamW for the rest at "
+                "learning_rate %s)\n",
+                m.n_layer, py::float_repr(cfg.muon_lr).c_str(),
+                py::float_repr(cfg.muon_momentum).c_str(),
+                py::float_repr(cfg.learning_rate).c_str());
+  else
+    std::printf("# optimizer: adamw\n");
   MemoryPlan plan = run_plan(cfg, s, cfg.batch_size);
   std::printf("# memory plan (%s, %s, micro-batch %ld x %ld, recompute %ld, zero_stage %ld, "
               "%d rank%s%s):\n%s",

@@ -360,6 +360,18 @@ case("train_rotary_from_gpt2", ["train", "--init_from=gpt2", "--rotary=True", "-
 case("train_untied_from_llmc_model", ["train", "--init_from={d}/m.bin", "--tie_embeddings=False",
                                       "--dry_run"], ["m.bin", "tie_embeddings = False"],
      copy_model())
+case("train_optimizer_unknown", ["train", "--optimizer=sgd", "--dry_run"],
+     ["optimizer", "'sgd'", "'adamw'", "'muon'"])
+case("train_muon_momentum_one", ["train", "--optimizer=muon", "--muon_momentum=1.0", "--dry_run"],
+     ["muon_momentum", "[0, 1)"])
+case("train_muon_lr_zero", ["train", "--optimizer=muon", "--muon_lr=0", "--dry_run"],
+     ["muon_lr", "positive"])
+case("train_muon_learning_rate_zero", ["train", "--optimizer=muon", "--learning_rate=0",
+                                       "--dry_run"], ["optimizer = 'muon'", "learning_rate > 0"])
+case("train_muon_zero_stage", ["train", "--optimizer=muon", "--zero_stage=1", "--dry_run"],
+     ["optimizer = 'muon'", "zero_stage = 1"])
+case("train_muon_offload", ["train", "--optimizer=muon", "--offload=optimizer", "--dry_run"],
+     ["optimizer = 'muon'", "offload = 'optimizer'"])
 case("train_dtype_int8", ["train", "--dtype=int8", "--dry_run"], ["dtype", "int8"])
 case("train_data_order_bad", ["train", "--data_order=shuffled", "--dry_run"],
      ["data_order", "shuffled"])

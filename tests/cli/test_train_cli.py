@@ -85,6 +85,48 @@ class Training(CliTest):
         self.assertEqual(va[-1], vb[-1])
         self.assertLess(a[20], a[0])  # it learns
 
+    def test_muon_trains_resumes_exactly_and_keeps_its_optimizer(self):
+        # optimizer = 'muon': the plan holds its Newton-Schulz workspace, the run learns, resume
+        # continues it bit for bit, and a resume that names the other optimizer is refused
+        # before anything in out_dir changes.
+        straight = os.path.join(self.tmp, "muon_straight")
+        p = self.train(straight, "--max_iters=20", "--optimizer=muon", "--muon_lr=0.02")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("optimizer: muon", p.stdout)
+        # The optimizer's memory: m and v over every stored parameter (fp32) and the workspace
+        # of the largest matrix, fc (4C x C, C = 32): X and its successor, A and B (C x C).
+        stored = int(re.search(r"(\d+) stored with vocabulary padding", p.stdout).group(1))
+        C = 32
+        want = 2 * 4 * stored + 4 * (2 * 4 * C * C + 2 * C * C)
+        self.assertIn(f"  optimizer      {want / 1024:.2f} KiB", p.stdout)
+        half = os.path.join(self.tmp, "muon_half")
+        p = self.train(half, "--max_iters=10", "--optimizer=muon", "--muon_lr=0.02")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        ckpt = os.path.join(half, "ckpt.bin")
+        with open(ckpt, "rb") as f:
+            before = f.read()
+        p = self.train(half, "--max_iters=20", "--init_from=resume")  # optimizer 'adamw'
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("optimizer = 'muon'", p.stderr)
+        self.assertIn("set optimizer = 'muon' to resume", p.stderr)
+        with open(ckpt, "rb") as f:
+            self.assertEqual(f.read(), before)
+        p = self.train(half, "--max_iters=20", "--init_from=resume", "--optimizer=muon",
+                       "--muon_lr=0.02")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        a = {m["iter"]: m["loss"] for m in metrics(straight) if "loss" in m}
+        b = {m["iter"]: m["loss"] for m in metrics(half) if "loss" in m}
+        for it in range(21):
+            self.assertEqual(a[it], b[it], f"iter {it}: {a[it]} != {b[it]}")
+        self.assertLess(a[20], a[0])
+        # And it is not AdamW under another name.
+        adamw = os.path.join(self.tmp, "adamw")
+        p = self.train(adamw, "--max_iters=20")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        c = {m["iter"]: m["loss"] for m in metrics(adamw) if "loss" in m}
+        self.assertEqual(a[0], c[0])
+        self.assertNotEqual(a[20], c[20])
+
     def test_memory_line_accounts_for_the_peak(self):
         # The end-of-run line splits the peak resident set into the plan (the total the start-up
         # plan printed), the process before the model, and the rest: the parts add up.

@@ -110,7 +110,11 @@ void check_parity(const std::string &args) {
   // Ten steps of nanoGPT's loop: accumulation, clipping, AdamW, the LR schedule.
   std::copy(ref.params.begin(), ref.params.end(), model.params());
   model.zero_grads();
-  AdamW opt(model, AdamWConfig{float(c["beta1"]), float(c["beta2"]), 1e-8f, float(c["wd"])});
+  OptimConfig oc{float(c["beta1"]), float(c["beta2"]), 1e-8f, float(c["wd"])};
+  oc.muon = c["muon"];
+  oc.muon_lr_scale = float(double(c["muon_lr"]) / double(c["lr"]));
+  oc.muon_momentum = float(c["muon_momentum"]);
+  Optimizer opt(model, oc);
   LrSchedule sched{c["lr"], c["min_lr"], c["warmup"], c["decay_iters"], bool(c["decay_lr"])};
   int k = 0;
   for (int it = 0; it < steps; ++it) {
@@ -164,6 +168,17 @@ TEST(TorchParity, ZeroInitUntied) {
   check_parity(std::string(kCommon) + kArch + " --zero_init 1 --tie 0");
 }
 TEST(TorchParity, Softcap) { check_parity(std::string(kCommon) + kArch + " --softcap 3"); }
+// Muon for the hidden matrices, AdamW for the rest: with clipping active, a wide model (fc is
+// 4C x C: Newton-Schulz on its transpose) and with all the architecture options.
+TEST(TorchParity, Muon) { check_parity(std::string(kCommon) + kArch + " --muon 1"); }
+TEST(TorchParity, MuonClippedMomentum09) {
+  check_parity(std::string(kCommon) +
+               " --fp64 --bias 0 --grad_clip 0.05 --muon 1 --muon_lr 0.05 --muon_momentum 0.9");
+}
+TEST(TorchParity, MuonAllOptions) {
+  check_parity(std::string(kCommon) + kArch +
+               " --rotary 1 --rmsnorm 1 --qk_norm 1 --relu2 1 --tie 0 --softcap 5 --muon 1");
+}
 TEST(TorchParity, AllOptions) {
   check_parity(std::string(kCommon) + kArch +
                " --rotary 1 --rmsnorm 1 --qk_norm 1 --relu2 1 --tie 0 --softcap 5");

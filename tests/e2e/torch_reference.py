@@ -33,6 +33,12 @@ options"), written here from their definitions, not from finegpt's code:
   --zero_init 1   attn.c_proj, mlp.c_proj (and an untied lm_head) start at zero
   --softcap CAP   logits = CAP * tanh(logits / CAP) (over all Vp columns), before the loss
 
+Optimizer (finegpt's optimizer = 'muon'): --muon 1 trains each block's four weight matrices
+(c_attn, attn.c_proj, c_fc, mlp.c_proj) with Muon as modded-nanogpt defines it (Nesterov momentum
+--muon_momentum, the update orthogonalised by five Newton-Schulz steps with coefficients
+(3.4445, -4.7750, 2.0315), scaled by sqrt(max(1, rows / cols)), no weight decay), at
+--muon_lr times the schedule's lr / --lr; AdamW (nanoGPT's groups) trains the rest.
+
 Usage:
   /usr/bin/python3 tests/e2e/torch_reference.py --out DIR --L 2 --NH 4 --C 64 --V 101 \
       --T 16 --B 3 --bias 1 --steps 10 --lr 1e-3 --wd 0.1 --beta1 0.9 --beta2 0.95 \
@@ -91,6 +97,9 @@ class RefConfig:
     tie: bool = True
     zero_init: bool = False
     softcap: float = 0.0
+    muon: bool = False
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
 
     @property
     def Vp(self) -> int:
@@ -387,14 +396,62 @@ def make_tokens(cfg: RefConfig) -> torch.Tensor:
     return torch.randint(0, cfg.V, (cfg.steps * cfg.accum + 1, cfg.B, cfg.T + 1), generator=g)
 
 
-def make_optimizer(model: nn.Module, cfg: RefConfig, **extra) -> torch.optim.AdamW:
-    """nanoGPT's configure_optimizers: decay every parameter with dim >= 2, none else."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(model: nn.Module, cfg: RefConfig, exclude=(), **extra) -> torch.optim.AdamW:
+    """nanoGPT's configure_optimizers: decay every parameter with dim >= 2, none else (those in
+    `exclude`, Muon's, left out)."""
+    skip = {id(p) for p in exclude}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.wd},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=ADAM_EPS, **extra)
+
+
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz(u: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """The approximately orthogonal factor of u (Muon's zeroth power), in u's dtype."""
+    a, b, c = NS_COEFFS
+    x = u / (torch.linalg.matrix_norm(u) + 1e-7)
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        A = x @ x.T
+        B = b * A + c * (A @ A)
+        x = a * x + B @ x
+    return x.T if tall else x
+
+
+class Muon:
+    """Muon on 2-D parameters: buf = m buf + (1 - m) g; u = (1 - m) g + m buf (Nesterov);
+    p -= lr sqrt(max(1, rows / cols)) newton_schulz(u)."""
+
+    def __init__(self, params, momentum: float):
+        self.params = list(params)
+        self.momentum = momentum
+        self.bufs = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        m = self.momentum
+        for p, buf in zip(self.params, self.bufs):
+            g = p.grad
+            buf.mul_(m).add_(g, alpha=1 - m)
+            u = g * (1 - m) + buf * m
+            scale = max(1.0, p.shape[0] / p.shape[1]) ** 0.5
+            p.sub_(newton_schulz(u), alpha=lr * scale)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+def muon_matrices(model: "GPT"):
+    return [w for b in model.h for w in (b.attn.c_attn.weight, b.attn.c_proj.weight,
+                                         b.mlp.c_fc.weight, b.mlp.c_proj.weight)]
 
 
 def grad_norm_and_clip(model: nn.Module, grad_clip: float) -> float:
@@ -431,7 +488,8 @@ def run_reference(cfg: RefConfig, dtype=torch.float32) -> dict:
     }
     model.zero_grad(set_to_none=True)
 
-    opt = make_optimizer(model, cfg, foreach=False)
+    muon = Muon(muon_matrices(model), cfg.muon_momentum) if cfg.muon else None
+    opt = make_optimizer(model, cfg, exclude=muon.params if muon else (), foreach=False)
     losses_mean, losses_last, norms, lrs = [], [], [], []
     k = 0
     for it in range(cfg.steps):
@@ -448,6 +506,9 @@ def run_reference(cfg: RefConfig, dtype=torch.float32) -> dict:
         norms.append(grad_norm_and_clip(model, cfg.grad_clip))
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if muon:
+            muon.step(cfg.muon_lr * lr / cfg.lr)
+            muon.zero_grad()
         losses_mean.append(sum(micro) / len(micro))
         losses_last.append(micro[-1])
         lrs.append(lr)

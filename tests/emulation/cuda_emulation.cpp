@@ -11,6 +11,7 @@
 #include "backend/memory_ledger.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include <cblas.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -369,6 +370,25 @@ void sum_squares(float *out, const bf16 *g, size_t n, float *) {
   for (size_t i = 0; i < n; ++i)
     s += double(to_float(g[i])) * to_float(g[i]);
   *out = float(s);
+}
+
+void gemm(bf16 *D, const bf16 *A, const bf16 *B, int m, int n, int k, bool transb, float alpha,
+          float beta) {
+  fvec a = widen(A, size_t(m) * k), b = widen(B, size_t(k) * n), d = widen(D, size_t(m) * n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+              a.data(), k, b.data(), transb ? k : n, beta, d.data(), n);
+  store(D, d.data(), d.size());
+}
+
+// The CPU op on the fp32 master weights (its Newton-Schulz steps in fp32, where a GPU's are bf16).
+void muon_update(bf16 *params, bf16 *grads, float *master, float *mom, bf16 *scratch, float *,
+                 int rows, int cols, float lr, float momentum, float grad_scale, bool zero_grad) {
+  const size_t n = size_t(rows) * cols;
+  fvec g = widen(grads, n), work(cpu::muon_scratch_elems(rows, cols));
+  cpu::muon_update(master, g.data(), mom, work.data(), rows, cols, lr, momentum, grad_scale, false);
+  store(params, master, n);
+  std::memset(scratch, 0xff, work.size() * sizeof(bf16)); // used, as the device's is
+  if (zero_grad) std::memset(grads, 0, n * sizeof(bf16));
 }
 
 void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, size_t n, float lr,

@@ -2,9 +2,11 @@
 // kernel-host harness: one "device", the host, whose memory is host memory, so the CUDA op tests
 // (tests/backend/test_cuda_ops.cpp) run unchanged against the kernels' own source executed by
 // kernel_host.cpp. The GEMMs are cuBLASLt's (matmul.cu) and do not run here: they throw.
+#include <cblas.h>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "backend/cuda/common_host.h"
 #include "core/error.h"
@@ -96,6 +98,23 @@ void matmul_forward_gelu(bf16 *, bf16 *, const bf16 *, const bf16 *, const bf16 
 void matmul_backward(bf16 *, bf16 *, bf16 *, const bf16 *, const bf16 *, const bf16 *, int, int,
                      int) {
   no_gemm("matmul_backward");
+}
+// The optimizer's GEMM (Muon) stands in as the host's: bf16 operands widened, fp32 accumulation
+// (OpenBLAS), the result rounded, as cuBLASLt's contract is.
+void gemm(bf16 *D, const bf16 *A, const bf16 *B, int m, int n, int k, bool transb, float alpha,
+          float beta) {
+  auto widen = [](const bf16 *p, size_t len) {
+    std::vector<float> v(len);
+    for (size_t i = 0; i < len; i++)
+      v[i] = to_float(p[i]);
+    return v;
+  };
+  const std::vector<float> a = widen(A, size_t(m) * k), b = widen(B, size_t(k) * n);
+  std::vector<float> d = widen(D, size_t(m) * n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, transb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+              a.data(), k, b.data(), transb ? k : n, beta, d.data(), n);
+  for (size_t i = 0; i < d.size(); i++)
+    D[i] = to_bf16(d[i]);
 }
 
 } // namespace finegpt::cuda

@@ -83,10 +83,41 @@ TEST(Plan, CpuEngineAllocatesExactlyThePlan) {
   const size_t before = Arena::live_bytes();
   {
     GPT model(c, 5, 24);
-    AdamW opt(model, AdamWConfig{});
+    Optimizer opt(model, OptimConfig{});
     EXPECT_EQ(Arena::live_bytes() - before, plan_memory(c, 5, 24).total_bytes());
   }
   EXPECT_EQ(Arena::live_bytes(), before);
+}
+
+// Muon: the same allocation check, and the workspace is Newton-Schulz's for the largest matrix,
+// fc or fc projection (4C x C): two 4C x C matrices and two C x C, in the parameters' dtype.
+TEST(Plan, MuonWorkspaceIsAllocatedAsPlanned) {
+  GPTConfig c = gpt2(3, 4, 64);
+  c.vocab_size = 101, c.padded_vocab_size = pad_vocab(101), c.block_size = 32;
+  PlanOptions po;
+  po.muon = true;
+  const MemoryPlan plan = plan_memory(c, 5, 24, po);
+  const size_t C = 64;
+  ASSERT_NE(plan.find("muon.scratch"), nullptr);
+  EXPECT_EQ(plan.find("muon.scratch")->bytes, 4 * (2 * 4 * C * C + 2 * C * C));
+  EXPECT_EQ(plan.total_bytes(), plan_memory(c, 5, 24).total_bytes() + 4 * 10 * C * C);
+  po.backend = Backend::CUDA, po.precision = Precision::BF16;
+  EXPECT_EQ(plan_memory(c, 5, 24, po).find("muon.scratch")->bytes, 2 * 10 * C * C);
+  const size_t before = Arena::live_bytes();
+  {
+    GPT model(c, 5, 24);
+    OptimConfig oc;
+    oc.muon = true;
+    Optimizer opt(model, oc);
+    EXPECT_EQ(Arena::live_bytes() - before, plan.total_bytes());
+  }
+  // ZeRO-1 and offload are refused (Newton-Schulz needs whole matrices; the host update is AdamW).
+  PlanOptions z = po;
+  z.zero_stage = 1, z.world = 2;
+  EXPECT_THROW(plan_memory(c, 5, 24, z), Error);
+  z = po;
+  z.offload = true;
+  EXPECT_THROW(plan_memory(c, 5, 24, z), Error);
 }
 
 namespace {

@@ -71,7 +71,14 @@ double cosine(const float *a, const float *b, size_t n) {
 }
 
 constexpr float kLr = 1e-3f, kClip = 1.0f;
-const AdamWConfig kAdam{};
+const OptimConfig kAdam{};
+// optimizer = 'muon' at muon_lr 0.02 (20 x kLr).
+OptimConfig muon_config() {
+  OptimConfig o;
+  o.muon = true, o.muon_lr_scale = 20.0f, o.muon_momentum = 0.95f;
+  return o;
+}
+const OptimConfig kMuon = muon_config();
 
 } // namespace
 
@@ -216,26 +223,34 @@ TEST(CudaTrain, DropoutMatchesCpu) {
   EXPECT_GT(std::fabs(other - same), 1e-4) << "the dropout key changes nothing";
 }
 
+// Both optimizers: AdamW, and Muon (its Newton-Schulz steps in bf16 on a GPU, fp32 on the CPU).
 TEST(CudaTrain, TwentyStepsTrackCpu) {
   REQUIRE_DEVICE();
   const GPTConfig cfg = small_config();
   const std::vector<float> w = bf16_weights(cfg, 1337);
-  GPT cpu(cfg, B, T);
-  std::memcpy(cpu.params(), w.data(), w.size() * sizeof(float));
-  AdamW<CpuBackend> opt(cpu, kAdam);
-  CudaGPT gpu(cfg, B, T);
-  AdamW<CudaBackend> gopt(gpu, kAdam);
-  gopt.set_params(w.data());
-  Rng rng(11);
-  std::vector<int32_t> x, y;
-  for (int s = 0; s < 20; ++s) {
-    make_batch(rng, cfg.vocab_size, x, y);
-    const float lc = cpu.forward_backward(x.data(), y.data(), B, T, 1.0f);
-    const float lg = gpu.forward_backward(x.data(), y.data(), B, T, 1.0f);
-    const float nc = opt.step(kLr, kClip);
-    const float ng = gopt.step(kLr, kClip);
-    std::printf("step %2d: loss cpu %.5f gpu %.5f, norm cpu %.4f gpu %.4f\n", s, lc, lg, nc, ng);
-    EXPECT_NEAR(lg, lc, 0.02 * lc) << "step " << s;
+  for (const OptimConfig &oc : {kAdam, kMuon}) {
+    SCOPED_TRACE(oc.muon ? "muon" : "adamw");
+    GPT cpu(cfg, B, T);
+    std::memcpy(cpu.params(), w.data(), w.size() * sizeof(float));
+    Optimizer<CpuBackend> opt(cpu, oc);
+    CudaGPT gpu(cfg, B, T);
+    Optimizer<CudaBackend> gopt(gpu, oc);
+    gopt.set_params(w.data());
+    Rng rng(11);
+    std::vector<int32_t> x, y;
+    float first = 0, last = 0;
+    for (int s = 0; s < 20; ++s) {
+      make_batch(rng, cfg.vocab_size, x, y);
+      const float lc = cpu.forward_backward(x.data(), y.data(), B, T, 1.0f);
+      const float lg = gpu.forward_backward(x.data(), y.data(), B, T, 1.0f);
+      const float nc = opt.step(kLr, kClip);
+      const float ng = gopt.step(kLr, kClip);
+      std::printf("%s step %2d: loss cpu %.5f gpu %.5f, norm cpu %.4f gpu %.4f\n",
+                  oc.muon ? "muon" : "adamw", s, lc, lg, nc, ng);
+      EXPECT_NEAR(lg, lc, 0.02 * lc) << "step " << s;
+      (s == 0 ? first : last) = lg;
+    }
+    EXPECT_LT(last, 0.9f * first); // it learns
   }
 }
 
@@ -243,45 +258,48 @@ TEST(CudaTrain, ResumeIsExact) {
   REQUIRE_DEVICE();
   const GPTConfig cfg = small_config();
   const std::vector<float> w = bf16_weights(cfg, 1337);
-  auto run = [&](CudaGPT &m, AdamW<CudaBackend> &o, Rng &rng, int steps,
-                 std::vector<float> &losses) {
-    std::vector<int32_t> x, y;
-    for (int s = 0; s < steps; ++s) {
-      make_batch(rng, cfg.vocab_size, x, y);
-      losses.push_back(m.forward_backward(x.data(), y.data(), B, T, 1.0f));
-      o.step(kLr, kClip);
+  for (const OptimConfig &oc : {kAdam, kMuon}) {
+    SCOPED_TRACE(oc.muon ? "muon" : "adamw");
+    auto run = [&](CudaGPT &m, Optimizer<CudaBackend> &o, Rng &rng, int steps,
+                   std::vector<float> &losses) {
+      std::vector<int32_t> x, y;
+      for (int s = 0; s < steps; ++s) {
+        make_batch(rng, cfg.vocab_size, x, y);
+        losses.push_back(m.forward_backward(x.data(), y.data(), B, T, 1.0f));
+        o.step(kLr, kClip);
+      }
+    };
+    std::vector<float> straight, resumed;
+    {
+      CudaGPT m(cfg, B, T);
+      Optimizer<CudaBackend> o(m, oc);
+      o.set_params(w.data());
+      Rng rng(5);
+      run(m, o, rng, 20, straight);
     }
-  };
-  std::vector<float> straight, resumed;
-  {
-    CudaGPT m(cfg, B, T);
-    AdamW<CudaBackend> o(m, kAdam);
-    o.set_params(w.data());
     Rng rng(5);
-    run(m, o, rng, 20, straight);
-  }
-  Rng rng(5);
-  std::vector<float> p(w.size()), mom, vel;
-  int t = 0;
-  {
+    std::vector<float> p(w.size()), mom, vel;
+    int t = 0;
+    {
+      CudaGPT m(cfg, B, T);
+      Optimizer<CudaBackend> o(m, oc);
+      o.set_params(w.data());
+      run(m, o, rng, 10, resumed);
+      o.get_params(p.data());
+      o.gather_moments(mom, vel);
+      t = o.steps_taken();
+    }
     CudaGPT m(cfg, B, T);
-    AdamW<CudaBackend> o(m, kAdam);
-    o.set_params(w.data());
+    Optimizer<CudaBackend> o(m, oc);
+    o.set_params(p.data());
+    o.load_moments(mom.data(), vel.data());
+    o.set_steps_taken(t);
     run(m, o, rng, 10, resumed);
-    o.get_params(p.data());
-    o.gather_moments(mom, vel);
-    t = o.steps_taken();
+    ASSERT_EQ(resumed.size(), straight.size());
+    for (size_t i = 0; i < straight.size(); ++i)
+      EXPECT_EQ(std::memcmp(&resumed[i], &straight[i], sizeof(float)), 0)
+          << "step " << i << ": " << resumed[i] << " vs " << straight[i];
   }
-  CudaGPT m(cfg, B, T);
-  AdamW<CudaBackend> o(m, kAdam);
-  o.set_params(p.data());
-  o.load_moments(mom.data(), vel.data());
-  o.set_steps_taken(t);
-  run(m, o, rng, 10, resumed);
-  ASSERT_EQ(resumed.size(), straight.size());
-  for (size_t i = 0; i < straight.size(); ++i)
-    EXPECT_EQ(std::memcmp(&resumed[i], &straight[i], sizeof(float)), 0)
-        << "step " << i << ": " << resumed[i] << " vs " << straight[i];
 }
 
 // The NCCL path on one rank: gradients summed over NCCL during the last micro-batch's backward
@@ -300,7 +318,7 @@ TEST(CudaTrain, SingleRankNcclEqualsPlain) {
     std::unique_ptr<GradExchange> ex =
         device ? make_nccl_exchange(*device, *host, zero, m.grads(), m.params(), m.num_params())
                : nullptr;
-    AdamW<CudaBackend> o(m, kAdam, ex.get());
+    Optimizer<CudaBackend> o(m, kAdam, ex.get());
     o.set_params(w.data());
     Rng rng(9);
     std::vector<int32_t> x, y;
@@ -410,9 +428,9 @@ TEST(CudaTrain, ArchitectureOptionsTrackCpuAndGenerate) {
   const std::vector<float> w = bf16_weights(cfg, 1337);
   GPT cpu(cfg, B, T);
   std::memcpy(cpu.params(), w.data(), w.size() * sizeof(float));
-  AdamW<CpuBackend> opt(cpu, kAdam);
+  Optimizer<CpuBackend> opt(cpu, kAdam);
   CudaGPT gpu(cfg, B, T);
-  AdamW<CudaBackend> gopt(gpu, kAdam);
+  Optimizer<CudaBackend> gopt(gpu, kAdam);
   gopt.set_params(w.data());
   Rng rng(11);
   std::vector<int32_t> x, y;
@@ -509,9 +527,9 @@ std::vector<float> offload_run(const GPTConfig &cfg, bool offload, bool hook = f
                                int steps = 10) {
   const std::vector<float> w = bf16_weights(cfg, 1337);
   CudaGPT m(cfg, B, T);
-  AdamWConfig a = kAdam;
+  OptimConfig a = kAdam;
   a.offload = offload;
-  AdamW<CudaBackend> o(m, a);
+  Optimizer<CudaBackend> o(m, a);
   EXPECT_EQ(o.offloaded(), offload);
   o.set_params(w.data());
   Rng rng(9);
@@ -579,15 +597,15 @@ TEST(CudaTrain, OffloadAllocatesThePlanOnEachSide) {
     size_t held_plain = 0;
     {
       CudaGPT m(cfg, B, T);
-      AdamW<CudaBackend> o(m, kAdam);
+      Optimizer<CudaBackend> o(m, kAdam);
       held_plain = cuda::device_memory().held - held0;
       EXPECT_EQ(cuda::pinned_bytes(), pinned0);
     }
     {
       CudaGPT m(cfg, B, T);
-      AdamWConfig a = kAdam;
+      OptimConfig a = kAdam;
       a.offload = true;
-      AdamW<CudaBackend> o(m, a);
+      Optimizer<CudaBackend> o(m, a);
       const size_t held = cuda::device_memory().held - held0;
       EXPECT_EQ(cuda::pinned_bytes() - pinned0, plan.host_bytes());
       EXPECT_EQ(o.host_bytes(), plan.host_bytes());
@@ -609,7 +627,7 @@ TEST(CudaTrain, OffloadResumeIsExact) {
   REQUIRE_DEVICE();
   const GPTConfig cfg = small_config();
   const std::vector<float> w = bf16_weights(cfg, 1337);
-  auto run = [&](CudaGPT &m, AdamW<CudaBackend> &o, Rng &rng, int steps,
+  auto run = [&](CudaGPT &m, Optimizer<CudaBackend> &o, Rng &rng, int steps,
                  std::vector<float> &losses) {
     std::vector<int32_t> x, y;
     for (int s = 0; s < steps; ++s) {
@@ -618,12 +636,12 @@ TEST(CudaTrain, OffloadResumeIsExact) {
       o.step(kLr, kClip);
     }
   };
-  AdamWConfig off = kAdam;
+  OptimConfig off = kAdam;
   off.offload = true;
   std::vector<float> straight;
   {
     CudaGPT m(cfg, B, T);
-    AdamW<CudaBackend> o(m, off);
+    Optimizer<CudaBackend> o(m, off);
     o.set_params(w.data());
     Rng rng(5);
     run(m, o, rng, 20, straight);
@@ -633,7 +651,7 @@ TEST(CudaTrain, OffloadResumeIsExact) {
   Rng rng(5);
   {
     CudaGPT m(cfg, B, T);
-    AdamW<CudaBackend> o(m, off);
+    Optimizer<CudaBackend> o(m, off);
     o.set_params(w.data());
     run(m, o, rng, 10, first);
     o.get_params(p.data());
@@ -642,10 +660,10 @@ TEST(CudaTrain, OffloadResumeIsExact) {
   }
   for (bool offload : {true, false}) {
     SCOPED_TRACE(offload ? "resumed with offload" : "resumed without offload");
-    AdamWConfig a = kAdam;
+    OptimConfig a = kAdam;
     a.offload = offload;
     CudaGPT m(cfg, B, T);
-    AdamW<CudaBackend> o(m, a);
+    Optimizer<CudaBackend> o(m, a);
     o.set_params(p.data());
     o.load_moments(mom.data(), vel.data());
     o.set_steps_taken(t);

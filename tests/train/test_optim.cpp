@@ -29,7 +29,7 @@ TEST(AdamW, ClipsToTheGlobalNorm) {
     model.grads()[i] = 0.0f;
   model.grad(WPE)[0] = 3.0f, model.grad(LNFW)[1] = 4.0f; // norm 5
   std::vector<float> before(model.params(), model.params() + model.num_params());
-  AdamW opt(model, AdamWConfig{0.9f, 0.95f, 1e-8f, 0.0f});
+  Optimizer opt(model, OptimConfig{0.9f, 0.95f, 1e-8f, 0.0f});
   EXPECT_FLOAT_EQ(opt.step(0.1f, 1.0f), 5.0f);
   // First Adam step: p -= lr * g / (|g| + eps) whatever the clip scale, so the clipped
   // parameters move by lr; the others do not move (no weight decay).

@@ -1,7 +1,9 @@
 // CPU bodies of the optimizer ops: the gradient's sum of squares (for global-norm clipping) and
 // PyTorch 1.13's single-tensor AdamW in float32, one fused memory-bound pass.
 #include <algorithm>
+#include <cblas.h>
 #include <cmath>
+#include <cstring>
 #include <omp.h>
 #include <vector>
 
@@ -75,6 +77,61 @@ void adamw_update(float *params, float *grads, float *m, float *v, size_t n, flo
   else
     adamw_pass<false>(params, grads, m, v, n, beta1, beta2, eps, grad_scale, neg_step, bc2_sqrt,
                       decay, a1, a2);
+}
+
+// Muon (ops.h). The Newton-Schulz steps on the m x k matrix X (m <= k; the transpose when
+// rows > cols), three GEMMs each: A = X X^T (m x m), B = b A + c A A, Y = a X + B X.
+void muon_update(float *params, float *grads, float *mom, float *scratch, int rows, int cols,
+                 float lr, float momentum, float grad_scale, bool zero_grad) {
+  FINEGPT_CHECK(rows > 0 && cols > 0, "muon_update: matrix ", rows, " x ", cols);
+  const size_t n = size_t(rows) * size_t(cols);
+  const bool trans = rows > cols;
+  const int m = trans ? cols : rows, k = trans ? rows : cols;
+  float *X = scratch, *Y = X + n, *A = Y + n, *B = A + size_t(m) * m;
+  const float mu = momentum, a1 = float(1.0 - double(momentum));
+  double ss = 0.0;
+#pragma omp parallel for simd schedule(static) reduction(+ : ss)
+  for (size_t i = 0; i < n; i++) {
+    const float g = grads[i] * grad_scale;
+    const float b = mom[i] * mu + a1 * g;
+    mom[i] = b;
+    const float u = a1 * g + mu * b;
+    X[i] = u;
+    ss += double(u) * u;
+  }
+  const float inv = float(1.0 / (std::sqrt(ss) + double(kMuonEps)));
+  if (trans) { // X^T (cols x rows) into Y, scaled
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < cols; c++)
+      for (int r = 0; r < rows; r++)
+        Y[size_t(c) * rows + r] = X[size_t(r) * cols + c] * inv;
+    std::swap(X, Y);
+  } else {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++)
+      X[i] *= inv;
+  }
+  for (int s = 0; s < kMuonSteps; s++) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, m, k, 1.0f, X, k, X, k, 0.0f, A, m);
+    std::memcpy(B, A, size_t(m) * m * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, m, m, kMuonC, A, m, A, m, kMuonB, B,
+                m);
+    std::memcpy(Y, X, n * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, m, 1.0f, B, m, X, k, kMuonA, Y, k);
+    std::swap(X, Y);
+  }
+  const float step = float(double(lr) * std::sqrt(std::max(1.0, double(rows) / double(cols))));
+  if (trans) { // X is cols x rows: element (r, c) of the update is X[c * rows + r]
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++)
+      for (int c = 0; c < cols; c++)
+        params[size_t(r) * cols + c] -= step * X[size_t(c) * rows + r];
+  } else {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++)
+      params[i] -= step * X[i];
+  }
+  if (zero_grad) std::memset(grads, 0, n * sizeof(float));
 }
 
 } // namespace finegpt::cpu

@@ -31,7 +31,7 @@ struct Gemm {
   bool transa = false, transb = false;
   int m = 0, n = 0, k = 0;
   int lda = 0, ldb = 0, ldd = 0;
-  float beta = 0.0f;
+  float alpha = 1.0f, beta = 0.0f;
   const bf *A = nullptr, *B = nullptr, *bias = nullptr;
   bf *D = nullptr, *aux = nullptr; // aux: GELU's input, (m, n) column-major with ld = m
   bool gelu = false;
@@ -148,9 +148,8 @@ void run_gemm(const Gemm &g) {
     std::lock_guard<std::mutex> lock(algo_mu);
     algo_cache.emplace(key, algo);
   }
-  const float alpha = 1.0f;
-  CUBLAS_CHECK(cublasLtMatmul(cublaslt(), desc.h, &alpha, g.A, la.h, g.B, lb.h, &g.beta, g.D, ld.h,
-                              g.D, ld.h, &algo, ws.ptr, ws.bytes, stream()));
+  CUBLAS_CHECK(cublasLtMatmul(cublaslt(), desc.h, &g.alpha, g.A, la.h, g.B, lb.h, &g.beta, g.D,
+                              ld.h, g.D, ld.h, &algo, ws.ptr, ws.bytes, stream()));
 }
 
 } // namespace
@@ -198,6 +197,18 @@ void matmul_backward(bf16 *dinp, bf16 *dweight, bf16 *dbias, const bf16 *dout, c
   }
   if (dbias)
     column_sums_add(dbias, nullptr, ColumnSum::Plain, dout, nullptr, nullptr, nullptr, N, OC);
+}
+
+// Row-major D (m, n) is column-major D^T (n, m) = op(B)^T A^T: cuBLAS's A is our B.
+void gemm(bf16 *D, const bf16 *A, const bf16 *B, int m, int n, int k, bool transb, float alpha,
+          float beta) {
+  Gemm g;
+  g.transa = transb; // B (n, k) row-major is (k, n) column-major: transposed to (n, k)
+  g.m = n, g.n = m, g.k = k;
+  g.lda = transb ? k : n, g.ldb = k, g.ldd = n;
+  g.alpha = alpha, g.beta = beta;
+  g.A = dev(B), g.B = dev(A), g.D = dev(D);
+  run_gemm(g);
 }
 
 } // namespace finegpt::cuda
