@@ -37,8 +37,13 @@ void print_header(const Device &dev, const PlanSettings &s) {
   std::printf("%s: %.2f GiB usable per GPU", dev.name.c_str(), dev.usable_gib);
   if (dev.known_peak)
     std::printf(", %.1f TFLOP/s dense %s", dev.peak_tflops, dev.bf16 ? "bf16" : "fp32");
-  std::printf(", %d GPU%s, block_size %d, %ld tokens per step\n", s.gpus, s.gpus > 1 ? "s" : "",
-              s.block_size, s.tokens_per_step);
+  std::printf(", %d GPU%s, block_size %d, %ld tokens per step, recipe %s\n", s.gpus,
+              s.gpus > 1 ? "s" : "", s.block_size, s.tokens_per_step, s.recipe.c_str());
+  if (s.recipe == "modern")
+    std::printf("recipe modern: rotary, RMSNorm, QK-norm, ReLU^2, untied head, zero-init, "
+                "logit_softcap 15, Muon (its Newton-Schulz FLOPs counted per step, its workspace "
+                "in the memory plan); the expected loss is still Chinchilla's law for GPT-2 and "
+                "AdamW: the recipe's gain is measured in bench/RESULTS.md, not assumed here\n");
   if (s.tokens > 0)
     std::printf("budget: %.3g tokens (models up to tokens/20 parameters: compute-optimal)\n",
                 s.tokens);
@@ -185,6 +190,7 @@ int run_check(const std::string &config, const Device &dev, PlanSettings s) {
   FINEGPT_CHECK(accum % s.gpus == 0, "gradient_accumulation_steps (", accum,
                 ") must be divisible by --gpus (", s.gpus, ")");
   const bool offload = cfg.offload == "optimizer";
+  s.muon = cfg.optimizer == "muon";
   int B = int(cfg.batch_size);
   if (B == 0) { // 'auto': the largest power of two that fits
     for (B = 64; B > 1; B /= 2) {
@@ -266,6 +272,9 @@ int cmd_plan(const Args &args) {
                 {"check", "", "a config file: does it fit?"},
                 {"table", "false", "the guide's per-VRAM table beside finegpt's choices", true},
                 {"offload", "false", "the search may use optimizer offload", true},
+                {"recipe", "nanogpt",
+                 "the recipe family searched: nanogpt (GPT-2, AdamW) or modern (rotary, RMSNorm, "
+                 "QK-norm, ReLU^2, untied head, soft-cap, Muon)"},
                 {"pcie", "", "host link GB/s per direction (default: by card, see --help)"},
                 {"host_bw", "25", "host memory GB/s for the offloaded AdamW"},
                 {"list", "false", "list the GPU catalog", true}},
@@ -301,6 +310,16 @@ int cmd_plan(const Args &args) {
   if (!o.str("tokens").empty()) s.tokens = parse_count("--tokens", o.str("tokens"));
   FINEGPT_CHECK(!(s.hours > 0 && s.tokens > 0), "give --hours or --tokens, not both");
   s.offload = o.flag("offload");
+  {
+    TrainConfig r;
+    r.recipe = o.str("recipe");
+    apply_recipe(r, "--recipe");
+    s.recipe = r.recipe;
+    set_architecture(s.options, r);
+    s.muon = r.optimizer == "muon";
+    FINEGPT_CHECK(!(s.muon && s.offload), "--recipe ", s.recipe,
+                  " trains with Muon, which does not combine with --offload yet");
+  }
   s.host_gbs = o.real("host_bw");
   FINEGPT_CHECK(s.host_gbs > 0 && s.host_gbs < 1e5, "--host_bw must be a positive GB/s");
   double pcie = 0;
@@ -342,7 +361,7 @@ int cmd_plan(const Args &args) {
   const Candidate &best = cs[0];
   MemoryPlan mp =
       plan_memory(best.model, best.micro_batch, s.block_size,
-                  plan_options(dev, best.recompute, best.zero_stage, s.gpus, best.offload));
+                  plan_options(dev, best.recompute, best.zero_stage, s.gpus, best.offload, s.muon));
   std::printf("memory of candidate 1 per GPU:");
   for (MemGroup g : {MemGroup::Parameters, MemGroup::Gradients, MemGroup::Optimizer,
                      MemGroup::Activations, MemGroup::Scratch, MemGroup::Workspace})

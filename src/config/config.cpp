@@ -80,6 +80,7 @@ const std::vector<KeyDef> &key_table() {
       FINEGPT_KEY(data_order),
       FINEGPT_KEY(threads),
       FINEGPT_KEY_OR_NONE(vocab_size),
+      FINEGPT_KEY(recipe),
       FINEGPT_KEY(rotary),
       FINEGPT_KEY(norm),
       FINEGPT_KEY(qk_norm),
@@ -193,6 +194,22 @@ bool in(const std::string &s, std::initializer_list<const char *> options) {
 
 } // namespace
 
+void apply_recipe(TrainConfig &c, const std::string &place) {
+  if (c.recipe != "nanogpt" && c.recipe != "modern")
+    fail(place, ": recipe must be 'nanogpt' (GPT-2 and AdamW) or 'modern' (rotary, RMSNorm, "
+                "QK-norm, ReLU^2, untied head, zero-init, soft-cap, Muon), got '",
+         c.recipe, "'");
+  const bool modern = c.recipe == "modern";
+  c.rotary = modern;
+  c.norm = modern ? "rmsnorm" : "layernorm";
+  c.qk_norm = modern;
+  c.mlp_activation = modern ? "relu2" : "gelu";
+  c.tie_embeddings = !modern;
+  c.zero_init_proj = modern;
+  c.logit_softcap = modern ? 15.0 : 0.0; // modded-nanogpt: 30 in its 2024 records, then 15
+  c.optimizer = modern ? "muon" : "adamw";
+}
+
 std::string did_you_mean(const std::string &name, const std::vector<std::string> &candidates) {
   const std::string *best = nullptr;
   size_t best_d = SIZE_MAX;
@@ -230,6 +247,7 @@ TrainConfig load_train_config(const std::vector<std::string> &args,
         const KeyDef *k = find_key(a.name);
         if (!k) unknown_key(place, a.name);
         set_key(&cfg, *k, a.value, place, nullptr);
+        if (std::string(k->name) == "recipe") apply_recipe(cfg, place);
         given.insert(k->name);
       }
       continue;
@@ -253,6 +271,7 @@ TrainConfig load_train_config(const std::vector<std::string> &args,
       v = raw; // not a Python literal: a plain string, as nanoGPT's configurator does
     }
     set_key(&cfg, *k, v, place, &raw);
+    if (std::string(k->name) == "recipe") apply_recipe(cfg, place);
     given.insert(k->name);
   }
 
@@ -332,6 +351,8 @@ void validate(const TrainConfig &c) {
     fail("offload must be 'none' or 'optimizer' (fp32 master weights and AdamW moments in pinned "
          "host memory, updated on the CPU), got '",
          c.offload, "'");
+  if (!in(c.recipe, {"nanogpt", "modern"}))
+    fail("recipe must be 'nanogpt' or 'modern' (got '", c.recipe, "')");
   if (!in(c.optimizer, {"adamw", "muon"}))
     fail("optimizer must be 'adamw' (nanoGPT's) or 'muon' (Muon for the hidden matrices, AdamW "
          "for the rest), got '",

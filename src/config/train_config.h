@@ -51,6 +51,9 @@ struct TrainConfig {
   std::string data_order = "random"; // 'random' (nanoGPT) | 'sequential' (llm.c)
   long threads = 0;                  // 0: all cores
   long vocab_size = 0;               // 0 (also None): from the dataset's meta.json, else 50257
+  // The recipe family, a preset applied where it is set (keys after it override its values):
+  // 'nanogpt' (GPT-2 and AdamW, the defaults) or 'modern' (apply_recipe).
+  std::string recipe = "nanogpt";
   // Architecture options (finegpt's; all off = GPT-2, so nanoGPT configs keep their meaning).
   bool rotary = false;                 // rotary position embeddings on q, k; no learned wpe
   std::string norm = "layernorm";      // 'layernorm' | 'rmsnorm' (a gain, no bias)
@@ -90,6 +93,12 @@ TrainConfig load_train_config(const std::vector<std::string> &args,
 // Checks the values against each other (n_embd % n_head, positive sizes, known enums, ...);
 // throws Error with one line naming the key and the fix.
 void validate(const TrainConfig &cfg);
+
+// Sets the keys of cfg.recipe's family. 'nanogpt': the architecture options off and AdamW (the
+// defaults). 'modern' (modded-nanogpt's changes that finegpt has): rotary, RMSNorm, QK-norm,
+// ReLU^2, an untied head, zero-initialised projections, logit_softcap 15, and Muon for the hidden
+// matrices. Error naming `place` for another name.
+void apply_recipe(TrainConfig &cfg, const std::string &place = "recipe");
 
 // "key = value" lines in nanoGPT syntax (strings quoted, True/False), in declaration order;
 // a config file that load_train_config reads back to the same TrainConfig.

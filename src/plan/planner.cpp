@@ -42,9 +42,11 @@ Device device_from_vram(double nominal_gib) {
   return Device{name, nominal_gib * 0.98, 0.0, true, false};
 }
 
-PlanOptions plan_options(const Device &dev, int recompute, int zero_stage, int gpus, bool offload) {
+PlanOptions plan_options(const Device &dev, int recompute, int zero_stage, int gpus, bool offload,
+                         bool muon) {
   PlanOptions o;
   o.offload = offload;
+  o.muon = muon;
   o.backend = Backend::CUDA;
   o.precision = dev.bf16 ? Precision::BF16 : Precision::FP32;
   o.recompute = recompute;
@@ -54,9 +56,21 @@ PlanOptions plan_options(const Device &dev, int recompute, int zero_stage, int g
 }
 
 double flops_per_token(const GPTConfig &m, int T, int recompute) {
-  const double N = double(num_parameters_unpadded(m)) - double(m.block_size) * m.n_embd;
+  const double N = double(num_parameters_unpadded(m)) - double(param_tensors(m)[WPE].count);
   const double f = 6.0 * N + 12.0 * m.n_layer * double(T) * m.n_embd;
   return recompute >= 3 ? f * 4.0 / 3.0 : f;
+}
+
+double muon_flops_per_step(const GPTConfig &m) {
+  double f = 0;
+  const auto tensors = param_tensors(m);
+  for (int i = 0; i < kNumParamTensors; ++i)
+    if (muon_matrix(i)) {
+      const double r = double(tensors[i].shape[1]), c = double(tensors[i].shape[2]);
+      const double lo = std::min(r, c), hi = std::max(r, c);
+      f += double(tensors[i].shape[0]) * 5.0 * (4.0 * lo * lo * hi + 2.0 * lo * lo * lo);
+    }
+  return f;
 }
 
 double chinchilla_loss(double params, double tokens) {
@@ -87,14 +101,17 @@ Candidate evaluate(const Device &dev, const PlanSettings &s, const GPTConfig &m,
   c.params = num_parameters_unpadded(m);
   c.bf16 = dev.bf16;
   MemoryPlan plan = plan_memory(m, micro_batch, s.block_size,
-                                plan_options(dev, recompute, zero_stage, s.gpus, offload));
+                                plan_options(dev, recompute, zero_stage, s.gpus, offload, s.muon));
   c.plan_gib = double(plan.total_bytes()) / kGiB;
   c.host_gib = double(plan.host_bytes()) / kGiB;
   c.need_gib = c.plan_gib + s.overhead_gib;
   c.headroom_gib = dev.usable_gib - c.need_gib;
   if (fits) *fits = c.headroom_gib >= 0;
   c.flops_per_token = flops_per_token(m, s.block_size, recompute);
-  if (dev.known_peak) c.tokens_per_s = s.gpus * dev.peak_tflops * 1e12 * s.mfu / c.flops_per_token;
+  // Muon runs on every GPU once per optimizer step: its FLOPs spread over the step's tokens.
+  if (s.muon)
+    c.flops_per_token += muon_flops_per_step(m) * s.gpus /
+                         (double(micro_batch) * accum * s.block_size * s.gpus);  if (dev.known_peak) c.tokens_per_s = s.gpus * dev.peak_tflops * 1e12 * s.mfu / c.flops_per_token;
   c.compute_tokens_per_s = c.tokens_per_s;
   if (offload) {
     const double shard = double(num_parameters(m)) / (zero_stage == 1 ? s.gpus : 1);
@@ -124,7 +141,7 @@ Candidate evaluate(const Device &dev, const PlanSettings &s, const GPTConfig &m,
 namespace {
 
 GPTConfig shape(int L, int C, const PlanSettings &s) {
-  GPTConfig m;
+  GPTConfig m = s.options; // the recipe's architecture options
   m.n_layer = L, m.n_embd = C, m.n_head = C / 64, m.block_size = s.block_size;
   m.vocab_size = s.vocab_size, m.padded_vocab_size = pad_vocab(s.vocab_size), m.bias = false;
   return m;
@@ -166,7 +183,10 @@ GPTConfig gpt2_config(const Gpt2Size &g, int block_size) {
   return m;
 }
 
-int largest_gpt2(const Device &dev, const PlanSettings &s, bool allow_offload, Candidate *out) {
+int largest_gpt2(const Device &dev, const PlanSettings &settings, bool allow_offload,
+                 Candidate *out) {
+  PlanSettings s = settings; // GPT-2 trains with AdamW
+  s.muon = false;
   for (int i = 3; i >= 0; --i)
     if (best_run(dev, s, gpt2_config(kGpt2Sizes[i], s.block_size), allow_offload, out)) return i;
   return -1;
@@ -260,6 +280,7 @@ std::string config_for(const Candidate &c, const PlanSettings &s, const std::str
       "# finegpt plan for %s x %d: %.1fM parameters, %.3g tokens (%.1f per parameter),\n"
       "# about %.1f hours at %.0f tokens/s (MFU %.2f); memory %.2f GiB of %.2f GiB per GPU.\n"
       "out_dir = 'out-fineweb-%dL-%dC'\n"
+      "%s"
       "dataset = 'fineweb'\n"
       "eval_interval = 1000\neval_iters = 100\nlog_interval = 10\n"
       "always_save_checkpoint = True\n"
@@ -274,7 +295,8 @@ std::string config_for(const Candidate &c, const PlanSettings &s, const std::str
       "device = 'cuda'\ndtype = '%s'\n"
       "recompute = %d\nzero_stage = %d\n%s",
       gpu_name.c_str(), s.gpus, c.params / 1e6, c.train_tokens, c.train_tokens / c.params, c.hours,
-      c.tokens_per_s, s.mfu, c.need_gib, c.need_gib + c.headroom_gib, m.n_layer, m.n_embd, c.accum,
+      c.tokens_per_s, s.mfu, c.need_gib, c.need_gib + c.headroom_gib, m.n_layer, m.n_embd,
+      s.recipe == "nanogpt" ? "" : cat("recipe = '", s.recipe, "'\n").c_str(), c.accum,
       c.micro_batch, m.block_size, m.n_layer, m.n_head, m.n_embd, c.learning_rate, c.min_lr,
       c.max_iters, c.max_iters, c.warmup_iters, c.bf16 ? "bfloat16" : "float32", c.recompute,
       c.zero_stage, c.offload ? "offload = 'optimizer'\n" : "");

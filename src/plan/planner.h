@@ -38,6 +38,12 @@ struct PlanSettings {
   double tokens = 0;          // ... or training tokens (0 and 0: 24 hours)
   bool offload = false;       // the search may use optimizer offload (plan --offload)
   double host_gbs = 25.0;     // host memory bandwidth the offloaded AdamW streams at (GB/s)
+  // The recipe family (config key `recipe`, plan --recipe): its name, the architecture options
+  // of the searched shapes (GPTConfig's option fields; the shape fields are the search's), and
+  // whether it trains with Muon (its workspace in the plan, its FLOPs in the throughput model).
+  std::string recipe = "nanogpt";
+  GPTConfig options;
+  bool muon = false;
 };
 
 // Optimizer offload's throughput model, per GPU and optimizer step, added to the compute time (the
@@ -68,11 +74,14 @@ struct Candidate {
 
 // The memory plan options a candidate runs with on `dev`.
 PlanOptions plan_options(const Device &dev, int recompute, int zero_stage, int gpus,
-                         bool offload = false);
+                         bool offload = false, bool muon = false);
 
-// 6N + 12 L T C FLOPs per token (nanoGPT's estimate; N without position embeddings), times
-// 4/3 when whole blocks are recomputed (one more forward).
+// 6N + 12 L T C FLOPs per token (nanoGPT's estimate; N without position embeddings, with an
+// untied head), times 4/3 when whole blocks are recomputed (one more forward).
 double flops_per_token(const GPTConfig &m, int T, int recompute);
+// Muon's Newton-Schulz FLOPs per optimizer step on each GPU: per (r, c) matrix, m = min(r, c),
+// n = max(r, c), five steps of X X^T (2 m^2 n), A A (2 m^3) and B X (2 m^2 n).
+double muon_flops_per_step(const GPTConfig &m);
 // Chinchilla's loss law L(N, D) = E + A / N^alpha + B / D^beta with the refitted constants of
 // Besiroglu et al. 2024 ("Chinchilla scaling: a replication attempt"): E 1.8172, A 482.01,
 // B 2085.43, alpha 0.3478, beta 0.3658. Its compute-optimal point is about 20-25 tokens per

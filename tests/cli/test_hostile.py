@@ -838,6 +838,12 @@ case("detokenize_two_files", ["detokenize", "{d}/a", "{d}/b"], ["at most one FIL
 # plan
 case("plan_unknown_gpu_suggests", ["plan", "--gpu", "rtx 4095"], ["rtx 4095", "RTX 4090"])
 case("plan_vram_too_small", ["plan", "--vram", "1GB"], ["too small"])
+case("plan_recipe_unknown", ["plan", "--gpu", "4090", "--recipe", "speedrun"],
+     ["--recipe", "'speedrun'", "'modern'"])
+case("plan_recipe_modern_with_offload", ["plan", "--gpu", "4090", "--recipe", "modern",
+                                         "--offload"], ["--recipe modern", "Muon", "--offload"])
+case("train_recipe_unknown_in_file", ["train", "{d}/c.py", "--dry_run"],
+     ["c.py:2", "recipe", "'llama'"], text("c.py", "n_layer = 2\nrecipe = 'llama'\n"))
 case("plan_pcie_zero", ["plan", "--gpu", "4090", "--pcie", "0"], ["--pcie", "positive"])
 case("plan_host_bw_negative", ["plan", "--gpu", "4090", "--host_bw=-5"], ["--host_bw"])
 case("plan_write_over_a_file_without_force", ["plan", "--gpu", "4090", "--write", "{d}/mine.py"],

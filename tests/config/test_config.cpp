@@ -100,10 +100,11 @@ TEST(ConfigDefaults, KeysInDeclarationOrder) {
       "lr_decay_iters", "min_lr",         "backend",
       "device",         "dtype",          "compile",
       "seed",           "data_dir",       "data_order",
-      "threads",        "vocab_size",     "rotary",
-      "norm",           "qk_norm",        "mlp_activation",
-      "tie_embeddings", "zero_init_proj", "logit_softcap",
-      "optimizer",      "muon_lr",        "muon_momentum",
+      "threads",        "vocab_size",     "recipe",
+      "rotary",         "norm",           "qk_norm",
+      "mlp_activation", "tie_embeddings", "zero_init_proj",
+      "logit_softcap",  "optimizer",      "muon_lr",
+      "muon_momentum",
       "recompute",      "zero_stage",     "dist_timeout",
       "attention",      "offload",        "tokens_per_step"};
   EXPECT_EQ(train_config_keys(), nanogpt);
@@ -616,6 +617,32 @@ TEST_F(ConfigTest, ArchitectureOptions) {
   EXPECT_ERROR_HAS(validate(z), "init_from = 'model.bin'", "zero_init_proj = True");
   z.init_from = "resume";
   validate(z);
+}
+
+// recipe = 'modern' is a preset where it is set: the modern values, which keys after it (in the
+// file or later flags) override and which it overrides itself; 'nanogpt' sets GPT-2 and AdamW back.
+TEST_F(ConfigTest, RecipePreset) {
+  TrainConfig m = load({write("m.py", "recipe = 'modern'\n")});
+  EXPECT_TRUE(m.rotary && m.qk_norm && m.zero_init_proj && !m.tie_embeddings);
+  EXPECT_EQ(m.norm, "rmsnorm");
+  EXPECT_EQ(m.mlp_activation, "relu2");
+  EXPECT_EQ(m.logit_softcap, 15.0);
+  EXPECT_EQ(m.optimizer, "muon");
+  validate(m);
+  EXPECT_EQ(load({write("back.py", to_python(m))}), m);
+  TrainConfig o = load({write("o.py", "recipe = 'modern'\nrotary = False\n"), "--optimizer=adamw"});
+  EXPECT_FALSE(o.rotary);
+  EXPECT_EQ(o.optimizer, "adamw");
+  EXPECT_TRUE(o.qk_norm);
+  TrainConfig before = load({write("b.py", "logit_softcap = 30.0\nrecipe = 'modern'\n")});
+  EXPECT_EQ(before.logit_softcap, 15.0);
+  TrainConfig back = load({write("m2.py", "recipe = 'modern'\n"), "--recipe=nanogpt"});
+  EXPECT_EQ(back, TrainConfig{}); // every key at its default again
+  EXPECT_FALSE(back.rotary || back.qk_norm || back.zero_init_proj || !back.tie_embeddings);
+  EXPECT_EQ(back.optimizer, "adamw");
+  EXPECT_ERROR_HAS(load({write("bad.py", "n_layer = 2\nrecipe = 'speedrun'\n")}), "bad.py:2",
+                   "recipe", "'speedrun'", "'modern'");
+  EXPECT_ERROR_HAS(load({"--recipe=llama"}), "--recipe", "'llama'");
 }
 
 } // namespace

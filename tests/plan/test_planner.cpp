@@ -25,6 +25,38 @@ TEST(Planner, FlopsPerTokenIsNanoGptsEstimate) {
                    (6 * N + 12.0 * 12 * 768 * 1024) * 4.0 / 3.0);
 }
 
+// The modern recipe's shapes: no wpe to leave out with rotary, an untied head counted, and
+// Muon's Newton-Schulz per step: per layer, qkv (768 x 2304): 5 (4 768^2 2304 + 2 768^3), the
+// projection (768^2): 5 (6 768^3), fc and its projection (768 x 3072): 5 (4 768^2 3072 + 2 768^3)
+// each.
+TEST(Planner, ModernRecipeFlops) {
+  GPTConfig m = gpt2_small();
+  m.rotary = true, m.tie_embeddings = false;
+  const double N = 124439808.0 - 1024.0 * 768.0 + 50257.0 * 768.0; // no wpe, a second head
+  EXPECT_DOUBLE_EQ(flops_per_token(m, 1024, 0), 6 * N + 12.0 * 12 * 768 * 1024);
+  const double c = 768, per_layer = 5 * (4 * c * c * 3 * c + 2 * c * c * c) + 5 * 6 * c * c * c +
+                                    2 * 5 * (4 * c * c * 4 * c + 2 * c * c * c);
+  EXPECT_DOUBLE_EQ(muon_flops_per_step(m), 12 * per_layer);
+  EXPECT_NEAR(muon_flops_per_step(m), 1.5e12, 0.1e12); // DESIGN.md's figure
+  // In the search: the step's tokens share it, and the plan holds Muon's workspace.
+  PlanSettings s;
+  s.options = m, s.muon = true, s.recipe = "modern";
+  const Device dev = device_from_gpu(find_gpu("RTX 4090"));
+  bool fits = false;
+  const Candidate with = evaluate(dev, s, m, 16, 32, 0, 0, &fits);
+  s.muon = false;
+  const Candidate without = evaluate(dev, s, m, 16, 32, 0, 0, &fits);
+  EXPECT_DOUBLE_EQ(with.flops_per_token - without.flops_per_token,
+                   muon_flops_per_step(m) / (16.0 * 32 * 1024));
+  EXPECT_NEAR((with.plan_gib - without.plan_gib) * 1024 * 1024 * 1024, 2 * 10 * c * c, 1.0);
+  s.muon = true;
+  const std::vector<Candidate> best = search(dev, s, 1);
+  EXPECT_FALSE(best[0].model.tie_embeddings);
+  EXPECT_TRUE(best[0].model.rotary);
+  const std::string cfg = config_for(best[0], s, dev.name);
+  EXPECT_NE(cfg.find("recipe = 'modern'\n"), std::string::npos) << cfg;
+}
+
 TEST(Planner, LossLawIsComputeOptimalNearTwentyTokensPerParameter) {
   for (double C : {1e18, 1e20, 1e22}) {
     double best_n = 0, best = 1e9;
