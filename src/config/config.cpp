@@ -196,8 +196,9 @@ bool in(const std::string &s, std::initializer_list<const char *> options) {
 
 void apply_recipe(TrainConfig &c, const std::string &place) {
   if (c.recipe != "nanogpt" && c.recipe != "modern")
-    fail(place, ": recipe must be 'nanogpt' (GPT-2 and AdamW) or 'modern' (rotary, RMSNorm, "
-                "QK-norm, ReLU^2, untied head, zero-init, soft-cap, Muon), got '",
+    fail(place,
+         ": recipe must be 'nanogpt' (GPT-2 and AdamW) or 'modern' (rotary, RMSNorm, "
+         "QK-norm, ReLU^2, untied head, zero-init, soft-cap, Muon), got '",
          c.recipe, "'");
   const bool modern = c.recipe == "modern";
   c.rotary = modern;

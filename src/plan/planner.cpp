@@ -110,8 +110,9 @@ Candidate evaluate(const Device &dev, const PlanSettings &s, const GPTConfig &m,
   c.flops_per_token = flops_per_token(m, s.block_size, recompute);
   // Muon runs on every GPU once per optimizer step: its FLOPs spread over the step's tokens.
   if (s.muon)
-    c.flops_per_token += muon_flops_per_step(m) * s.gpus /
-                         (double(micro_batch) * accum * s.block_size * s.gpus);  if (dev.known_peak) c.tokens_per_s = s.gpus * dev.peak_tflops * 1e12 * s.mfu / c.flops_per_token;
+    c.flops_per_token +=
+        muon_flops_per_step(m) * s.gpus / (double(micro_batch) * accum * s.block_size * s.gpus);
+  if (dev.known_peak) c.tokens_per_s = s.gpus * dev.peak_tflops * 1e12 * s.mfu / c.flops_per_token;
   c.compute_tokens_per_s = c.tokens_per_s;
   if (offload) {
     const double shard = double(num_parameters(m)) / (zero_stage == 1 ? s.gpus : 1);

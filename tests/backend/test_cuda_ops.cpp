@@ -30,6 +30,8 @@ using fvec = std::vector<float>;
 using ivec = std::vector<int32_t>;
 using hvec = std::vector<bf16>;
 
+using namespace finegpt::testutil;
+
 namespace {
 
 constexpr double ELEM_RTOL = 2e-2; // per element, relative to |ref| + rms(ref)
@@ -113,37 +115,6 @@ ivec tokens(size_t n, int V, Rng &rng) {
     e = int32_t(rng.below(V));
   return t;
 }
-hvec to_h(const fvec &x) {
-  hvec h(x.size());
-  for (size_t i = 0; i < x.size(); i++)
-    h[i] = cu::to_bf16(x[i]);
-  return h;
-}
-fvec to_f(const hvec &h) {
-  fvec x(h.size());
-  for (size_t i = 0; i < h.size(); i++)
-    x[i] = cu::to_float(h[i]);
-  return x;
-}
-
-template <typename T> cu::DeviceArray<T> upload(const std::vector<T> &x) {
-  cu::DeviceArray<T> d(x.size());
-  cu::copy_to_device(d.data(), x.data(), x.size() * sizeof(T));
-  return d;
-}
-cu::DeviceArray<bf16> upload_bf16(const fvec &x) { return upload(to_h(x)); }
-template <typename T> cu::DeviceArray<T> poisoned(size_t n) {
-  cu::DeviceArray<T> d(n);
-  cu::device_memset(d.data(), 0xff, n * sizeof(T)); // NaN in bf16 and fp32
-  return d;
-}
-template <typename T> std::vector<T> download(const cu::DeviceArray<T> &d) {
-  cu::synchronize();
-  std::vector<T> x(d.size());
-  cu::copy_to_host(x.data(), d.data(), d.size() * sizeof(T));
-  return x;
-}
-fvec download_f(const cu::DeviceArray<bf16> &d) { return to_f(download(d)); }
 
 void expect_close(const fvec &got, const fvec &ref, const std::string &what,
                   double elem_rtol = ELEM_RTOL, double norm_rtol = NORM_RTOL) {

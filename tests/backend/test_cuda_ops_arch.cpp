@@ -21,42 +21,14 @@ using fvec = std::vector<float>;
 using hvec = std::vector<bf16>;
 using ivec = std::vector<int32_t>;
 
+using namespace finegpt::testutil;
+
 namespace {
 
 fvec randn(size_t n, Rng &rng, float scale = 1.0f, float offset = 0.0f) {
   fvec x(n);
   for (auto &e : x)
     e = cu::to_float(cu::to_bf16(offset + scale * rng.normal()));
-  return x;
-}
-hvec to_h(const fvec &x) {
-  hvec h(x.size());
-  for (size_t i = 0; i < x.size(); i++)
-    h[i] = cu::to_bf16(x[i]);
-  return h;
-}
-template <typename T> cu::DeviceArray<T> upload(const std::vector<T> &x) {
-  cu::DeviceArray<T> d(x.size());
-  cu::copy_to_device(d.data(), x.data(), x.size() * sizeof(T));
-  return d;
-}
-cu::DeviceArray<bf16> upload_bf16(const fvec &x) { return upload(to_h(x)); }
-template <typename T> cu::DeviceArray<T> poisoned(size_t n) {
-  cu::DeviceArray<T> d(n);
-  cu::device_memset(d.data(), 0xff, n * sizeof(T));
-  return d;
-}
-template <typename T> std::vector<T> download(const cu::DeviceArray<T> &d) {
-  cu::synchronize();
-  std::vector<T> x(d.size());
-  cu::copy_to_host(x.data(), d.data(), d.size() * sizeof(T));
-  return x;
-}
-fvec download_f(const cu::DeviceArray<bf16> &d) {
-  const hvec h = download(d);
-  fvec x(h.size());
-  for (size_t i = 0; i < h.size(); i++)
-    x[i] = cu::to_float(h[i]);
   return x;
 }
 
