@@ -33,7 +33,7 @@ def run(a, recipe, seed, out):
             f"--learning_rate={a.lr}", f"--min_lr={a.lr / 10}", f"--muon_lr={a.muon_lr}",
             f"--warmup_iters={max(1, iters // 20)}", f"--lr_decay_iters={iters}",
             f"--max_iters={iters}", f"--eval_interval={max(1, iters // a.evals)}",
-            f"--eval_iters={a.eval_iters}", "--log_interval=10", "--data_order=sequential",
+            f"--eval_iters={a.eval_iters}", "--log_interval=1", "--data_order=sequential",
             f"--seed={seed}", "--bias=False", "--dropout=0.0", "--compile=False",
             "--always_save_checkpoint=False"]
     p = subprocess.run(args, capture_output=True, text=True)
