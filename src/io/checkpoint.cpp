@@ -114,6 +114,8 @@ struct Header {
 const char *const kCorruptHint = " (the file is damaged; ckpt.prev.bin beside it, when there "
                                  "is one, holds the checkpoint before it)";
 
+Trailer read_trailer(const std::string &path, FILE *f);
+
 // Reads the header and JSON; Error naming the file when it is not a checkpoint of a version
 // this build reads.
 Header read_header(const std::string &path, FILE *f) {
@@ -135,7 +137,21 @@ Header read_header(const std::string &path, FILE *f) {
   try {
     h.j = json::parse(text);
   } catch (const json::exception &e) {
-    fail(path, ": corrupt checkpoint header (", e.what(), ")", kCorruptHint);
+    // A damaged byte is what the checksum is for: say so where the trailer can tell. Otherwise
+    // the parser's reason, without its excerpt of the text (which may run to pages).
+    if (h.version >= 2) {
+      const long at = std::ftell(f);
+      bool bad_crc = false;
+      try {
+        bad_crc = read_trailer(path, f).header_crc != h.header_crc;
+      } catch (const Error &) { // no trailer either: the parser's reason below
+      }
+      if (bad_crc) fail(path, ": the header fails its checksum", kCorruptHint);
+      std::fseek(f, at, SEEK_SET);
+    }
+    std::string why = e.what();
+    why = why.substr(0, std::min(why.find("; last read"), size_t(160)));
+    fail(path, ": corrupt checkpoint header (", why, ")", kCorruptHint);
   }
   return h;
 }

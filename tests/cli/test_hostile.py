@@ -410,6 +410,12 @@ case("train_resume_flipped_header", ["train", "--data_dir={s_chars}", "--out_dir
                                      "--init_from=resume", *TINY[:7], "--max_iters=8"],
      ["{d}/out/ckpt.bin", "header fails its checksum"],
      steps(copy_out(), patch("out/ckpt.bin", header_flip)))
+# The header's first byte ('{') flipped: the JSON no longer parses, and the checksum says why
+# (where the flip lands inside the header depends on its text, so header_flip may leave valid JSON).
+case("train_resume_header_not_json", ["train", "--data_dir={s_chars}", "--out_dir={d}/out",
+                                      "--init_from=resume", *TINY[:7], "--max_iters=8"],
+     ["{d}/out/ckpt.bin", "header fails its checksum"],
+     steps(copy_out(), patch("out/ckpt.bin", flip(16))))
 case("train_resume_truncated", ["train", "--data_dir={s_chars}", "--out_dir={d}/out",
                                 "--init_from=resume", *TINY[:7], "--max_iters=8"],
      ["{d}/out/ckpt.bin", "truncated"], steps(copy_out(), patch("out/ckpt.bin", truncate(-100))))
