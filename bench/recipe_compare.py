@@ -6,6 +6,10 @@ seeds; the validation loss at every eval and the time each run took, from metric
 
   python3 bench/recipe_compare.py --data data/recipe --tokens 1M --seeds 1,2 [--json OUT.json]
 
+Each entry of --recipes is a recipe name, optionally with config keys set after it, each after a
+'/': `modern/qk_norm=False` is the modern recipe without QK-norm (an ablation), and
+`modern/embedding_lr=0.01/head_lr=0.004` sets its groups' rates. Entries are labelled as written.
+
 The model defaults to 4 layers, 256 channels, 4 heads, block 256, micro-batch 16 (GPT-2's
 vocabulary, 50257); the schedule warms up over 5% of the steps and decays (cosine) to 1/10.
 Both recipes take --lr for their AdamW parameters; the modern one --muon_lr for Muon's.
@@ -23,7 +27,8 @@ def count(text):
     return int(float(text[:-1]) * mult[text[-1]]) if text[-1] in mult else int(text)
 
 
-def run(a, recipe, seed, out):
+def run(a, spec, seed, out):
+    recipe, *keys = spec.split("/")
     step = a.batch_size * a.block_size
     iters = a.tokens // step
     args = [a.finegpt, "train", f"--data_dir={a.data}", f"--out_dir={out}", "--device=cpu",
@@ -35,10 +40,10 @@ def run(a, recipe, seed, out):
             f"--max_iters={iters}", f"--eval_interval={max(1, iters // a.evals)}",
             f"--eval_iters={a.eval_iters}", "--log_interval=1", "--data_order=sequential",
             f"--seed={seed}", "--bias=False", "--dropout=0.0", "--compile=False",
-            "--always_save_checkpoint=False"]
+            "--always_save_checkpoint=False"] + [f"--{k}" for k in keys]
     p = subprocess.run(args, capture_output=True, text=True)
     if p.returncode != 0:
-        sys.exit(f"{recipe} seed {seed}: finegpt train failed:\n{p.stderr}")
+        sys.exit(f"{spec} seed {seed}: finegpt train failed:\n{p.stderr}")
     evals, seconds = [], 0.0
     with open(os.path.join(out, "metrics.jsonl")) as f:
         for line in f:
@@ -48,7 +53,7 @@ def run(a, recipe, seed, out):
                               "seconds": seconds})
             elif "ms" in m:
                 seconds += m["ms"] / 1e3
-    return {"recipe": recipe, "seed": seed, "evals": evals, "train_seconds": seconds}
+    return {"recipe": spec, "seed": seed, "evals": evals, "train_seconds": seconds}
 
 
 def main():
@@ -73,7 +78,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in a.seeds.split(",")]:
             for recipe in a.recipes.split(","):
-                r = run(a, recipe, seed, os.path.join(tmp, f"{recipe}-{seed}"))
+                r = run(a, recipe, seed, os.path.join(tmp, f"{recipe.replace('/', '_')}-{seed}"))
                 results.append(r)
                 last = r["evals"][-1]
                 print(f"{recipe:8s} seed {seed}: val {last['val_loss']:.4f} at "

@@ -212,12 +212,15 @@ void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, 
 void gemm(bf16 *D, const bf16 *A, const bf16 *B, int m, int n, int k, bool transb, float alpha,
           float beta);
 
-// Muon as ops.h on one matrix: the momentum and the update in fp32 (mom, master), the
-// Newton-Schulz steps in bf16 with fp32 accumulation (as modded-nanogpt runs them); params =
-// round(master). scratch: cpu::muon_scratch_elems(rows, cols) bf16; reduce: REDUCE_SCRATCH device
-// floats (sum_squares' partials, its last float the norm).
-void muon_update(bf16 *params, bf16 *grads, float *master, float *mom, bf16 *scratch, float *reduce,
-                 int rows, int cols, float lr, float momentum, float grad_scale, bool zero_grad);
+// Muon as ops.h, in its two parts: the momentum (fp32 mom) and the Nesterov mix over the
+// gradients (bf16); then, on a whole matrix's mix u, the Newton-Schulz steps in bf16 with fp32
+// accumulation (as modded-nanogpt runs them) and the update of its elements [lo, hi) in fp32
+// (master; params = round(master); both point at element lo). scratch:
+// cpu::muon_scratch_elems(rows, cols) bf16; reduce: REDUCE_SCRATCH device floats (sum_squares'
+// partials, its last float the norm).
+void muon_momentum(bf16 *grads, float *mom, size_t n, float momentum, float grad_scale);
+void muon_orthogonal_update(bf16 *params, float *master, const bf16 *u, bf16 *scratch,
+                            float *reduce, int rows, int cols, size_t lo, size_t hi, float lr);
 
 // ---------------------------------------------------------------- device memory, owned
 

@@ -91,8 +91,9 @@ void adamw_update(bf16 *, bf16 *, float *, float *, float *, size_t, float, floa
   no_cuda();
 }
 void gemm(bf16 *, const bf16 *, const bf16 *, int, int, int, bool, float, float) { no_cuda(); }
-void muon_update(bf16 *, bf16 *, float *, float *, bf16 *, float *, int, int, float, float, float,
-                 bool) {
+void muon_momentum(bf16 *, float *, size_t, float, float) { no_cuda(); }
+void muon_orthogonal_update(bf16 *, float *, const bf16 *, bf16 *, float *, int, int, size_t,
+                            size_t, float) {
   no_cuda();
 }
 

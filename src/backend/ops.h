@@ -119,13 +119,16 @@ void adamw_update(float *params, float *grads, float *m, float *v, size_t n, flo
                   float beta2, float eps, float weight_decay, int t, float grad_scale,
                   bool zero_grad);
 
-// Muon (modded-nanogpt's, Keller Jordan 2024) on one weight matrix W (rows, cols) row-major, with
-// g = grads * grad_scale and mom its momentum buffer:
-//   mom = mu mom + (1 - mu) g;  U = (1 - mu) g + mu mom  (Nesterov);  X = U / (|U|_F + 1e-7);
+// Muon (modded-nanogpt's, Keller Jordan 2024) on one weight matrix W (rows, cols) row-major, in
+// two parts, so that under ZeRO-1 each rank can run the first on its shard of the momentum and
+// the second on whole matrices (optim/optim.cpp). With g = grads * grad_scale and mom the
+// momentum buffer, muon_momentum (elementwise, any n):
+//   mom = mu mom + (1 - mu) g;  U = (1 - mu) g + mu mom  (Nesterov), written over grads;
+// muon_orthogonal_update, on the whole matrix U:  X = U / (|U|_F + 1e-7);
 //   five Newton-Schulz steps on X (on X^T when rows > cols):  A = X X^T;  B = b A + c A A;
 //   X = a X + B X  with (a, b, c) = (3.4445, -4.7750, 2.0315);
-//   W -= lr sqrt(max(1, rows / cols)) X.
-// scratch: muon_scratch_elems(rows, cols) floats. When zero_grad, grads is set to 0.
+//   W -= lr sqrt(max(1, rows / cols)) X  for the elements [lo, hi) of W (row-major), w[0] being
+//   element lo. scratch: muon_scratch_elems(rows, cols) floats.
 constexpr float kMuonA = 3.4445f, kMuonB = -4.7750f, kMuonC = 2.0315f;
 constexpr int kMuonSteps = 5;
 constexpr float kMuonEps = 1e-7f;
@@ -133,8 +136,9 @@ inline size_t muon_scratch_elems(int rows, int cols) {
   const size_t m = size_t(std::min(rows, cols));
   return 2 * size_t(rows) * size_t(cols) + 2 * m * m;
 }
-void muon_update(float *params, float *grads, float *mom, float *scratch, int rows, int cols,
-                 float lr, float momentum, float grad_scale, bool zero_grad);
+void muon_momentum(float *grads, float *mom, size_t n, float momentum, float grad_scale);
+void muon_orthogonal_update(float *w, const float *u, float *scratch, int rows, int cols, size_t lo,
+                            size_t hi, float lr);
 
 } // namespace cpu
 } // namespace finegpt

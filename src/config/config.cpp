@@ -91,6 +91,8 @@ const std::vector<KeyDef> &key_table() {
       FINEGPT_KEY(optimizer),
       FINEGPT_KEY(muon_lr),
       FINEGPT_KEY(muon_momentum),
+      FINEGPT_KEY_OR_NONE(embedding_lr),
+      FINEGPT_KEY_OR_NONE(head_lr),
       FINEGPT_KEY(recompute),
       FINEGPT_KEY(zero_stage),
       FINEGPT_KEY(dist_timeout),
@@ -365,13 +367,20 @@ void validate(const TrainConfig &c) {
     if (!(c.learning_rate > 0))
       fail("optimizer = 'muon' needs learning_rate > 0: Muon's rate is muon_lr times the "
            "schedule's learning rate over learning_rate");
-    if (c.zero_stage != 0)
-      fail("optimizer = 'muon' does not combine with zero_stage = 1 yet (Newton-Schulz needs "
-           "whole matrices, ZeRO-1 shards them flat): set zero_stage = 0");
     if (c.offload != "none")
       fail("optimizer = 'muon' does not combine with offload = 'optimizer' yet (the host update "
            "is AdamW's): set offload = 'none' or optimizer = 'adamw'");
   }
+  if (!(c.embedding_lr >= 0))
+    fail("embedding_lr must be 0 or more (0 or None: learning_rate), got ",
+         py::float_repr(c.embedding_lr));
+  if (!(c.head_lr >= 0))
+    fail("head_lr must be 0 or more (0 or None: learning_rate), got ", py::float_repr(c.head_lr));
+  if (c.head_lr > 0 && c.tie_embeddings)
+    fail("head_lr is the rate of an untied lm_head (tie_embeddings = False); with tied "
+         "embeddings the head is wte, trained at embedding_lr");
+  if ((c.embedding_lr > 0 || c.head_lr > 0) && !(c.learning_rate > 0))
+    fail("embedding_lr and head_lr need learning_rate > 0: they are scheduled as learning_rate");
   if (c.attention != "finegpt" && c.attention != "cudnn")
     fail("attention must be 'finegpt' (our flash attention) or 'cudnn' (cuDNN's), got '",
          c.attention, "'");

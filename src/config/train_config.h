@@ -65,6 +65,11 @@ struct TrainConfig {
   std::string optimizer = "adamw";     // 'adamw' | 'muon' (Muon for the hidden matrices)
   double muon_lr = 0.02;               // Muon's peak learning rate (scheduled as learning_rate)
   double muon_momentum = 0.95;         // Muon's Nesterov momentum
+  // Peak rates of their own (scheduled as learning_rate; 0 or None: learning_rate) for the
+  // embeddings (wte, and wpe where it exists) and for an untied lm_head, as modded-nanogpt gives
+  // them; AdamW trains both.
+  double embedding_lr = 0.0;
+  double head_lr = 0.0;
   long recompute = 0;        // activation recompute: 0 none, 1 GELU, 2 + LayerNorm, 3 whole block
   long zero_stage = 0;       // 1: optimizer state sharded over ranks (issue 6)
   double dist_timeout = 300; // seconds a collective may wait before the run is declared dead

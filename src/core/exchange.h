@@ -31,6 +31,10 @@ public:
   virtual void sum(double *x) = 0;
   // After the update: every rank's owned parameters to all ranks (ZeRO-1; nothing otherwise).
   virtual void share_params() = 0;
+  // Within the update (Muon under ZeRO-1): every rank's owned part of the gradient array, which
+  // the owner has overwritten (with Muon's momentum mix), to all ranks (ZeRO-1; nothing
+  // otherwise).
+  virtual void share_grads() = 0;
   // `full` holds this rank's owned part of an fp32 host array of every parameter; afterwards it
   // holds every rank's (a collective; nothing to do without sharding).
   virtual void gather(float *full) = 0;

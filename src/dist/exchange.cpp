@@ -48,6 +48,12 @@ public:
     comm_.all_gather(params_, P_);
     seconds_ += since(t0);
   }
+  void share_grads() override {
+    if (!zero_) return;
+    const auto t0 = Clock::now();
+    comm_.all_gather(grads_, P_);
+    seconds_ += since(t0);
+  }
   void gather(float *full) override {
     if (zero_) comm_.all_gather(full, P_);
   }
@@ -98,25 +104,28 @@ public:
     pending_ = false;
   }
   void sum(double *x) override { host_.allreduce_sum(x, 1); }
-  void share_params() override {
-    if (!zero_) return;
-    const auto t0 = Clock::now();
-    device_.after_compute();
-    device_.group_start();
-    for (int r = 0; r < host_.world(); ++r) {
-      const auto [begin, end] = host_.shard_range(P_, r);
-      if (begin < end) device_.broadcast(params_ + begin, end - begin, r);
-    }
-    device_.group_end();
-    device_.compute_waits();
-    seconds_ += since(t0);
-  }
+  void share_params() override { share(params_); }
+  void share_grads() override { share(grads_); }
   void gather(float *full) override {
     if (zero_) host_.all_gather(full, P_);
   }
   double seconds() const override { return seconds_; }
 
 private:
+  // Each rank's shard of `data` (P elements) broadcast from it (ZeRO-1).
+  void share(cuda::bf16 *data) {
+    if (!zero_) return;
+    const auto t0 = Clock::now();
+    device_.after_compute();
+    device_.group_start();
+    for (int r = 0; r < host_.world(); ++r) {
+      const auto [begin, end] = host_.shard_range(P_, r);
+      if (begin < end) device_.broadcast(data + begin, end - begin, r);
+    }
+    device_.group_end();
+    device_.compute_waits();
+    seconds_ += since(t0);
+  }
   // Sums [begin, end) over ranks (ZeRO-1: onto the ranks owning each part).
   void reduce_range(size_t begin, size_t end) {
     if (!zero_) {

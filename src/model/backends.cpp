@@ -58,12 +58,6 @@ void CpuBackend::adamw_update(float *params, float *grads, float *, float *m, fl
                     zero_grad);
 }
 
-void CpuBackend::muon_update(float *params, float *grads, float *, float *mom, float *scratch,
-                             float *, int rows, int cols, float lr, float momentum,
-                             float grad_scale, bool zero_grad) {
-  cpu::muon_update(params, grads, mom, scratch, rows, cols, lr, momentum, grad_scale, zero_grad);
-}
-
 // ---------------------------------------------------------------- CUDA
 
 CudaBackend::Context::Context(const GPTConfig &cfg, int B, int T, const ModelOptions &opt) {

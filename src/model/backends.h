@@ -118,10 +118,16 @@ struct CpuBackend {
   static void adamw_update(float *params, float *grads, float *master, float *m, float *v, size_t n,
                            float lr, float beta1, float beta2, float eps, float weight_decay, int t,
                            float grad_scale, bool zero_grad);
-  // Muon on one (rows, cols) matrix (backend/ops.h); master unused, reduce unused.
-  static void muon_update(float *params, float *grads, float *master, float *mom, float *scratch,
-                          float *reduce, int rows, int cols, float lr, float momentum,
-                          float grad_scale, bool zero_grad);
+  // Muon's two parts (backend/ops.h): the momentum and Nesterov mix over n gradients; the
+  // update of elements [lo, hi) of a (rows, cols) matrix from its whole mix u (params at element
+  // lo; master and reduce unused).
+  static void muon_momentum(float *grads, float *mom, size_t n, float momentum, float grad_scale) {
+    cpu::muon_momentum(grads, mom, n, momentum, grad_scale);
+  }
+  static void muon_orthogonal_update(float *params, float *, const float *u, float *scratch,
+                                     float *, int rows, int cols, size_t lo, size_t hi, float lr) {
+    cpu::muon_orthogonal_update(params, u, scratch, rows, cols, lo, hi, lr);
+  }
 };
 
 struct CudaBackend {
@@ -188,11 +194,14 @@ struct CudaBackend {
   static void adamw_update(cuda::bf16 *params, cuda::bf16 *grads, float *master, float *m, float *v,
                            size_t n, float lr, float beta1, float beta2, float eps,
                            float weight_decay, int t, float grad_scale, bool zero_grad);
-  static void muon_update(cuda::bf16 *params, cuda::bf16 *grads, float *master, float *mom,
-                          cuda::bf16 *scratch, float *reduce, int rows, int cols, float lr,
-                          float momentum, float grad_scale, bool zero_grad) {
-    cuda::muon_update(params, grads, master, mom, scratch, reduce, rows, cols, lr, momentum,
-                      grad_scale, zero_grad);
+  static void muon_momentum(cuda::bf16 *grads, float *mom, size_t n, float momentum,
+                            float grad_scale) {
+    cuda::muon_momentum(grads, mom, n, momentum, grad_scale);
+  }
+  static void muon_orthogonal_update(cuda::bf16 *params, float *master, const cuda::bf16 *u,
+                                     cuda::bf16 *scratch, float *reduce, int rows, int cols,
+                                     size_t lo, size_t hi, float lr) {
+    cuda::muon_orthogonal_update(params, master, u, scratch, reduce, rows, cols, lo, hi, lr);
   }
 };
 

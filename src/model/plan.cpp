@@ -207,9 +207,6 @@ MemoryPlan plan_memory(const GPTConfig &c, int B, int T, const PlanOptions &opt)
   FINEGPT_CHECK(!opt.muon || !opt.offload,
                 "optimizer = 'muon' does not combine with offload = 'optimizer' yet (the host "
                 "update is AdamW's); use optimizer = 'adamw' or offload = 'none'");
-  FINEGPT_CHECK(!opt.muon || opt.zero_stage == 0,
-                "optimizer = 'muon' does not combine with zero_stage = 1 yet (Newton-Schulz needs "
-                "whole matrices, ZeRO-1 shards them flat); use zero_stage = 0");
   FINEGPT_CHECK(!opt.offload || opt.precision == Precision::BF16,
                 "offload = 'optimizer' needs bfloat16 mixed precision (fp32 master weights)");
   MemoryPlan plan;

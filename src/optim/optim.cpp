@@ -20,8 +20,15 @@ double LrSchedule::at(long it) const {
   return min_lr + coeff * (learning_rate - min_lr);
 }
 
+float OptimConfig::lr_for(int id, float lr) const {
+  if (muon && muon_matrix(id)) return lr * muon_lr_scale;
+  if (id == WTE || id == WPE) return lr * embedding_lr_scale;
+  if (id == LMHEAD) return lr * head_lr_scale;
+  return lr;
+}
+
 void host_adamw(cuda::bf16 *staging, float *master, float *m, float *v,
-                const std::vector<HostChunk> &chunks, float lr, const OptimConfig &cfg, int t,
+                const std::vector<HostChunk> &chunks, const OptimConfig &cfg, int t,
                 float grad_scale) {
 #pragma omp parallel
   {
@@ -32,7 +39,7 @@ void host_adamw(cuda::bf16 *staging, float *master, float *m, float *v,
       cuda::bf16 *st = staging + k.off;
       for (size_t i = 0; i < k.n; ++i)
         g[i] = cuda::to_float(st[i]);
-      CpuBackend::adamw_update(master + k.off, g.data(), nullptr, m + k.off, v + k.off, k.n, lr,
+      CpuBackend::adamw_update(master + k.off, g.data(), nullptr, m + k.off, v + k.off, k.n, k.lr,
                                cfg.beta1, cfg.beta2, cfg.eps, k.decay, t, grad_scale,
                                /*zero_grad=*/false);
       const float *w = master + k.off;
@@ -126,7 +133,8 @@ template <class Backend> void Optimizer<Backend>::get(float *host, const float *
 
 template <class Backend>
 void Optimizer<Backend>::host_update(const std::vector<Range> &ranges,
-                                     const std::vector<float> &decay, float lr, float scale) {
+                                     const std::vector<float> &lrs,
+                                     const std::vector<float> &decay, float scale) {
   if constexpr (Backend::kMasterWeights) {
     using Real = typename Backend::Real;
     Real *params = model_.params(), *grads = model_.grads();
@@ -140,8 +148,9 @@ void Optimizer<Backend>::host_update(const std::vector<Range> &ranges,
     std::vector<HostChunk> chunks;
     for (size_t r = 0; r < ranges.size(); ++r)
       for (size_t o = ranges[r].first; o < ranges[r].second; o += kHostAdamWChunk)
-        chunks.push_back({o - begin_, std::min(kHostAdamWChunk, ranges[r].second - o), decay[r]});
-    host_adamw(staging_, master_, m_, v_, chunks, lr, cfg_, t_, scale);
+        chunks.push_back(
+            {o - begin_, std::min(kHostAdamWChunk, ranges[r].second - o), lrs[r], decay[r]});
+    host_adamw(staging_, master_, m_, v_, chunks, cfg_, t_, scale);
     // The new bf16 parameters up on the copy stream; the compute stream waits for them all
     // before the next step's forward (the host does not; the staging buffer is next written by
     // copies queued after these on the same stream).
@@ -149,7 +158,7 @@ void Optimizer<Backend>::host_update(const std::vector<Range> &ranges,
       Backend::upload_async(params + lo, staging_ + (lo - begin_), (hi - lo) * sizeof(Real));
     Backend::compute_waits_for_copies();
   } else {
-    (void)ranges, (void)decay, (void)lr, (void)scale;
+    (void)ranges, (void)lrs, (void)decay, (void)scale;
     fail("internal: offload on a backend without master weights");
   }
 }
@@ -181,33 +190,47 @@ template <class Backend> float Optimizer<Backend>::step(float lr, float grad_cli
     if (coef < 1.0f) scale = coef;
   }
   ++t_;
-  std::vector<float> decay(ranges.size());
-  for (size_t r = 0; r < ranges.size(); ++r)
+  std::vector<float> lrs(ranges.size()), decay(ranges.size());
+  for (size_t r = 0; r < ranges.size(); ++r) {
+    lrs[r] = cfg_.lr_for(ids[r], lr);
     decay[r] = tensors[ids[r]].decay ? cfg_.weight_decay : 0.0f;
+  }
   if (offload_) {
-    host_update(ranges, decay, lr, scale);
+    host_update(ranges, lrs, decay, scale);
     Backend::zero(grads, P_ * sizeof(Real)); // the copies down are done (copies_wait)
   } else {
+    // Muon, first part: the owned momentum and the Nesterov mix written over the gradients; under
+    // ZeRO-1 the owners' mixes then go to every rank, which needs whole matrices for the second.
+    if (cfg_.muon) {
+      for (size_t r = 0; r < ranges.size(); ++r)
+        if (muon_matrix(ids[r]))
+          Backend::muon_momentum(grads + ranges[r].first, m_ + (ranges[r].first - begin_),
+                                 ranges[r].second - ranges[r].first, cfg_.muon_momentum, scale);
+      if (sharded()) exchange_->share_grads();
+    }
     for (size_t r = 0; r < ranges.size(); ++r) {
       const auto [lo, hi] = ranges[r];
       const size_t s = lo - begin_;
-      if (cfg_.muon && muon_matrix(ids[r])) {      // whole tensors: Muon runs unsharded (the plan)
-        const auto &shape = tensors[ids[r]].shape; // (L, rows, cols)
+      if (cfg_.muon && muon_matrix(ids[r])) {
+        // Second part, per matrix (L of them, (rows, cols) each) that the owned range touches:
+        // Newton-Schulz on its whole mix, the owned elements updated.
+        const auto &shape = tensors[ids[r]].shape;
         const int rows = int(shape[1]), cols = int(shape[2]);
-        const size_t rc = size_t(rows) * cols;
-        for (size_t l = 0; l < size_t(shape[0]); ++l)
-          Backend::muon_update(params + lo + l * rc, grads + lo + l * rc,
-                               master_ ? master_ + s + l * rc : nullptr, m_ + s + l * rc,
-                               muon_scratch_, model_.reduce_scratch(), rows, cols,
-                               lr * cfg_.muon_lr_scale, cfg_.muon_momentum, scale,
-                               /*zero_grad=*/true);
+        const size_t rc = size_t(rows) * cols, off = model_.param_offset(ParamId(ids[r]));
+        for (size_t l = (lo - off) / rc; l < size_t(shape[0]) && off + l * rc < hi; ++l) {
+          const size_t mat = off + l * rc, a = std::max(lo, mat), b = std::min(hi, mat + rc);
+          Backend::muon_orthogonal_update(params + a, master_ ? master_ + (a - begin_) : nullptr,
+                                          grads + mat, muon_scratch_, model_.reduce_scratch(),
+                                          rows, cols, a - mat, b - mat, lrs[r]);
+        }
+        Backend::zero(grads + lo, (hi - lo) * sizeof(Real));
         continue;
       }
       Backend::adamw_update(params + lo, grads + lo, master_ ? master_ + s : nullptr, m_ + s,
-                            v_ + s, hi - lo, lr, cfg_.beta1, cfg_.beta2, cfg_.eps, decay[r], t_,
+                            v_ + s, hi - lo, lrs[r], cfg_.beta1, cfg_.beta2, cfg_.eps, decay[r], t_,
                             scale, /*zero_grad=*/true);
     }
-    if (sharded()) { // the rest of the gradients held other ranks' partial sums
+    if (sharded()) { // the rest of the gradients held other ranks' partial sums (or mixes)
       Backend::zero(grads, begin_ * sizeof(Real));
       Backend::zero(grads + end_, (P_ - end_) * sizeof(Real));
     }

@@ -37,21 +37,26 @@ struct OptimConfig {
   // schedule scales both), with momentum muon_momentum and no weight decay; AdamW for the rest.
   bool muon = false;
   float muon_lr_scale = 1.0f, muon_momentum = 0.95f;
+  // The embeddings' (wte, wpe) and the untied head's rates as multiples of the scheduled one
+  // (config embedding_lr, head_lr over learning_rate).
+  float embedding_lr_scale = 1.0f, head_lr_scale = 1.0f;
+  // The scheduled rate times parameter tensor `id`'s multiple (Muon's for its matrices).
+  float lr_for(int id, float lr) const;
 };
 
 // The offloaded update's host part: AdamW over [off, off + n) of the pinned state for each
-// chunk, with `decay` its weight decay; the gradients are read as bf16 from `staging`, widened
+// chunk, at rate `lr` with `decay` its weight decay; the gradients are read as bf16 from `staging`, widened
 // chunk by chunk, and the rounded bf16 parameters written over them. One OpenMP loop over the
 // chunks, each running the CPU engine's AdamW (CpuBackend::adamw_update) on its thread alone;
 // AdamW is elementwise, so the result does not depend on the chunking or the threads. Chunks of
 // kHostAdamWChunk keep the widened gradients in cache. (bench/host_adamw_bench.cpp times it.)
 struct HostChunk {
   size_t off, n;
-  float decay;
+  float lr, decay;
 };
 constexpr size_t kHostAdamWChunk = size_t(1) << 14;
 void host_adamw(cuda::bf16 *staging, float *master, float *m, float *v,
-                const std::vector<HostChunk> &chunks, float lr, const OptimConfig &cfg, int t,
+                const std::vector<HostChunk> &chunks, const OptimConfig &cfg, int t,
                 float grad_scale);
 
 template <class Backend> class Optimizer {
@@ -101,16 +106,17 @@ private:
     void reduce() override {}
     void sum(double *) override {}
     void share_params() override {}
+    void share_grads() override {}
     void gather(float *) override {}
     double seconds() const override { return 0.0; }
 
   private:
     Optimizer &o_;
   };
-  // The offloaded update of the owned `ranges` (weight decay per range): gradients down, the
-  // CPU's AdamW, parameters up.
-  void host_update(const std::vector<Range> &ranges, const std::vector<float> &decay, float lr,
-                   float scale);
+  // The offloaded update of the owned `ranges` (rate and weight decay per range): gradients
+  // down, the CPU's AdamW, parameters up.
+  void host_update(const std::vector<Range> &ranges, const std::vector<float> &lrs,
+                   const std::vector<float> &decay, float scale);
   // n fp32 values into / out of the optimizer's state (device or pinned host memory).
   void put(float *state, const float *host, size_t n);
   void get(float *host, const float *state, size_t n);

@@ -303,15 +303,20 @@ void print_run_summary(const TrainConfig &cfg, const RunSetup &s) {
               "total over %ld iterations: %.3g\n",
               tokens_per_step, cfg.gradient_accumulation_steps, cfg.batch_size, cfg.block_size,
               cfg.max_iters, tokens_per_step * double(cfg.max_iters + 1));
+  std::string rates; // the parameter groups with rates of their own
+  if (cfg.embedding_lr > 0)
+    rates += cat("; embeddings at embedding_lr ", py::float_repr(cfg.embedding_lr));
+  if (cfg.head_lr > 0) rates += cat("; lm_head at head_lr ", py::float_repr(cfg.head_lr));
   if (cfg.optimizer == "muon")
     std::printf("# optimizer: muon (Muon for the %d layers' qkv, attention projection, fc and fc "
                 "projection matrices at muon_lr %s, momentum %s; AdamW for the rest at "
-                "learning_rate %s)\n",
+                "learning_rate %s%s)\n",
                 m.n_layer, py::float_repr(cfg.muon_lr).c_str(),
                 py::float_repr(cfg.muon_momentum).c_str(),
-                py::float_repr(cfg.learning_rate).c_str());
+                py::float_repr(cfg.learning_rate).c_str(), rates.c_str());
   else
-    std::printf("# optimizer: adamw\n");
+    std::printf("# optimizer: adamw (at learning_rate %s%s)\n",
+                py::float_repr(cfg.learning_rate).c_str(), rates.c_str());
   MemoryPlan plan = run_plan(cfg, s, cfg.batch_size);
   std::printf("# memory plan (%s, %s, micro-batch %ld x %ld, recompute %ld, zero_stage %ld, "
               "%d rank%s%s):\n%s",

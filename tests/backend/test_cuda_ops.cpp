@@ -1003,36 +1003,41 @@ TEST(CudaOps, MatmulGemmRowMajor) {
   }
 }
 
-// Muon on one matrix against the CPU op: a wide, a tall (Newton-Schulz on the transpose) and an
-// odd shape. The momentum is the same fp32 formula; the update differs by the bf16 Newton-Schulz
-// steps (the CPU's are fp32: five rounds of bf16 rounding of X, A and B give up to 7% on an
-// element, 2% over the matrix), held relative to the update's own size.
+// Muon on one matrix against the CPU ops: a wide, a tall (Newton-Schulz on the transpose) and an
+// odd shape; the whole matrix updated, then a window of it that starts and ends inside rows (a
+// ZeRO-1 shard's part). The momentum is the same fp32 formula; the update differs by the bf16
+// Newton-Schulz steps (the CPU's are fp32: five rounds of bf16 rounding of X, A and B give up to
+// 7% on an element, 2% over the matrix), held relative to the update's own size.
 TEST(CudaOps, Muon) {
   REQUIRE_DEVICE();
   Rng rng(28);
   for (auto [rows, cols] : {std::pair{24, 96}, std::pair{96, 24}, std::pair{33, 17}}) {
     const size_t n = size_t(rows) * cols;
-    const fvec master = to_f(to_h(randn(n, rng, 0.05f))), grads = randn(n, rng, 0.01f);
-    const fvec mom = randn(n, rng, 0.002f);
-    const float lr = 0.02f, mu = 0.95f, scale = 0.7f;
-    auto d_params = poisoned<bf16>(n);
-    auto d_grads = upload_bf16(grads);
-    auto d_master = upload(master), d_mom = upload(mom);
-    auto d_scratch = poisoned<bf16>(cpu::muon_scratch_elems(rows, cols));
-    auto d_reduce = poisoned<float>(cu::REDUCE_SCRATCH);
-    cu::muon_update(d_params.data(), d_grads.data(), d_master.data(), d_mom.data(),
-                    d_scratch.data(), d_reduce.data(), rows, cols, lr, mu, scale, true);
-    fvec p = master, g = to_f(to_h(grads)), rm = mom, work(cpu::muon_scratch_elems(rows, cols));
-    cpu::muon_update(p.data(), g.data(), rm.data(), work.data(), rows, cols, lr, mu, scale, true);
-    const std::string tag = cat("muon ", rows, "x", cols);
-    expect_close(download(d_mom), rm, tag + " momentum", 1e-5, 1e-6);
-    const fvec got_master = download(d_master);
-    fvec got_step(n), want_step(n);
-    for (size_t i = 0; i < n; i++)
-      got_step[i] = got_master[i] - master[i], want_step[i] = p[i] - master[i];
-    expect_close(got_step, want_step, tag + " update", 1.2e-1, 3e-2);
-    EXPECT_TRUE(same_bits(download(d_params), to_h(got_master))) << "params = bf16(master)";
-    expect_close(download_f(d_grads), fvec(n, 0.0f), tag + " grads zeroed", 0, 0);
+    for (auto [lo, hi] : {std::pair{size_t(0), n}, std::pair{n / 3 + 1, 2 * n / 3 + 5}}) {
+      const fvec master = to_f(to_h(randn(n, rng, 0.05f))), grads = randn(n, rng, 0.01f);
+      const fvec mom = randn(n, rng, 0.002f);
+      const float lr = 0.02f, mu = 0.95f, scale = 0.7f;
+      auto d_params = upload_bf16(master);
+      auto d_grads = upload_bf16(grads);
+      auto d_master = upload(master), d_mom = upload(mom);
+      auto d_scratch = poisoned<bf16>(cpu::muon_scratch_elems(rows, cols));
+      auto d_reduce = poisoned<float>(cu::REDUCE_SCRATCH);
+      cu::muon_momentum(d_grads.data(), d_mom.data(), n, mu, scale);
+      cu::muon_orthogonal_update(d_params.data() + lo, d_master.data() + lo, d_grads.data(),
+                                 d_scratch.data(), d_reduce.data(), rows, cols, lo, hi, lr);
+      fvec p = master, g = to_f(to_h(grads)), rm = mom, work(cpu::muon_scratch_elems(rows, cols));
+      cpu::muon_momentum(g.data(), rm.data(), n, mu, scale);
+      cpu::muon_orthogonal_update(p.data() + lo, g.data(), work.data(), rows, cols, lo, hi, lr);
+      const std::string tag = cat("muon ", rows, "x", cols, " [", lo, ", ", hi, ")");
+      expect_close(download(d_mom), rm, tag + " momentum", 1e-5, 1e-6);
+      expect_close(download_f(d_grads), g, tag + " Nesterov mix");
+      const fvec got_master = download(d_master);
+      fvec got_step(n), want_step(n); // zero outside the window on both sides
+      for (size_t i = 0; i < n; i++)
+        got_step[i] = got_master[i] - master[i], want_step[i] = p[i] - master[i];
+      expect_close(got_step, want_step, tag + " update", 1.2e-1, 3e-2);
+      EXPECT_TRUE(same_bits(download(d_params), to_h(got_master))) << "params = bf16(master)";
+    }
   }
 }
 

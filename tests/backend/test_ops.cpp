@@ -548,6 +548,30 @@ TEST(AdamW, ThreeStepsMatchFloat64Formula) {
   }
 }
 
+// Muon's second part on a window of a matrix (a ZeRO-1 shard's part) writes exactly the window's
+// slice of the whole matrix's update, for a wide and a tall (transposed) matrix, with windows that
+// start and end inside rows, and touches nothing else.
+TEST(Muon, WindowIsTheSliceOfTheWholeUpdate) {
+  Rng rng(10);
+  for (auto [rows, cols] : {std::pair{12, 40}, std::pair{40, 12}}) {
+    const size_t n = size_t(rows) * cols;
+    const fvec w0 = randn(n, rng, 0.05f), u = randn(n, rng, 0.01f);
+    fvec whole = w0, work(cpu::muon_scratch_elems(rows, cols));
+    cpu::muon_orthogonal_update(whole.data(), u.data(), work.data(), rows, cols, 0, n, 0.02f);
+    for (auto [lo, hi] : {std::pair{size_t(0), size_t(7)}, std::pair{size_t(13), n / 2 + 3},
+                          std::pair{n - 29, n}, std::pair{size_t(5), size_t(5)}}) {
+      fvec w(hi - lo + 2, -7.0f); // one guard element on each side
+      std::copy(w0.begin() + long(lo), w0.begin() + long(hi), w.begin() + 1);
+      cpu::muon_orthogonal_update(w.data() + 1, u.data(), work.data(), rows, cols, lo, hi, 0.02f);
+      EXPECT_EQ(w.front(), -7.0f);
+      EXPECT_EQ(w.back(), -7.0f);
+      for (size_t i = lo; i < hi; i++)
+        ASSERT_EQ(w[i - lo + 1], whole[i]) << rows << "x" << cols << " [" << lo << ", " << hi
+                                          << ") element " << i;
+    }
+  }
+}
+
 TEST(SumSquares, MatchesFloat64) {
   Rng rng(9);
   for (size_t n : {size_t(0), size_t(1), size_t(7), size_t(100003)}) {

@@ -368,10 +368,15 @@ case("train_muon_lr_zero", ["train", "--optimizer=muon", "--muon_lr=0", "--dry_r
      ["muon_lr", "positive"])
 case("train_muon_learning_rate_zero", ["train", "--optimizer=muon", "--learning_rate=0",
                                        "--dry_run"], ["optimizer = 'muon'", "learning_rate > 0"])
-case("train_muon_zero_stage", ["train", "--optimizer=muon", "--zero_stage=1", "--dry_run"],
-     ["optimizer = 'muon'", "zero_stage = 1"])
 case("train_muon_offload", ["train", "--optimizer=muon", "--offload=optimizer", "--dry_run"],
      ["optimizer = 'muon'", "offload = 'optimizer'"])
+case("train_embedding_lr_negative", ["train", "--embedding_lr=-0.1", "--dry_run"],
+     ["embedding_lr", "0 or more", "-0.1"])
+case("train_head_lr_tied", ["train", "--head_lr=0.01", "--dry_run"],
+     ["head_lr", "tie_embeddings = False"])
+case("train_head_lr_learning_rate_zero", ["train", "--tie_embeddings=False", "--head_lr=0.01",
+                                          "--learning_rate=0", "--dry_run"],
+     ["head_lr", "learning_rate > 0"])
 case("train_dtype_int8", ["train", "--dtype=int8", "--dry_run"], ["dtype", "int8"])
 case("train_data_order_bad", ["train", "--data_order=shuffled", "--dry_run"],
      ["data_order", "shuffled"])

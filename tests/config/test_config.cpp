@@ -104,9 +104,9 @@ TEST(ConfigDefaults, KeysInDeclarationOrder) {
       "rotary",         "norm",           "qk_norm",
       "mlp_activation", "tie_embeddings", "zero_init_proj",
       "logit_softcap",  "optimizer",      "muon_lr",
-      "muon_momentum",  "recompute",      "zero_stage",
-      "dist_timeout",   "attention",      "offload",
-      "tokens_per_step"};
+      "muon_momentum",  "embedding_lr",   "head_lr",
+      "recompute",      "zero_stage",     "dist_timeout",
+      "attention",      "offload",        "tokens_per_step"};
   EXPECT_EQ(train_config_keys(), nanogpt);
 }
 

@@ -114,6 +114,9 @@ void check_parity(const std::string &args) {
   oc.muon = c["muon"];
   oc.muon_lr_scale = float(double(c["muon_lr"]) / double(c["lr"]));
   oc.muon_momentum = float(c["muon_momentum"]);
+  if (double(c["embedding_lr"]) > 0)
+    oc.embedding_lr_scale = float(double(c["embedding_lr"]) / double(c["lr"]));
+  if (double(c["head_lr"]) > 0) oc.head_lr_scale = float(double(c["head_lr"]) / double(c["lr"]));
   Optimizer opt(model, oc);
   LrSchedule sched{c["lr"], c["min_lr"], c["warmup"], c["decay_iters"], bool(c["decay_lr"])};
   int k = 0;
@@ -178,6 +181,15 @@ TEST(TorchParity, MuonClippedMomentum09) {
 TEST(TorchParity, MuonAllOptions) {
   check_parity(std::string(kCommon) + kArch +
                " --rotary 1 --rmsnorm 1 --qk_norm 1 --relu2 1 --tie 0 --softcap 5 --muon 1");
+}
+// The embeddings' and the untied head's rates of their own (embedding_lr, head_lr), with AdamW
+// alone (wpe present) and beside Muon under rotary (no wpe).
+TEST(TorchParity, EmbeddingAndHeadRates) {
+  check_parity(std::string(kCommon) + kArch + " --tie 0 --embedding_lr 8e-3 --head_lr 3e-3");
+}
+TEST(TorchParity, MuonEmbeddingAndHeadRates) {
+  check_parity(std::string(kCommon) + kArch +
+               " --rotary 1 --tie 0 --muon 1 --embedding_lr 2e-2 --head_lr 5e-3");
 }
 TEST(TorchParity, AllOptions) {
   check_parity(std::string(kCommon) + kArch +

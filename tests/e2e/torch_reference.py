@@ -38,6 +38,8 @@ Optimizer (finegpt's optimizer = 'muon'): --muon 1 trains each block's four weig
 --muon_momentum, the update orthogonalised by five Newton-Schulz steps with coefficients
 (3.4445, -4.7750, 2.0315), scaled by sqrt(max(1, rows / cols)), no weight decay), at
 --muon_lr times the schedule's lr / --lr; AdamW (nanoGPT's groups) trains the rest.
+--embedding_lr (wte, wpe) and --head_lr (an untied lm_head), when above 0, are those tensors' peak
+rates, scheduled as --lr (AdamW groups of their own, the decay rule unchanged).
 
 Usage:
   /usr/bin/python3 tests/e2e/torch_reference.py --out DIR --L 2 --NH 4 --C 64 --V 101 \
@@ -100,6 +102,8 @@ class RefConfig:
     muon: bool = False
     muon_lr: float = 0.02
     muon_momentum: float = 0.95
+    embedding_lr: float = 0.0
+    head_lr: float = 0.0
 
     @property
     def Vp(self) -> int:
@@ -401,10 +405,22 @@ def make_optimizer(model: nn.Module, cfg: RefConfig, exclude=(), **extra) -> tor
     `exclude`, Muon's, left out)."""
     skip = {id(p) for p in exclude}
     params = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.wd},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    # Each group's peak rate as a multiple of --lr ("scale"; the loop sets lr = scale * scheduled).
+    own = {}
+    if cfg.embedding_lr > 0:
+        for p in (model.wte, model.wpe):
+            if p is not None:
+                own[id(p)] = cfg.embedding_lr / cfg.lr
+    if cfg.head_lr > 0 and model.lm_head is not None:
+        own[id(model.lm_head)] = cfg.head_lr / cfg.lr
+    groups = []
+    for scale in sorted(set(own.values()) | {1.0}):
+        mine = [p for p in params if own.get(id(p), 1.0) == scale]
+        groups += [
+            {"params": [p for p in mine if p.dim() >= 2], "weight_decay": cfg.wd, "scale": scale},
+            {"params": [p for p in mine if p.dim() < 2], "weight_decay": 0.0, "scale": scale},
+        ]
+    groups = [g for g in groups if g["params"]]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=ADAM_EPS, **extra)
 
 
@@ -495,7 +511,7 @@ def run_reference(cfg: RefConfig, dtype=torch.float32) -> dict:
     for it in range(cfg.steps):
         lr = get_lr(it, cfg)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["scale"]
         micro = []
         for _ in range(cfg.accum):
             x, y = batch(k)

@@ -380,15 +380,21 @@ void gemm(bf16 *D, const bf16 *A, const bf16 *B, int m, int n, int k, bool trans
   store(D, d.data(), d.size());
 }
 
-// The CPU op on the fp32 master weights (its Newton-Schulz steps in fp32, where a GPU's are bf16).
-void muon_update(bf16 *params, bf16 *grads, float *master, float *mom, bf16 *scratch, float *,
-                 int rows, int cols, float lr, float momentum, float grad_scale, bool zero_grad) {
+// The CPU ops on widened values: the mix rounded to bf16 as the device's; the Newton-Schulz steps
+// on the fp32 master weights in fp32, where a GPU's are bf16.
+void muon_momentum(bf16 *grads, float *mom, size_t n, float momentum, float grad_scale) {
+  fvec g = widen(grads, n);
+  cpu::muon_momentum(g.data(), mom, n, momentum, grad_scale);
+  store(grads, g.data(), n);
+}
+
+void muon_orthogonal_update(bf16 *params, float *master, const bf16 *u, bf16 *scratch, float *,
+                            int rows, int cols, size_t lo, size_t hi, float lr) {
   const size_t n = size_t(rows) * cols;
-  fvec g = widen(grads, n), work(cpu::muon_scratch_elems(rows, cols));
-  cpu::muon_update(master, g.data(), mom, work.data(), rows, cols, lr, momentum, grad_scale, false);
-  store(params, master, n);
+  fvec w = widen(u, n), work(cpu::muon_scratch_elems(rows, cols));
+  cpu::muon_orthogonal_update(master, w.data(), work.data(), rows, cols, lo, hi, lr);
+  store(params, master, hi - lo);
   std::memset(scratch, 0xff, work.size() * sizeof(bf16)); // used, as the device's is
-  if (zero_grad) std::memset(grads, 0, n * sizeof(bf16));
 }
 
 void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, size_t n, float lr,

@@ -313,12 +313,12 @@ TEST(CudaTrain, SingleRankNcclEqualsPlain) {
   const std::vector<float> w = bf16_weights(cfg, 1337);
   auto host = make_single_communicator();
   auto nccl = make_nccl_comm(*host);
-  auto losses = [&](DeviceComm *device, int zero) {
+  auto losses = [&](DeviceComm *device, int zero, const OptimConfig &oc) {
     CudaGPT m(cfg, B, T);
     std::unique_ptr<GradExchange> ex =
         device ? make_nccl_exchange(*device, *host, zero, m.grads(), m.params(), m.num_params())
                : nullptr;
-    Optimizer<CudaBackend> o(m, kAdam, ex.get());
+    Optimizer<CudaBackend> o(m, oc, ex.get());
     o.set_params(w.data());
     Rng rng(9);
     std::vector<int32_t> x, y;
@@ -336,12 +336,17 @@ TEST(CudaTrain, SingleRankNcclEqualsPlain) {
     out.insert(out.end(), p.begin(), p.end());
     return out;
   };
-  const std::vector<float> plain = losses(nullptr, 0);
-  for (int zero : {0, 1}) {
-    const std::vector<float> got = losses(nccl.get(), zero);
-    ASSERT_EQ(got.size(), plain.size());
-    EXPECT_EQ(std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)), 0)
-        << "zero_stage " << zero;
+  // AdamW, and Muon (under ZeRO-1 its momentum mixes go through the exchange too).
+  OptimConfig muon = kAdam;
+  muon.muon = true, muon.muon_lr_scale = 20.0f;
+  for (const OptimConfig &oc : {kAdam, muon}) {
+    const std::vector<float> plain = losses(nullptr, 0, oc);
+    for (int zero : {0, 1}) {
+      const std::vector<float> got = losses(nccl.get(), zero, oc);
+      ASSERT_EQ(got.size(), plain.size());
+      EXPECT_EQ(std::memcmp(got.data(), plain.data(), got.size() * sizeof(float)), 0)
+          << "zero_stage " << zero << (oc.muon ? ", Muon" : ", AdamW");
+    }
   }
 }
 
@@ -519,8 +524,9 @@ namespace {
 // FMAs than g++, which moves a master weight by an ulp now and then and its bf16 copy rarely.
 bool emulated() { return cuda::device_summary().find("emulation") != std::string::npos; }
 
-// 10 optimizer steps of 2 micro-batches with clipping (clip 0.5: active in the first steps); the
-// losses, norms, then the final fp32 parameters and moments. With `hook` the last micro-batch's
+// 10 optimizer steps of 2 micro-batches with clipping (clip 0.5: active in the first steps), the
+// embeddings and an untied head at rates of their own; the losses, norms, then the final fp32
+// parameters and moments. With `hook` the last micro-batch's
 // backward gets the optimizer's backward_hook() (under offload: each layer's gradients copied down
 // as backward finishes them), as the engine passes it.
 std::vector<float> offload_run(const GPTConfig &cfg, bool offload, bool hook = false,
@@ -529,6 +535,7 @@ std::vector<float> offload_run(const GPTConfig &cfg, bool offload, bool hook = f
   CudaGPT m(cfg, B, T);
   OptimConfig a = kAdam;
   a.offload = offload;
+  a.embedding_lr_scale = 4.0f, a.head_lr_scale = 2.0f;
   Optimizer<CudaBackend> o(m, a);
   EXPECT_EQ(o.offloaded(), offload);
   o.set_params(w.data());

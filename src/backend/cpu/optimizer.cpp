@@ -81,35 +81,40 @@ void adamw_update(float *params, float *grads, float *m, float *v, size_t n, flo
 
 // Muon (ops.h). The Newton-Schulz steps on the m x k matrix X (m <= k; the transpose when
 // rows > cols), three GEMMs each: A = X X^T (m x m), B = b A + c A A, Y = a X + B X.
-void muon_update(float *params, float *grads, float *mom, float *scratch, int rows, int cols,
-                 float lr, float momentum, float grad_scale, bool zero_grad) {
-  FINEGPT_CHECK(rows > 0 && cols > 0, "muon_update: matrix ", rows, " x ", cols);
-  const size_t n = size_t(rows) * size_t(cols);
-  const bool trans = rows > cols;
-  const int m = trans ? cols : rows, k = trans ? rows : cols;
-  float *X = scratch, *Y = X + n, *A = Y + n, *B = A + size_t(m) * m;
+void muon_momentum(float *grads, float *mom, size_t n, float momentum, float grad_scale) {
   const float mu = momentum, a1 = float(1.0 - double(momentum));
-  double ss = 0.0;
-#pragma omp parallel for simd schedule(static) reduction(+ : ss)
+#pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; i++) {
     const float g = grads[i] * grad_scale;
     const float b = mom[i] * mu + a1 * g;
     mom[i] = b;
-    const float u = a1 * g + mu * b;
-    X[i] = u;
-    ss += double(u) * u;
+    grads[i] = a1 * g + mu * b;
   }
+}
+
+void muon_orthogonal_update(float *w, const float *u, float *scratch, int rows, int cols, size_t lo,
+                            size_t hi, float lr) {
+  FINEGPT_CHECK(rows > 0 && cols > 0, "muon_orthogonal_update: matrix ", rows, " x ", cols);
+  const size_t n = size_t(rows) * size_t(cols);
+  FINEGPT_CHECK(lo <= hi && hi <= n, "muon_orthogonal_update: elements [", lo, ", ", hi,
+                ") of a ", rows, " x ", cols, " matrix");
+  const bool trans = rows > cols;
+  const int m = trans ? cols : rows, k = trans ? rows : cols;
+  float *X = scratch, *Y = X + n, *A = Y + n, *B = A + size_t(m) * m;
+  double ss = 0.0;
+#pragma omp parallel for simd schedule(static) reduction(+ : ss)
+  for (size_t i = 0; i < n; i++)
+    ss += double(u[i]) * u[i];
   const float inv = float(1.0 / (std::sqrt(ss) + double(kMuonEps)));
-  if (trans) { // X^T (cols x rows) into Y, scaled
+  if (trans) { // U^T (cols x rows) into X, scaled
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < cols; c++)
       for (int r = 0; r < rows; r++)
-        Y[size_t(c) * rows + r] = X[size_t(r) * cols + c] * inv;
-    std::swap(X, Y);
+        X[size_t(c) * rows + r] = u[size_t(r) * cols + c] * inv;
   } else {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++)
-      X[i] *= inv;
+      X[i] = u[i] * inv;
   }
   for (int s = 0; s < kMuonSteps; s++) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, m, k, 1.0f, X, k, X, k, 0.0f, A, m);
@@ -120,18 +125,16 @@ void muon_update(float *params, float *grads, float *mom, float *scratch, int ro
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, m, 1.0f, B, m, X, k, kMuonA, Y, k);
     std::swap(X, Y);
   }
+  // Element (r, c) of the update is X[r * cols + c], or X[c * rows + r] when X is the transpose;
+  // the rows that [lo, hi) touches, each clipped to it.
   const float step = float(double(lr) * std::sqrt(std::max(1.0, double(rows) / double(cols))));
-  if (trans) { // X is cols x rows: element (r, c) of the update is X[c * rows + r]
+  const size_t R = size_t(rows), C = size_t(cols);
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++)
-      for (int c = 0; c < cols; c++)
-        params[size_t(r) * cols + c] -= step * X[size_t(c) * rows + r];
-  } else {
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++)
-      params[i] -= step * X[i];
+  for (long r = long(lo / C); r < long((hi + C - 1) / C); r++) {
+    const size_t row = size_t(r) * C, c0 = std::max(lo, row) - row, c1 = std::min(hi, row + C) - row;
+    for (size_t c = c0; c < c1; c++)
+      w[row + c - lo] -= step * X[trans ? c * R + size_t(r) : row + c];
   }
-  if (zero_grad) std::memset(grads, 0, n * sizeof(float));
 }
 
 } // namespace finegpt::cpu

@@ -59,15 +59,15 @@ __global__ void adamw_kernel(bf *params, bf *grads, float *master, float *m, flo
   if (ZERO_GRAD) grads[i] = __float2bfloat16(0.0f);
 }
 
-// Muon's momentum (fp32) and the Nesterov mix, into X (bf16).
-__global__ void muon_momentum_kernel(bf *X, const bf *grads, float *mom, size_t n, float mu,
-                                     float a1, float grad_scale) {
+// Muon's momentum (fp32) and the Nesterov mix, over the gradients (bf16).
+__global__ void muon_momentum_kernel(bf *grads, float *mom, size_t n, float mu, float a1,
+                                     float grad_scale) {
   const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const float g = __bfloat162float(grads[i]) * grad_scale;
   const float b = mom[i] * mu + a1 * g;
   mom[i] = b;
-  X[i] = __float2bfloat16(a1 * g + mu * b);
+  grads[i] = __float2bfloat16(a1 * g + mu * b);
 }
 
 // dst = src / (sqrt(*ss) + eps), transposed ((rows, cols) into (cols, rows)) when trans.
@@ -85,16 +85,16 @@ __global__ void copy_kernel(bf *dst, const bf *src, size_t n) {
   if (i < n) dst[i] = src[i];
 }
 
-// master -= step X (X transposed when trans), params = round(master).
-__global__ void muon_apply_kernel(bf *params, bf *grads, float *master, const bf *X, int rows,
-                                  int cols, bool trans, float step, bool zero_grad) {
-  const size_t n = size_t(rows) * cols, i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const size_t r = i / cols, c = i % cols;
-  const float p = master[i] - step * __bfloat162float(X[trans ? c * rows + r : i]);
-  master[i] = p;
-  params[i] = __float2bfloat16(p);
-  if (zero_grad) grads[i] = __float2bfloat16(0.0f);
+// For the matrix's elements lo + j, j < n: master -= step X (X transposed when trans),
+// params = round(master); params and master point at element lo.
+__global__ void muon_apply_kernel(bf *params, float *master, const bf *X, int rows, int cols,
+                                  size_t lo, size_t n, bool trans, float step) {
+  const size_t j = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= n) return;
+  const size_t i = lo + j, r = i / cols, c = i % cols;
+  const float p = master[j] - step * __bfloat162float(X[trans ? c * rows + r : i]);
+  master[j] = p;
+  params[j] = __float2bfloat16(p);
 }
 
 } // namespace
@@ -127,20 +127,26 @@ void adamw_update(bf16 *params, bf16 *grads, float *master, float *m, float *v, 
          a2);
 }
 
-// Muon (cuda_ops.h): the CPU body's steps, the GEMMs in bf16 through gemm().
-void muon_update(bf16 *params, bf16 *grads, float *master, float *mom, bf16 *scratch, float *reduce,
-                 int rows, int cols, float lr, float momentum, float grad_scale, bool zero_grad) {
-  FINEGPT_CHECK(rows > 0 && cols > 0, "muon_update: matrix ", rows, " x ", cols);
+void muon_momentum(bf16 *grads, float *mom, size_t n, float momentum, float grad_scale) {
+  if (n == 0) return;
+  launch(muon_momentum_kernel, blocks_for(n, 256), 256, 0, dev(grads), mom, n, momentum,
+         float(1.0 - double(momentum)), grad_scale);
+}
+
+// Muon's second part (cuda_ops.h): the CPU body's steps, the GEMMs in bf16 through gemm().
+void muon_orthogonal_update(bf16 *params, float *master, const bf16 *u, bf16 *scratch,
+                            float *reduce, int rows, int cols, size_t lo, size_t hi, float lr) {
+  FINEGPT_CHECK(rows > 0 && cols > 0, "muon_orthogonal_update: matrix ", rows, " x ", cols);
   const size_t n = size_t(rows) * size_t(cols);
+  FINEGPT_CHECK(lo <= hi && hi <= n, "muon_orthogonal_update: elements [", lo, ", ", hi,
+                ") of a ", rows, " x ", cols, " matrix");
   const bool trans = rows > cols;
   const int m = trans ? cols : rows, k = trans ? rows : cols;
   bf16 *X = scratch, *Y = X + n, *A = Y + n, *B = A + size_t(m) * m;
   float *ss = reduce + REDUCE_SCRATCH - 1;
   const unsigned grid = blocks_for(n, 256), grid_mm = blocks_for(size_t(m) * m, 256);
-  launch(muon_momentum_kernel, grid, 256, 0, dev(Y), dev(grads), mom, n, momentum,
-         float(1.0 - double(momentum)), grad_scale);
-  sum_squares(ss, Y, n, reduce);
-  launch(muon_normalize_kernel, grid, 256, 0, dev(X), dev(Y), ss, cpu::kMuonEps, rows, cols, trans);
+  sum_squares(ss, u, n, reduce);
+  launch(muon_normalize_kernel, grid, 256, 0, dev(X), dev(u), ss, cpu::kMuonEps, rows, cols, trans);
   for (int s = 0; s < cpu::kMuonSteps; s++) {
     gemm(A, X, X, m, m, k, /*transb=*/true, 1.0f, 0.0f);
     launch(copy_kernel, grid_mm, 256, 0, dev(B), dev(A), size_t(m) * m);
@@ -149,9 +155,10 @@ void muon_update(bf16 *params, bf16 *grads, float *master, float *mom, bf16 *scr
     gemm(Y, B, X, m, k, m, false, 1.0f, cpu::kMuonA);
     std::swap(X, Y);
   }
+  if (lo == hi) return;
   const float step = float(double(lr) * std::sqrt(std::max(1.0, double(rows) / double(cols))));
-  launch(muon_apply_kernel, grid, 256, 0, dev(params), dev(grads), master, dev(X), rows, cols,
-         trans, step, zero_grad);
+  launch(muon_apply_kernel, blocks_for(hi - lo, 256), 256, 0, dev(params), master, dev(X), rows,
+         cols, lo, hi - lo, trans, step);
 }
 
 } // namespace finegpt::cuda
