@@ -108,10 +108,12 @@ Candidate evaluate(const Device &dev, const PlanSettings &s, const GPTConfig &m,
   c.headroom_gib = dev.usable_gib - c.need_gib;
   if (fits) *fits = c.headroom_gib >= 0;
   c.flops_per_token = flops_per_token(m, s.block_size, recompute);
-  // Muon runs on every GPU once per optimizer step: its FLOPs spread over the step's tokens.
+  // Muon's Newton-Schulz, once per optimizer step, its FLOPs spread over the step's tokens: on
+  // every GPU for every matrix, or under ZeRO-1 for the matrices of each GPU's shard (once in
+  // all, leaving out the few that straddle a shard boundary and run on two).
   if (s.muon)
-    c.flops_per_token +=
-        muon_flops_per_step(m) * s.gpus / (double(micro_batch) * accum * s.block_size * s.gpus);
+    c.flops_per_token += muon_flops_per_step(m) * (zero_stage == 1 ? 1 : s.gpus) /
+                         (double(micro_batch) * accum * s.block_size * s.gpus);
   if (dev.known_peak) c.tokens_per_s = s.gpus * dev.peak_tflops * 1e12 * s.mfu / c.flops_per_token;
   c.compute_tokens_per_s = c.tokens_per_s;
   if (offload) {

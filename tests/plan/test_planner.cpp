@@ -49,6 +49,17 @@ TEST(Planner, ModernRecipeFlops) {
   EXPECT_DOUBLE_EQ(with.flops_per_token - without.flops_per_token,
                    muon_flops_per_step(m) / (16.0 * 32 * 1024));
   EXPECT_NEAR((with.plan_gib - without.plan_gib) * 1024 * 1024 * 1024, 2 * 10 * c * c, 1.0);
+  // On 4 GPUs each runs every matrix's Newton-Schulz; under ZeRO-1 only its shard's.
+  s.gpus = 4, s.muon = true;
+  const Candidate four = evaluate(dev, s, m, 16, 8, 0, 0, &fits);
+  const Candidate four_zero = evaluate(dev, s, m, 16, 8, 0, 1, &fits);
+  s.muon = false;
+  const Candidate four_adamw = evaluate(dev, s, m, 16, 8, 0, 0, &fits);
+  EXPECT_DOUBLE_EQ(four.flops_per_token - four_adamw.flops_per_token,
+                   muon_flops_per_step(m) / (16.0 * 8 * 1024));
+  EXPECT_DOUBLE_EQ(four_zero.flops_per_token - four_adamw.flops_per_token,
+                   muon_flops_per_step(m) / (16.0 * 8 * 1024 * 4));
+  s.gpus = 1;
   s.muon = true;
   const std::vector<Candidate> best = search(dev, s, 1);
   EXPECT_FALSE(best[0].model.tie_embeddings);
