@@ -211,6 +211,10 @@ void apply_recipe(TrainConfig &c, const std::string &place) {
   c.zero_init_proj = modern;
   c.logit_softcap = modern ? 15.0 : 0.0; // modded-nanogpt: 30 in its 2024 records, then 15
   c.optimizer = modern ? "muon" : "adamw";
+  // The embeddings and the untied head at rates of their own (modded-nanogpt's head rate; its
+  // embeddings take 0.6 at 0.5M-token steps, 0.05 did better in bench/RESULTS.md's sweep).
+  c.embedding_lr = modern ? 0.05 : 0.0;
+  c.head_lr = modern ? 0.008 : 0.0;
 }
 
 std::string did_you_mean(const std::string &name, const std::vector<std::string> &candidates) {
@@ -378,7 +382,8 @@ void validate(const TrainConfig &c) {
     fail("head_lr must be 0 or more (0 or None: learning_rate), got ", py::float_repr(c.head_lr));
   if (c.head_lr > 0 && c.tie_embeddings)
     fail("head_lr is the rate of an untied lm_head (tie_embeddings = False); with tied "
-         "embeddings the head is wte, trained at embedding_lr");
+         "embeddings the head is wte, trained at embedding_lr",
+         c.recipe == "modern" ? " (recipe = 'modern' sets head_lr: add head_lr = None)" : "");
   if ((c.embedding_lr > 0 || c.head_lr > 0) && !(c.learning_rate > 0))
     fail("embedding_lr and head_lr need learning_rate > 0: they are scheduled as learning_rate");
   if (c.attention != "finegpt" && c.attention != "cudnn")

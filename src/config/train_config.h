@@ -101,8 +101,9 @@ void validate(const TrainConfig &cfg);
 
 // Sets the keys of cfg.recipe's family. 'nanogpt': the architecture options off and AdamW (the
 // defaults). 'modern' (modded-nanogpt's changes that finegpt has): rotary, RMSNorm, QK-norm,
-// ReLU^2, an untied head, zero-initialised projections, logit_softcap 15, and Muon for the hidden
-// matrices. Error naming `place` for another name.
+// ReLU^2, an untied head, zero-initialised projections, logit_softcap 15, Muon for the hidden
+// matrices, and rates of their own for the embeddings (0.05) and the head (0.008). Error naming
+// `place` for another name.
 void apply_recipe(TrainConfig &cfg, const std::string &place = "recipe");
 
 // "key = value" lines in nanoGPT syntax (strings quoted, True/False), in declaration order;

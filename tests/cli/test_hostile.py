@@ -374,6 +374,8 @@ case("train_embedding_lr_negative", ["train", "--embedding_lr=-0.1", "--dry_run"
      ["embedding_lr", "0 or more", "-0.1"])
 case("train_head_lr_tied", ["train", "--head_lr=0.01", "--dry_run"],
      ["head_lr", "tie_embeddings = False"])
+case("train_modern_tied", ["train", "--recipe=modern", "--tie_embeddings=True", "--dry_run"],
+     ["head_lr", "tie_embeddings = False", "head_lr = None"])
 case("train_head_lr_learning_rate_zero", ["train", "--tie_embeddings=False", "--head_lr=0.01",
                                           "--learning_rate=0", "--dry_run"],
      ["head_lr", "learning_rate > 0"])

@@ -628,6 +628,8 @@ TEST_F(ConfigTest, RecipePreset) {
   EXPECT_EQ(m.mlp_activation, "relu2");
   EXPECT_EQ(m.logit_softcap, 15.0);
   EXPECT_EQ(m.optimizer, "muon");
+  EXPECT_EQ(m.embedding_lr, 0.05);
+  EXPECT_EQ(m.head_lr, 0.008);
   validate(m);
   EXPECT_EQ(load({write("back.py", to_python(m))}), m);
   TrainConfig o = load({write("o.py", "recipe = 'modern'\nrotary = False\n"), "--optimizer=adamw"});
@@ -640,6 +642,7 @@ TEST_F(ConfigTest, RecipePreset) {
   EXPECT_EQ(back, TrainConfig{}); // every key at its default again
   EXPECT_FALSE(back.rotary || back.qk_norm || back.zero_init_proj || !back.tie_embeddings);
   EXPECT_EQ(back.optimizer, "adamw");
+  EXPECT_EQ(back.head_lr, 0.0);
   EXPECT_ERROR_HAS(load({write("bad.py", "n_layer = 2\nrecipe = 'speedrun'\n")}), "bad.py:2",
                    "recipe", "'speedrun'", "'modern'");
   EXPECT_ERROR_HAS(load({"--recipe=llama"}), "--recipe", "'llama'");
