@@ -1,9 +1,10 @@
 # The guide's 24 GB run (configs/fineweb_160M_guide.py: 10 layers, 640 channels, 524,288 tokens
 # per step) with the modern recipe: `recipe = 'modern'` sets rotary position embeddings,
 # RMSNorm, QK-norm, ReLU^2, an untied head, zero-initialised projections, logit_softcap = 15 and
-# Muon for the hidden matrices (muon_lr 0.02, momentum 0.95; AdamW at learning_rate for the
-# embeddings, head and gains). Keys after `recipe` override its values. What it buys on our own
-# runs is measured in bench/RESULTS.md (finegpt plan --recipe modern recommends shapes for it).
+# Muon for the hidden matrices (muon_lr 0.02, momentum 0.95), AdamW for the rest: the embeddings
+# at embedding_lr 0.05, the head at head_lr 0.008, the gains at learning_rate. Keys after `recipe`
+# override its values. What it buys on our own runs is measured in bench/RESULTS.md (finegpt plan
+# --recipe modern recommends shapes for it).
 recipe = 'modern'
 out_dir = 'out-fineweb-modern'
 eval_interval = 1000
