@@ -133,8 +133,8 @@ template <class Backend> void Optimizer<Backend>::get(float *host, const float *
 
 template <class Backend>
 void Optimizer<Backend>::host_update(const std::vector<Range> &ranges,
-                                     const std::vector<float> &lrs,
-                                     const std::vector<float> &decay, float scale) {
+                                     const std::vector<float> &lrs, const std::vector<float> &decay,
+                                     float scale) {
   if constexpr (Backend::kMasterWeights) {
     using Real = typename Backend::Real;
     Real *params = model_.params(), *grads = model_.grads();
@@ -220,8 +220,8 @@ template <class Backend> float Optimizer<Backend>::step(float lr, float grad_cli
         for (size_t l = (lo - off) / rc; l < size_t(shape[0]) && off + l * rc < hi; ++l) {
           const size_t mat = off + l * rc, a = std::max(lo, mat), b = std::min(hi, mat + rc);
           Backend::muon_orthogonal_update(params + a, master_ ? master_ + (a - begin_) : nullptr,
-                                          grads + mat, muon_scratch_, model_.reduce_scratch(),
-                                          rows, cols, a - mat, b - mat, lrs[r]);
+                                          grads + mat, muon_scratch_, model_.reduce_scratch(), rows,
+                                          cols, a - mat, b - mat, lrs[r]);
         }
         Backend::zero(grads + lo, (hi - lo) * sizeof(Real));
         continue;

@@ -45,9 +45,9 @@ struct OptimConfig {
 };
 
 // The offloaded update's host part: AdamW over [off, off + n) of the pinned state for each
-// chunk, at rate `lr` with `decay` its weight decay; the gradients are read as bf16 from `staging`, widened
-// chunk by chunk, and the rounded bf16 parameters written over them. One OpenMP loop over the
-// chunks, each running the CPU engine's AdamW (CpuBackend::adamw_update) on its thread alone;
+// chunk, at rate `lr` with `decay` its weight decay; the gradients are read as bf16 from `staging`,
+// widened chunk by chunk, and the rounded bf16 parameters written over them. One OpenMP loop over
+// the chunks, each running the CPU engine's AdamW (CpuBackend::adamw_update) on its thread alone;
 // AdamW is elementwise, so the result does not depend on the chunking or the threads. Chunks of
 // kHostAdamWChunk keep the widened gradients in cache. (bench/host_adamw_bench.cpp times it.)
 struct HostChunk {

@@ -170,7 +170,8 @@ Run::Run(const TrainConfig &cfg, const RunSetup &s, Communicator &comm)
   eo.adam.muon = cfg.optimizer == "muon";
   eo.adam.muon_lr_scale = float(cfg.muon_lr / cfg.learning_rate);
   eo.adam.muon_momentum = float(cfg.muon_momentum);
-  if (cfg.embedding_lr > 0) eo.adam.embedding_lr_scale = float(cfg.embedding_lr / cfg.learning_rate);
+  if (cfg.embedding_lr > 0)
+    eo.adam.embedding_lr_scale = float(cfg.embedding_lr / cfg.learning_rate);
   if (cfg.head_lr > 0) eo.adam.head_lr_scale = float(cfg.head_lr / cfg.learning_rate);
   eo.zero_stage = int(cfg.zero_stage), eo.threads = set_threads(int(cfg.threads));
   eo.timeout_s = cfg.dist_timeout;

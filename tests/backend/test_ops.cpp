@@ -566,8 +566,8 @@ TEST(Muon, WindowIsTheSliceOfTheWholeUpdate) {
       EXPECT_EQ(w.front(), -7.0f);
       EXPECT_EQ(w.back(), -7.0f);
       for (size_t i = lo; i < hi; i++)
-        ASSERT_EQ(w[i - lo + 1], whole[i]) << rows << "x" << cols << " [" << lo << ", " << hi
-                                          << ") element " << i;
+        ASSERT_EQ(w[i - lo + 1], whole[i])
+            << rows << "x" << cols << " [" << lo << ", " << hi << ") element " << i;
     }
   }
 }

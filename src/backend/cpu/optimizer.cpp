@@ -96,8 +96,8 @@ void muon_orthogonal_update(float *w, const float *u, float *scratch, int rows, 
                             size_t hi, float lr) {
   FINEGPT_CHECK(rows > 0 && cols > 0, "muon_orthogonal_update: matrix ", rows, " x ", cols);
   const size_t n = size_t(rows) * size_t(cols);
-  FINEGPT_CHECK(lo <= hi && hi <= n, "muon_orthogonal_update: elements [", lo, ", ", hi,
-                ") of a ", rows, " x ", cols, " matrix");
+  FINEGPT_CHECK(lo <= hi && hi <= n, "muon_orthogonal_update: elements [", lo, ", ", hi, ") of a ",
+                rows, " x ", cols, " matrix");
   const bool trans = rows > cols;
   const int m = trans ? cols : rows, k = trans ? rows : cols;
   float *X = scratch, *Y = X + n, *A = Y + n, *B = A + size_t(m) * m;
@@ -131,7 +131,8 @@ void muon_orthogonal_update(float *w, const float *u, float *scratch, int rows, 
   const size_t R = size_t(rows), C = size_t(cols);
 #pragma omp parallel for schedule(static)
   for (long r = long(lo / C); r < long((hi + C - 1) / C); r++) {
-    const size_t row = size_t(r) * C, c0 = std::max(lo, row) - row, c1 = std::min(hi, row + C) - row;
+    const size_t row = size_t(r) * C, c0 = std::max(lo, row) - row,
+                 c1 = std::min(hi, row + C) - row;
     for (size_t c = c0; c < c1; c++)
       w[row + c - lo] -= step * X[trans ? c * R + size_t(r) : row + c];
   }

@@ -138,8 +138,8 @@ void muon_orthogonal_update(bf16 *params, float *master, const bf16 *u, bf16 *sc
                             float *reduce, int rows, int cols, size_t lo, size_t hi, float lr) {
   FINEGPT_CHECK(rows > 0 && cols > 0, "muon_orthogonal_update: matrix ", rows, " x ", cols);
   const size_t n = size_t(rows) * size_t(cols);
-  FINEGPT_CHECK(lo <= hi && hi <= n, "muon_orthogonal_update: elements [", lo, ", ", hi,
-                ") of a ", rows, " x ", cols, " matrix");
+  FINEGPT_CHECK(lo <= hi && hi <= n, "muon_orthogonal_update: elements [", lo, ", ", hi, ") of a ",
+                rows, " x ", cols, " matrix");
   const bool trans = rows > cols;
   const int m = trans ? cols : rows, k = trans ? rows : cols;
   bf16 *X = scratch, *Y = X + n, *A = Y + n, *B = A + size_t(m) * m;
