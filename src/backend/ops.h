@@ -9,6 +9,8 @@
 // "+=" in a comment means the op accumulates into that output; "=" means it overwrites it.
 // Every op is deterministic for a fixed thread count.
 #pragma once
+#include "core/error.h"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -135,6 +137,14 @@ constexpr float kMuonEps = 1e-7f;
 inline size_t muon_scratch_elems(int rows, int cols) {
   const size_t m = size_t(std::min(rows, cols));
   return 2 * size_t(rows) * size_t(cols) + 2 * m * m;
+}
+// Both engines' argument check for muon_orthogonal_update; returns rows * cols.
+inline size_t muon_check_window(int rows, int cols, size_t lo, size_t hi) {
+  FINEGPT_CHECK(rows > 0 && cols > 0, "muon_orthogonal_update: matrix ", rows, " x ", cols);
+  const size_t n = size_t(rows) * size_t(cols);
+  FINEGPT_CHECK(lo <= hi && hi <= n, "muon_orthogonal_update: elements [", lo, ", ", hi, ") of a ",
+                rows, " x ", cols, " matrix");
+  return n;
 }
 void muon_momentum(float *grads, float *mom, size_t n, float momentum, float grad_scale);
 void muon_orthogonal_update(float *w, const float *u, float *scratch, int rows, int cols, size_t lo,

@@ -632,6 +632,11 @@ TEST_F(ConfigTest, RecipePreset) {
   EXPECT_EQ(m.head_lr, 0.008);
   validate(m);
   EXPECT_EQ(load({write("back.py", to_python(m))}), m);
+  // The advice of the error for a tied head under the recipe: head_lr = None is its default.
+  TrainConfig tied =
+      load({write("t.py", "recipe = 'modern'\ntie_embeddings = True\nhead_lr = None\n")});
+  EXPECT_EQ(tied.head_lr, 0.0);
+  validate(tied);
   TrainConfig o = load({write("o.py", "recipe = 'modern'\nrotary = False\n"), "--optimizer=adamw"});
   EXPECT_FALSE(o.rotary);
   EXPECT_EQ(o.optimizer, "adamw");

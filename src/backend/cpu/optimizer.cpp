@@ -94,10 +94,8 @@ void muon_momentum(float *grads, float *mom, size_t n, float momentum, float gra
 
 void muon_orthogonal_update(float *w, const float *u, float *scratch, int rows, int cols, size_t lo,
                             size_t hi, float lr) {
-  FINEGPT_CHECK(rows > 0 && cols > 0, "muon_orthogonal_update: matrix ", rows, " x ", cols);
-  const size_t n = size_t(rows) * size_t(cols);
-  FINEGPT_CHECK(lo <= hi && hi <= n, "muon_orthogonal_update: elements [", lo, ", ", hi, ") of a ",
-                rows, " x ", cols, " matrix");
+  const size_t n = muon_check_window(rows, cols, lo, hi);
+  if (lo == hi) return; // nothing of this matrix to update
   const bool trans = rows > cols;
   const int m = trans ? cols : rows, k = trans ? rows : cols;
   float *X = scratch, *Y = X + n, *A = Y + n, *B = A + size_t(m) * m;

@@ -136,10 +136,8 @@ void muon_momentum(bf16 *grads, float *mom, size_t n, float momentum, float grad
 // Muon's second part (cuda_ops.h): the CPU body's steps, the GEMMs in bf16 through gemm().
 void muon_orthogonal_update(bf16 *params, float *master, const bf16 *u, bf16 *scratch,
                             float *reduce, int rows, int cols, size_t lo, size_t hi, float lr) {
-  FINEGPT_CHECK(rows > 0 && cols > 0, "muon_orthogonal_update: matrix ", rows, " x ", cols);
-  const size_t n = size_t(rows) * size_t(cols);
-  FINEGPT_CHECK(lo <= hi && hi <= n, "muon_orthogonal_update: elements [", lo, ", ", hi, ") of a ",
-                rows, " x ", cols, " matrix");
+  const size_t n = cpu::muon_check_window(rows, cols, lo, hi);
+  if (lo == hi) return; // nothing of this matrix to update
   const bool trans = rows > cols;
   const int m = trans ? cols : rows, k = trans ? rows : cols;
   bf16 *X = scratch, *Y = X + n, *A = Y + n, *B = A + size_t(m) * m;
@@ -155,7 +153,6 @@ void muon_orthogonal_update(bf16 *params, float *master, const bf16 *u, bf16 *sc
     gemm(Y, B, X, m, k, m, false, 1.0f, cpu::kMuonA);
     std::swap(X, Y);
   }
-  if (lo == hi) return;
   const float step = float(double(lr) * std::sqrt(std::max(1.0, double(rows) / double(cols))));
   launch(muon_apply_kernel, blocks_for(hi - lo, 256), 256, 0, dev(params), master, dev(X), rows,
          cols, lo, hi - lo, trans, step);
